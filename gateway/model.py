@@ -1,0 +1,202 @@
+"""Frozen dataclasses shared by every layer: secrets, headers, requests, events, runs. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Crockford's base32: ids sort by creation time and read well in a terminal.
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str, now: float | None = None) -> str:
+    """A time-ordered unique id (ULID layout: 48-bit milliseconds + 80 random bits), e.g. ``evt_01J…``."""
+    ms = int((time.time() if now is None else now) * 1000)
+    n = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_B32[n & 31])
+        n >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+class Secret:
+    """A secret value that never shows itself in ``repr``, ``str``, logs or errors.
+
+    Compare with ``==`` (constant time); call :meth:`reveal` only where the raw value is needed.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+
+class Headers(Mapping[str, str]):
+    """Immutable, case-insensitive HTTP headers that keep repeated fields.
+
+    ``headers["X-GitHub-Event"]`` gives the first value; :meth:`get_all` gives every value.
+    """
+
+    __slots__ = ("_index", "_pairs")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._pairs: tuple[tuple[str, str], ...] = tuple((k.lower(), v) for k, v in pairs)
+        index: dict[str, str] = {}
+        for k, v in self._pairs:
+            index.setdefault(k, v)
+        self._index = index
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return self._pairs
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self._pairs if k == name]
+
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._pairs)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._pairs == other._pairs
+
+    def __hash__(self) -> int:
+        return hash(self._pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An inbound delivery exactly as received: what verification and matching see.
+
+    ``url`` is the full URL the sender called (scheme://host[:port]/path?query); ``body`` the exact
+    bytes. ``query`` keeps repeated parameters in order.
+    """
+
+    method: str
+    url: str
+    headers: Headers
+    body: bytes
+    query: tuple[tuple[str, str], ...] = ()
+    remote_addr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of a successful verification."""
+
+    verified: bool  # False only for scheme ``none``
+    scheme: str
+    timestamp: int | None = None  # the signed timestamp, when the scheme signs one
+    key_index: int | None = None  # which configured secret matched (for rotation)
+
+    @property
+    def label(self) -> str:
+        return f"verified:{self.scheme}" if self.verified else "unverified"
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A parsed body. ``kind`` is ``json``, ``form`` or ``raw``; ``data`` is JSON-compatible."""
+
+    kind: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored delivery."""
+
+    id: str
+    source: str
+    event_type: str | None
+    dedupe_key: str | None
+    status: str  # "routed" | "unrouted"
+    received_at: float
+    method: str
+    url: str
+    headers: Headers
+    query: tuple[tuple[str, str], ...]
+    body: bytes
+    payload: Payload
+    verification: str  # Verdict.label
+    remote_addr: str | None = None
+    replay_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of one task for one event (one per matched route)."""
+
+    id: str
+    event_id: str
+    route_id: str | None
+    task_id: str
+    input: Any
+    status: str
+    created_at: float
+    queue: str = "default"
+    priority: int = 0
+    concurrency_key: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # resolved retry/timeout for the executor
+    attempts: int = 0
+    crashes: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request that was refused before it became an event (bad signature, too large, …)."""
+
+    source: str
+    reason: str
+    detail: str
+    received_at: float
+    remote_addr: str | None
+    body_prefix: bytes
+    body_size: int
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What the store answers for an event write: the id to acknowledge and its runs."""
+
+    event_id: str
+    runs: tuple[Run, ...]
+    duplicate: bool
