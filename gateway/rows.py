@@ -1,0 +1,149 @@
+"""The store's codec: domain dataclasses to and from flat database rows (JSON for nested values).
+
+Pure: no I/O. Only gateway/store.py uses it; a Postgres store could reuse it as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from gateway.model import Event, Headers, Payload, Rejection, Run
+
+EVENT_STATUSES = frozenset({"routed", "unrouted"})
+RUN_STATUSES = frozenset(
+    {"queued", "executing", "retrying", "completed", "failed", "timed_out", "canceled", "crashed"}
+)
+
+
+class Row(Protocol):
+    """A result row addressable by column name (``sqlite3.Row`` is one)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def event_row(e: Event) -> dict[str, Any]:
+    """Raises ValueError for an unknown status, TypeError for a payload JSON cannot hold."""
+    if e.status not in EVENT_STATUSES:
+        raise ValueError(f"event status {e.status!r} is not one of 'routed', 'unrouted'")
+    return {
+        "id": e.id,
+        "source": e.source,
+        "event_type": e.event_type,
+        "dedupe_key": e.dedupe_key,
+        "status": e.status,
+        "received_at": e.received_at,
+        "method": e.method,
+        "url": e.url,
+        "headers": _json(e.headers.pairs),
+        "query": _json(e.query),
+        "body": bytes(e.body),
+        "payload_kind": e.payload.kind,
+        "payload": _json(e.payload.data),
+        "verification": e.verification,
+        "remote_addr": e.remote_addr,
+        "replay_of": e.replay_of,
+    }
+
+
+def run_row(r: Run) -> dict[str, Any]:
+    """Raises ValueError for an unknown status, TypeError for input or output JSON cannot hold."""
+    if r.status not in RUN_STATUSES:
+        raise ValueError(
+            f"run {r.id} has unknown status {r.status!r}; expected one of {sorted(RUN_STATUSES)}"
+        )
+    return {
+        "id": r.id,
+        "event_id": r.event_id,
+        "route_id": r.route_id,
+        "task_id": r.task_id,
+        "input": _json(r.input),
+        "status": r.status,
+        "queue": r.queue,
+        "priority": r.priority,
+        "concurrency_key": r.concurrency_key,
+        "options": _json(dict(r.options)),
+        "attempts": r.attempts,
+        "crashes": r.crashes,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "output": None if r.output is None else _json(r.output),
+        "error": None if r.error is None else _json(dict(r.error)),
+    }
+
+
+def rejection_row(r: Rejection) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "reason": r.reason,
+        "detail": r.detail,
+        "received_at": r.received_at,
+        "remote_addr": r.remote_addr,
+        "body_prefix": bytes(r.body_prefix),
+        "body_size": r.body_size,
+    }
+
+
+def event_from_row(row: Row) -> Event:
+    return Event(
+        id=row["id"],
+        source=row["source"],
+        event_type=row["event_type"],
+        dedupe_key=row["dedupe_key"],
+        status=row["status"],
+        received_at=row["received_at"],
+        method=row["method"],
+        url=row["url"],
+        headers=Headers(_pairs(row["headers"])),
+        query=_pairs(row["query"]),
+        body=bytes(row["body"]),
+        payload=Payload(row["payload_kind"], json.loads(row["payload"])),
+        verification=row["verification"],
+        remote_addr=row["remote_addr"],
+        replay_of=row["replay_of"],
+    )
+
+
+def run_from_row(row: Row) -> Run:
+    return Run(
+        id=row["id"],
+        event_id=row["event_id"],
+        route_id=row["route_id"],
+        task_id=row["task_id"],
+        input=json.loads(row["input"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        queue=row["queue"],
+        priority=row["priority"],
+        concurrency_key=row["concurrency_key"],
+        options=json.loads(row["options"]),
+        attempts=row["attempts"],
+        crashes=row["crashes"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        output=None if row["output"] is None else json.loads(row["output"]),
+        error=None if row["error"] is None else json.loads(row["error"]),
+    )
+
+
+def rejection_from_row(row: Row) -> Rejection:
+    return Rejection(
+        source=row["source"],
+        reason=row["reason"],
+        detail=row["detail"],
+        received_at=row["received_at"],
+        remote_addr=row["remote_addr"],
+        body_prefix=bytes(row["body_prefix"]),
+        body_size=row["body_size"],
+        id=row["id"],
+    )
+
+
+def _json(value: Any) -> str:
+    # ASCII-only output: a lone surrogate in a value becomes an escape instead of failing the write.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in json.loads(text))
