@@ -1,0 +1,135 @@
+"""The Starlette app: ``POST <source path>`` → verify → admit → group-committed write → 202.
+
+I/O: HTTP in, the store out. Every HTTP status the gateway answers with is chosen in this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.config import Config, Source
+from gateway.errors import SignatureError, StoreError
+from gateway.ingest import admit
+from gateway.model import Headers, Rejection, Request
+from gateway.store import Store
+from gateway.verify import verify
+
+log = logging.getLogger("gateway.app")
+REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
+RETRY_AFTER = "5"  # seconds a sender should wait when the store cannot commit
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+async def _read_body(request: HTTPRequest, cap: int) -> bytes:
+    """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise _TooLarge(int(declared))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise _TooLarge(len(body))
+    return bytes(body)
+
+
+def create_app(config: Config, store: Store, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness."""
+    by_path = {source.path: source for source in config.sources.values()}
+
+    async def reject(
+        source: Source, reason: str, detail: str, body: bytes, size: int, remote: str | None
+    ) -> None:
+        rejection = Rejection(
+            source.name, reason, detail, clock(), remote, body[:REJECTION_BODY_PREFIX], size
+        )
+        try:
+            await store.record_rejection(rejection)
+        except StoreError:
+            log.warning(
+                "could not record a rejection for source %s (%s): store unavailable", source.name, reason
+            )
+
+    async def hook(request: HTTPRequest) -> Response:
+        source = by_path.get(request.url.path)
+        if source is None:
+            return _error(404, "unknown_source", f"no webhook source is served at {request.url.path}")
+        if request.method != "POST":
+            return _error(405, "method_not_allowed", "webhooks are delivered with POST", {"Allow": "POST"})
+        remote = request.client.host if request.client else None
+        try:
+            body = await _read_body(request, source.max_body)
+        except _TooLarge as exc:
+            detail = f"the body is larger than this source's limit of {source.max_body} bytes"
+            await reject(source, "too_large", detail, b"", exc.size, remote)
+            return _error(413, "too_large", detail)
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        inbound = Request(
+            method="POST",
+            url=str(request.url),
+            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
+            body=body,
+            query=tuple(parse_qsl(raw_query, keep_blank_values=True)),
+            remote_addr=remote,
+        )
+        now = clock()
+        try:
+            verdict = verify(source.scheme, source.secrets, inbound, now=now, tolerance=source.tolerance)
+        except SignatureError as exc:
+            await reject(source, exc.reason, exc.detail, body, len(body), remote)
+            return _error(401, exc.reason, exc.detail)
+        admission = admit(config, source, inbound, verdict, now)
+        try:
+            recorded = await store.record(admission.event, admission.runs)
+        except StoreError:
+            log.error("store unavailable: answering 503 for a %s delivery", source.name)
+            return _error(
+                503,
+                "store_unavailable",
+                "the event could not be stored; retry later",
+                {"Retry-After": RETRY_AFTER},
+            )
+        runs = [{"id": run.id, "task": run.task_id} for run in recorded.runs]
+        content: dict[str, Any] = {"event_id": recorded.event_id, "runs": runs}
+        if recorded.duplicate:
+            content["duplicate"] = True
+            return JSONResponse(content, status_code=200)
+        return JSONResponse(content, status_code=202)
+
+    async def healthz(request: HTTPRequest) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: HTTPRequest) -> Response:
+        try:
+            await store.probe()
+        except StoreError:
+            return _error(
+                503, "store_unavailable", "the database is not writable", {"Retry-After": RETRY_AFTER}
+            )
+        return JSONResponse({"status": "ready"})
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/{path:path}", hook, methods=methods),
+        ]
+    )

@@ -1,0 +1,406 @@
+"""Load and validate routes.yaml into frozen values; report every problem at once, each with its path.
+
+I/O: reads one file and imports the task modules it names. The environment is passed in, never read here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError, Problem
+from gateway.match import Route, check_path, compile_events, compile_input, compile_when
+from gateway.model import Secret
+from gateway.retry import parse_retry
+from gateway.schemes import Scheme, scheme_from_spec
+from gateway.tasks import Task, load_tasks
+from gateway.verify import secret_problem
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+TOP_KEYS = ("tasks", "sources", "routes")
+SOURCE_KEYS = (
+    "verify",
+    "secret",
+    "secrets",
+    "public_key",
+    "public_keys",
+    "tolerance",
+    "dedupe",
+    "event_type",
+    "path",
+    "max_body",
+)
+ROUTE_KEYS = (
+    "id",
+    "source",
+    "event",
+    "when",
+    "task",
+    "input",
+    "retry",
+    "timeout",
+    "queue",
+    "concurrency",
+    "priority",
+)
+SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A configured webhook sender: where it posts, how it signs, how its events are keyed."""
+
+    name: str
+    path: str  # URL path it posts to, e.g. /hooks/github
+    scheme: Scheme
+    secrets: tuple[Secret, ...]
+    tolerance: int | None  # resolved: the source's override, else the scheme's default
+    dedupe: str | None  # path of the dedupe key, e.g. headers.X-GitHub-Delivery
+    event_type: str | None  # path of the event type
+    max_body: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    file: Path
+    sources: Mapping[str, Source]
+    routes: tuple[Route, ...]
+    tasks: Mapping[str, Task]
+    warnings: tuple[str, ...] = field(default=())
+
+    def source_for_path(self, path: str) -> Source | None:
+        for source in self.sources.values():
+            if source.path == path:
+                return source
+        return None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unknown(key: object, allowed: tuple[str, ...], where: str) -> Problem:
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(allowed)})"
+    return Problem(where, f"unknown key {key!r}{suffix}")
+
+
+class _Env:
+    """${VAR} / ${VAR:-default} interpolation that remembers which secrets fell back to a default."""
+
+    def __init__(self, environ: Mapping[str, str], problems: list[Problem]) -> None:
+        self.environ = environ
+        self.problems = problems
+        self.defaulted: list[str] = []
+
+    def expand(self, value: object, where: str) -> object:
+        if isinstance(value, str):
+            return _VAR.sub(lambda m: self._one(m, where), value)
+        if isinstance(value, list):
+            return [self.expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return value
+
+    def _one(self, m: re.Match[str], where: str) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in self.environ:
+            return self.environ[name]
+        if default is not None:
+            self.defaulted.append(f"{where} (${{{name}}})")
+            return default
+        self.problems.append(
+            Problem(where, f"environment variable {name} is not set (set it, or write ${{{name}:-default}})")
+        )
+        return m.group(0)  # keep the reference so no follow-on problem is reported for an empty value
+
+
+def _size(value: object, where: str, problems: list[Problem]) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if m and int(m.group(1)) > 0:
+        return int(m.group(1)) * _UNITS[m.group(2)]
+    problems.append(Problem(where, f"expected a size like 1048576, '512KiB' or '10MiB', got {value!r}"))
+    return DEFAULT_MAX_BODY
+
+
+def _secrets(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> list[tuple[str, Secret]]:
+    out: list[tuple[str, Secret]] = []
+    for key in SECRET_KEYS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        items = value if key.endswith("s") else [value]
+        if not isinstance(items, list) or not items:
+            problems.append(Problem(f"{where}.{key}", "expected a non-empty list of strings"))
+            continue
+        for i, item in enumerate(items):
+            at = f"{where}.{key}[{i}]" if key.endswith("s") else f"{where}.{key}"
+            if not isinstance(item, str) or not item:
+                problems.append(Problem(at, "expected a non-empty string (the value is not shown)"))
+            else:
+                out.append((at, Secret(item)))
+    return out
+
+
+def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
+    where = f"sources.{name}"
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(Problem(where, "source names may use letters, digits, '.', '_' and '-' only"))
+        return None
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "expected a mapping with at least `verify:`"))
+        return None
+    for key in raw:
+        if key not in SOURCE_KEYS:
+            problems.append(_unknown(key, SOURCE_KEYS, f"{where}.{key}"))
+    if "verify" not in raw:
+        problems.append(Problem(f"{where}.verify", "missing (a preset like github, or none to skip checks)"))
+        return None
+    scheme = scheme_from_spec(raw["verify"], f"{where}.verify", problems)
+    located = _secrets(raw, where, problems)
+    secrets = tuple(secret for _, secret in located)
+    for at, secret in located:
+        unusable = secret_problem(scheme, secret) if scheme is not None and scheme.verified else None
+        if unusable:
+            problems.append(Problem(at, unusable))
+    if scheme is not None and scheme.verified and not secrets:
+        problems.append(
+            Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
+        )
+    tolerance = scheme.tolerance if scheme else None
+    if "tolerance" in raw:
+        t = raw["tolerance"]
+        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
+            problems.append(Problem(f"{where}.tolerance", f"expected seconds >= 0 or null, got {t!r}"))
+        else:
+            tolerance = t
+    paths = {}
+    for key in ("dedupe", "event_type"):
+        value = raw.get(key, getattr(scheme, key, None))
+        paths[key] = check_path(value, f"{where}.{key}", problems) if value is not None else None
+    path = raw.get("path", f"/hooks/{name}")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        problems.append(Problem(f"{where}.path", f"expected a URL path starting with '/', got {path!r}"))
+    max_body = (
+        _size(raw["max_body"], f"{where}.max_body", problems) if "max_body" in raw else DEFAULT_MAX_BODY
+    )
+    if scheme is None:
+        return None
+    return Source(name, str(path), scheme, secrets, tolerance, paths["dedupe"], paths["event_type"], max_body)
+
+
+def _route_options(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if "retry" in raw:
+        policy = parse_retry(raw["retry"], f"{where}.retry", problems)
+        options["retry"] = {k: v for k, v in policy.as_dict().items() if k in (raw["retry"] or {})}
+    if "timeout" in raw:
+        t = raw["timeout"]
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t <= 0):
+            problems.append(Problem(f"{where}.timeout", f"expected seconds > 0 or null, got {t!r}"))
+        options["timeout"] = t
+    if "queue" in raw:
+        if not isinstance(raw["queue"], str) or not raw["queue"]:
+            problems.append(Problem(f"{where}.queue", f"expected a queue name, got {raw['queue']!r}"))
+        options["queue"] = raw["queue"]
+    for key, floor in (("concurrency", 1), ("priority", None)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or (floor is not None and v < floor):
+                need = "a whole number >= 1" if floor else "a whole number"
+                problems.append(Problem(f"{where}.{key}", f"expected {need}, got {v!r}"))
+            options[key] = v
+    return options
+
+
+def _route(
+    i: int, raw: object, sources: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+) -> Route | None:
+    where = f"routes[{i}]"
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "expected a mapping with id, source and task"))
+        return None
+    for key in raw:
+        if key not in ROUTE_KEYS:
+            problems.append(_unknown(key, ROUTE_KEYS, f"{where}.{key}"))
+    for key in ("id", "source", "task"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            problems.append(
+                Problem(
+                    f"{where}.{key}",
+                    "missing (every route needs id, source and task)"
+                    if key not in raw
+                    else f"expected a string, got {raw[key]!r}",
+                )
+            )
+    source, task_id = raw.get("source"), raw.get("task")
+    if isinstance(source, str) and source and source not in sources:
+        problems.append(_unknown_name("source", source, list(sources), f"{where}.source"))
+    if isinstance(task_id, str) and task_id and task_id not in tasks:
+        problems.append(_unknown_name("task", task_id, list(tasks), f"{where}.task"))
+    events = compile_events(raw.get("event"), f"{where}.event", problems)
+    when = compile_when(raw.get("when"), f"{where}.when", problems)
+    mapping = compile_input(raw.get("input"), f"{where}.input", problems)
+    options = _route_options(raw, where, problems)
+    if not all(isinstance(raw.get(k), str) and raw[k] for k in ("id", "source", "task")):
+        return None
+    return Route(
+        id=raw["id"],
+        source=raw["source"],
+        task=raw["task"],
+        events=events,
+        when=when,
+        input=mapping,
+        options=options,
+        index=i,
+    )
+
+
+def _unknown_name(kind: str, name: str, known: list[str], where: str) -> Problem:
+    hint = difflib.get_close_matches(name, known, n=1)
+    tail = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(sorted(known)) or 'none'}"
+    return Problem(where, f"unknown {kind} {name!r} ({tail})")
+
+
+def _read_yaml(text: str, label: str) -> dict[Any, Any]:
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(at, f"not valid YAML: {reason}")], label) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError([Problem("", "expected a mapping with tasks, sources and routes")], label)
+    return doc
+
+
+def _task_modules(doc: Mapping[str, Any], problems: list[Problem]) -> list[str]:
+    modules = doc.get("tasks", [])
+    if isinstance(modules, str):
+        modules = [modules]
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+        problems.append(Problem("tasks", "expected a list of module names, e.g. [tasks]"))
+        return []
+    return modules
+
+
+def _sources(raw_sources: object, problems: list[Problem]) -> dict[str, Source]:
+    if not isinstance(raw_sources, dict):
+        problems.append(Problem("sources", "expected a mapping of source name to settings"))
+        return {}
+    sources: dict[str, Source] = {}
+    for name, raw in raw_sources.items():
+        built = _source(name, raw, problems)
+        if built is not None:
+            sources[name] = built
+    seen_paths: dict[str, str] = {}
+    for s in sources.values():
+        if s.path in seen_paths:
+            problems.append(
+                Problem(f"sources.{s.name}.path", f"{s.path} is already used by {seen_paths[s.path]}")
+            )
+        seen_paths[s.path] = s.name
+    return sources
+
+
+def _routes(
+    raw_routes: object, source_names: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+) -> list[Route]:
+    if not isinstance(raw_routes, list):
+        problems.append(Problem("routes", "expected a list of routes"))
+        return []
+    routes: list[Route] = []
+    ids: dict[str, int] = {}
+    for i, raw in enumerate(raw_routes):
+        route = _route(i, raw, source_names, tasks, problems)
+        if route is None:
+            continue
+        if route.id in ids:
+            first = ids[route.id]
+            problems.append(
+                Problem(f"routes[{i}].id", f"duplicate route id {route.id!r} (first used at routes[{first}])")
+            )
+        ids.setdefault(route.id, i)
+        routes.append(route)
+    return routes
+
+
+def _warnings(label: str, defaulted: list[str], sources: Mapping[str, Source]) -> tuple[str, ...]:
+    warnings = [
+        f"{label}: {w}: using the development default; set the variable before real traffic"
+        for w in defaulted
+        if any(f".{k}" in w for k in SECRET_KEYS)
+    ]
+    for s in sources.values():
+        if not s.scheme.verified:
+            warnings.append(f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified")
+        elif not s.scheme.binds_body:
+            warnings.append(f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body")
+    return tuple(warnings)
+
+
+def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
+    """Validate routes.yaml text; raise :class:`ConfigError` listing every problem."""
+    problems: list[Problem] = []
+    label = file.name
+    raw = _read_yaml(text, label)
+    problems += [_unknown(key, TOP_KEYS, str(key)) for key in raw if key not in TOP_KEYS]
+    env = _Env(environ, problems)
+    doc = env.expand(raw, "")
+    assert isinstance(doc, dict)
+    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
+    raw_sources = doc.get("sources") or {}
+    sources = _sources(raw_sources, problems)
+    routes = _routes(
+        doc.get("routes") or [], raw_sources if isinstance(raw_sources, dict) else {}, tasks, problems
+    )
+    if problems:
+        raise ConfigError(problems, label)
+    return Config(file, sources, tuple(routes), tasks, _warnings(label, env.defaulted, sources))
+
+
+def load(path: str | Path, environ: Mapping[str, str]) -> Config:
+    """Read and validate a routes file. Raises ConfigError (a missing file is one too)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [Problem("", f"cannot read the file: {exc.strerror} (set --routes or GATEWAY_ROUTES)")], str(file)
+        ) from None
+    return parse(text, file=file, environ=environ)

@@ -1,0 +1,142 @@
+"""Turn a verified request into the event and runs to record. Pure: no I/O; ``now`` and ids come in.
+
+parse_payload(content-type, body) -> Payload           json | form | raw
+admit(config, source, request, verdict, now) -> Admission(event, runs)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gateway.config import Config, Source
+from gateway.match import EventView, lookup, map_input, match
+from gateway.model import Event, Headers, Payload, Request, Run, Verdict, new_id
+
+# Headers that carry credentials in clear: stored as "[redacted]" so the database never holds a secret.
+REDACTED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-api-key"}
+)
+
+
+def redact(headers: Headers) -> Headers:
+    return Headers((k, "[redacted]" if k in REDACTED_HEADERS else v) for k, v in headers.pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    event: Event
+    runs: tuple[Run, ...]
+
+
+def parse_payload(content_type: str | None, body: bytes) -> Payload:
+    """Parse a body by its content type; anything unparseable is kept as raw text (nothing is lost:
+    the exact bytes are stored beside it).
+
+    >>> parse_payload("application/json", b'{"a": 1}')
+    Payload(kind='json', data={'a': 1})
+    >>> parse_payload("application/x-www-form-urlencoded", b"a=1&b=2&b=3")
+    Payload(kind='form', data={'a': '1', 'b': ['2', '3']})
+    """
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    looks_json = (
+        mime == "application/json" or mime.endswith("+json") or (not mime and body[:1] in (b"{", b"["))
+    )
+    if looks_json:
+        try:
+            return Payload("json", json.loads(body))
+        except (ValueError, RecursionError):
+            pass
+    elif mime == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            pass
+        else:
+            form: dict[str, Any] = {}
+            for key, value in pairs:
+                if key in form:
+                    prev = form[key]
+                    form[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+                else:
+                    form[key] = value
+            return Payload("form", form)
+    return Payload("raw", body.decode("utf-8", errors="replace"))
+
+
+def _text(found: tuple[bool, Any]) -> str | None:
+    ok, value = found
+    if not ok or value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def resolve_options(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Task defaults with a route's overrides on top (``retry`` merges key by key)."""
+    options = dict(defaults)
+    for key, value in overrides.items():
+        if key == "retry":
+            options["retry"] = {**options.get("retry", {}), **value}
+        else:
+            options[key] = value
+    return options
+
+
+def admit(config: Config, source: Source, request: Request, verdict: Verdict, now: float) -> Admission:
+    """Decide what to record for a verified request: the event, and one queued run per matched route."""
+    payload = parse_payload(request.headers.get("content-type"), request.body)
+    event_id = new_id("evt", now)
+    view = EventView(event_id, source.name, None, request.headers, request.query, payload.data)
+    event_type = _text(lookup(view, source.event_type)) if source.event_type else None
+    dedupe_key = _text(lookup(view, source.dedupe)) if source.dedupe else None
+    view = EventView(event_id, source.name, event_type, request.headers, request.query, payload.data)
+    runs = []
+    for route in match(config.routes, view):
+        task = config.tasks[route.task]
+        options = resolve_options(task.options(), route.options)
+        run_input = map_input(route.input, view)
+        key = None
+        if task.concurrency_key:
+            key = _text(
+                lookup(
+                    EventView(event_id, source.name, event_type, request.headers, request.query, run_input),
+                    "body" + task.concurrency_key[len("payload") :],
+                )
+            )
+        runs.append(
+            Run(
+                id=new_id("run", now),
+                event_id=event_id,
+                route_id=route.id,
+                task_id=task.id,
+                input=run_input,
+                status="queued",
+                created_at=now,
+                queue=options["queue"],
+                priority=options["priority"],
+                concurrency_key=key,
+                options=options,
+            )
+        )
+    event = Event(
+        id=event_id,
+        source=source.name,
+        event_type=event_type,
+        dedupe_key=dedupe_key,
+        status="routed" if runs else "unrouted",
+        received_at=now,
+        method=request.method,
+        url=request.url,
+        headers=redact(request.headers),
+        query=request.query,
+        body=request.body,
+        payload=payload,
+        verification=verdict.label,
+        remote_addr=request.remote_addr,
+    )
+    return Admission(event, tuple(runs))

@@ -1,0 +1,1 @@
+"""Sample tasks used by the sample routes.yaml. Each module registers its tasks with @task."""
