@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError, Problem
-from gateway.match import Route, check_path, compile_events, compile_input, compile_when
+from gateway.mapping import compile_input
+from gateway.match import Route, compile_events, compile_when
 from gateway.model import Secret
+from gateway.paths import check_path
 from gateway.retry import parse_retry
 from gateway.schemes import Scheme, scheme_from_spec
 from gateway.tasks import Task, load_tasks

@@ -13,8 +13,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gateway.config import Config, Source
-from gateway.match import EventView, lookup, map_input, match
+from gateway.mapping import map_input
+from gateway.match import match
 from gateway.model import Event, Headers, Payload, Request, Run, Verdict, new_id
+from gateway.paths import EventView, lookup
 
 # Headers that carry credentials in clear: stored as "[redacted]" so the database never holds a secret.
 REDACTED_HEADERS = frozenset(

@@ -1,10 +1,6 @@
-"""Route matching and input mapping: compile `event:`, `when:` and `input:` once, test them per delivery.
+"""Route matching: compile `event:` and `when:` once, test them per delivery.
 
-Pure: no I/O, no clock. Everything is parsed at load time; ``test`` and ``map_input`` only walk data.
-
-Paths: ``headers.<Name>`` (case-insensitive, first value), ``query.<name>`` (first value), ``body`` (the
-whole parsed body), ``body.<a.b>`` with list indexes as ``items.0`` or ``items[0]``, and ``event.id``,
-``event.type``, ``event.source``. A path that meets a missing key, a short list or a scalar is *missing*.
+Pure: no I/O, no clock. Everything is parsed at load time; ``test`` only walks data. Paths: gateway/paths.py.
 
 ``when:`` semantics:
 - ``{path: literal}`` is ``$eq``. Equality is type-strict for bools at any depth (``true != 1``),
@@ -23,10 +19,8 @@ whole parsed body), ``body.<a.b>`` with list indexes as ``items.0`` or ``items[0
 
 from __future__ import annotations
 
-import copy
 import difflib
 import fnmatch
-import json
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -34,98 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import Problem
-from gateway.model import Headers
+from gateway.mapping import InputMap
+from gateway.paths import EventView, Path, compile_path
 
-_ROOTS = ("body", "event", "headers", "query")
-_INDEX = re.compile(r"\[([0-9]+)\](?=[.\[]|$)")  # `items[0]` → `items.0`, only before `.`, `[` or the end
-_MISSING: tuple[bool, Any] = (False, None)
-_ABSENT = object()
 _NUMBERS = (int, float)
-
-
-@dataclass(frozen=True, slots=True)
-class EventView:
-    """What matching and mapping see of one delivery."""
-
-    id: str
-    source: str
-    event_type: str | None
-    headers: Headers
-    query: tuple[tuple[str, str], ...]
-    body: Any  # json: dict/list/scalar; form: dict[str, str | list[str]]; raw: str
-
-
-# --- paths
-@dataclass(frozen=True, slots=True)
-class _Path:
-    """A parsed path. ``steps`` pairs each body key with its list index when the key is a number."""
-
-    root: str
-    name: str = ""
-    steps: tuple[tuple[str, int | None], ...] = ()
-
-    def get(self, view: EventView) -> tuple[bool, Any]:
-        if self.root == "body":
-            cur = view.body
-            for key, index in self.steps:
-                if isinstance(cur, dict):
-                    cur = cur.get(key, _ABSENT)
-                    if cur is _ABSENT:
-                        return _MISSING
-                elif index is not None and isinstance(cur, list) and index < len(cur):
-                    cur = cur[index]
-                else:
-                    return _MISSING
-            return True, cur
-        if self.root == "headers":
-            value = view.headers.get(self.name)
-        elif self.root == "query":
-            value = next((v for k, v in view.query if k == self.name), None)
-        else:
-            value = view.event_type if self.name == "type" else view.id if self.name == "id" else view.source
-        return _MISSING if value is None else (True, value)
-
-
-def _parse(path: str) -> _Path | str:
-    """The parsed path, or a message saying what is wrong with it."""
-    root, _, name = path.partition(".")
-    if root == "body" or root.startswith("body["):
-        keys = _INDEX.sub(r".\1", path).split(".")[1:]  # `items[0]` → `items.0`
-        if any("[" in k or "]" in k for k in keys):
-            return f"bad list index in {path!r}; write items[0] or items.0"
-        if "" in keys:
-            return f"empty segment in {path!r}"
-        steps = tuple((k, int(k) if k.isascii() and k.isdigit() else None) for k in keys)
-        return _Path("body", steps=steps)
-    if root in ("headers", "query"):
-        example = "'headers.X-GitHub-Event'" if root == "headers" else "'query.token'"
-        return _Path(root, name) if name else f"{path!r} needs a name, e.g. {example}"
-    if root == "event":
-        if name in ("id", "source", "type"):
-            return _Path(root, name)
-        return f"unknown field {path!r}; use event.id, event.type or event.source"
-    hint = difflib.get_close_matches(root, _ROOTS, n=1)
-    tail = f"did you mean {hint[0]!r}?" if hint else "a path starts with body, headers., query. or event."
-    return f"unknown root {root!r} in {path!r} ({tail})"
-
-
-def lookup(view: EventView, path: str) -> tuple[bool, Any]:
-    """``(found, value)`` for ``path`` in ``view``; ``(False, None)`` for anything missing or invalid."""
-    parsed = _parse(path) if isinstance(path, str) else None
-    return parsed.get(view) if isinstance(parsed, _Path) else _MISSING
-
-
-def check_path(path: object, where: str, problems: list[Problem]) -> str | None:
-    """``path`` if it is a valid path, else ``None`` with a problem at ``where``."""
-    return path if _compile_path(path, where, problems) and isinstance(path, str) else None
-
-
-def _compile_path(path: object, where: str, problems: list[Problem]) -> _Path | None:
-    parsed = _parse(path) if isinstance(path, str) else f"a path must be a string, got {path!r}"
-    if isinstance(parsed, str):
-        problems.append(Problem(where, parsed))
-        return None
-    return parsed
 
 
 # --- when:
@@ -159,7 +65,7 @@ class Group(Condition):
 class FieldTest(Condition):
     """One path and the operator checks that must all hold for its value."""
 
-    path: _Path
+    path: Path
     checks: tuple[tuple[Check, Any], ...]
 
     def test(self, view: EventView) -> bool:
@@ -260,7 +166,7 @@ def _operand(op: str, arg: Any, text: bool, where: str, problems: list[Problem])
 
 
 def _field(key: object, spec: Any, where: str, problems: list[Problem]) -> Condition:
-    path = _compile_path(key, where, problems)
+    path = compile_path(key, where, problems)
     text = path is not None and path.root != "body"  # header, query and event values are strings
     ops = [k for k in spec if isinstance(k, str) and k.startswith("$")] if isinstance(spec, dict) else []
     bad = None
@@ -338,75 +244,6 @@ def compile_events(spec: object, path: str, problems: list[Problem]) -> EventPat
         else:
             exact.add(name)
     return EventPattern(frozenset(exact), tuple(globs))
-
-
-# --- input:
-@dataclass(frozen=True, slots=True)
-class _Literal:
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class InputMap:
-    """A compiled ``input:`` mapping: each output key and what builds its value."""
-
-    items: tuple[tuple[str, _Node], ...]
-
-
-_Node = _Path | _Literal | InputMap | tuple[Any, ...]  # a tuple is a list of nodes
-
-
-def _build(node: _Node, view: EventView) -> Any:
-    if isinstance(node, _Path):
-        return node.get(view)[1]
-    if isinstance(node, InputMap):
-        return {key: _build(value, view) for key, value in node.items}
-    if isinstance(node, tuple):
-        return [_build(item, view) for item in node]
-    # A fresh copy each time: a task that mutates its input must not change the next run's.
-    return copy.deepcopy(node.value) if isinstance(node.value, list | dict) else node.value
-
-
-def _node(spec: object, where: str, problems: list[Problem]) -> _Node | None:
-    if isinstance(spec, str):
-        return _compile_path(spec, where, problems)
-    if isinstance(spec, list):
-        return tuple(n for i, s in enumerate(spec) if (n := _node(s, f"{where}[{i}]", problems)) is not None)
-    if not isinstance(spec, dict):
-        problems.append(Problem(where, f"expected a path, mapping, list or {{$literal: ...}}, got {spec!r}"))
-        return None
-    if "$literal" in spec:
-        if len(spec) > 1:
-            problems.append(Problem(where, "$literal must be the only key in its mapping"))
-        try:  # a JSON round trip: rejects dates and the like, and turns YAML's `1:` keys into "1"
-            return _Literal(json.loads(json.dumps(spec["$literal"])))
-        except (TypeError, ValueError):
-            problems.append(Problem(where, f"$literal must be JSON data, got {spec['$literal']!r}"))
-            return None
-    items: list[tuple[str, _Node]] = []
-    for key, value in spec.items():
-        if not isinstance(key, str) or key.startswith("$"):
-            bad = "is not $literal, the only directive" if isinstance(key, str) else "is not a string"
-            problems.append(Problem(f"{where}.{key}", f"input key {key!r} {bad}"))
-        elif (node := _node(value, f"{where}.{key}", problems)) is not None:
-            items.append((key, node))
-    return InputMap(tuple(items))
-
-
-def compile_input(spec: object, path: str, problems: list[Problem]) -> InputMap | None:
-    """The compiled ``input:`` mapping, or ``None`` (pass the whole body) when it is omitted."""
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or "$literal" in spec:
-        problems.append(Problem(path, f"expected a mapping of name: path, got {spec!r}"))
-        return None
-    node = _node(spec, path, problems)
-    return node if isinstance(node, InputMap) else None
-
-
-def map_input(input_map: InputMap | None, view: EventView) -> Any:
-    """The task input for ``view``: the mapped values (missing paths are ``None``), or the whole body."""
-    return view.body if input_map is None else _build(input_map, view)
 
 
 # --- routes

@@ -1,52 +1,15 @@
-"""Route matching and input mapping: paths, `when:` operators, event patterns, input maps, problems."""
+"""Route matching: `when:` operators and groups, event patterns, match(), problems."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
-from hypothesis import strategies as st
 
 from gateway.errors import Problem
-from gateway.match import (
-    EventView,
-    Route,
-    check_path,
-    compile_events,
-    compile_input,
-    compile_when,
-    lookup,
-    map_input,
-    match,
-)
-from gateway.model import Headers
-
-PUSH = {
-    "ref": "refs/heads/main",
-    "after": "abc123",
-    "forced": False,
-    "size": 3,
-    "ratio": 0.5,
-    "note": None,
-    "labels": ["bug", "ui", 1],
-    "flags": [True],
-    "repository": {"full_name": "acme/api", "private": True},
-    "commits": [{"id": "c1", "tags": ["x"]}, {"id": "c2"}],
-}
-
-
-def view(
-    body: Any = PUSH,
-    *,
-    headers: list[tuple[str, str]] | None = None,
-    query: tuple[tuple[str, str], ...] = (("token", "t1"), ("page", "2"), ("token", "t2")),
-    event_type: str | None = "push",
-    source: str = "github",
-) -> EventView:
-    pairs = headers if headers is not None else [("X-GitHub-Event", "push"), ("X-Count", "5")]
-    return EventView("evt_1", source, event_type, Headers(pairs), query, body)
+from gateway.match import Route, compile_events, compile_when, match
+from gateway.paths import EventView
+from tests.unit.deliveries import view
 
 
 def holds(when: object, v: EventView | None = None) -> bool:
@@ -60,138 +23,6 @@ def when_problems(when: object) -> list[str]:
     problems: list[Problem] = []
     compile_when(when, "routes[3].when", problems)
     return [str(p) for p in problems]
-
-
-# --- lookup -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("body", (True, PUSH)),
-        ("body.ref", (True, "refs/heads/main")),
-        ("body.repository.full_name", (True, "acme/api")),
-        ("body.commits.1.id", (True, "c2")),
-        ("body.commits[1].id", (True, "c2")),
-        ("body.commits[0].tags[0]", (True, "x")),
-        ("body.note", (True, None)),
-        ("body.commits.2.id", (False, None)),
-        ("body.missing.deeper", (False, None)),
-        ("body.ref.length", (False, None)),
-        ("body.repository.0", (False, None)),
-        ("headers.x-github-event", (True, "push")),
-        ("headers.X-GITHUB-EVENT", (True, "push")),
-        ("headers.X-Missing", (False, None)),
-        ("query.token", (True, "t1")),
-        ("query.Token", (False, None)),
-        ("event.id", (True, "evt_1")),
-        ("event.type", (True, "push")),
-        ("event.source", (True, "github")),
-        ("bdy.ref", (False, None)),
-        ("body..ref", (False, None)),
-    ],
-)
-def test_lookup_finds_values_by_path(path: str, expected: tuple[bool, Any]) -> None:
-    assert lookup(view(), path) == expected
-
-
-def test_lookup_gives_the_first_of_repeated_headers() -> None:
-    v = view(headers=[("X-Tag", "a"), ("x-tag", "b")])
-    assert lookup(v, "headers.X-Tag") == (True, "a")
-
-
-def test_lookup_indexes_a_list_body_in_both_styles() -> None:
-    v = view([{"id": 1}, {"id": 2}])
-    assert lookup(v, "body[1].id") == (True, 2)
-    assert lookup(v, "body.1.id") == (True, 2)
-    assert lookup(v, "body.-1") == (False, None)
-
-
-def test_lookup_reads_a_numeric_key_of_a_mapping_as_a_key() -> None:
-    assert lookup(view({"0": "zero"}), "body.0") == (True, "zero")
-    assert lookup(view({"0": "zero"}), "body[0]") == (True, "zero")
-
-
-def test_lookup_reads_form_bodies_with_repeated_fields() -> None:
-    v = view({"name": "ann", "tag": ["a", "b"]})
-    assert lookup(v, "body.name") == (True, "ann")
-    assert lookup(v, "body.tag.1") == (True, "b")
-
-
-def test_lookup_treats_a_raw_body_as_one_string() -> None:
-    v = view("plain text")
-    assert lookup(v, "body") == (True, "plain text")
-    assert lookup(v, "body.0") == (False, None)
-
-
-def test_lookup_reports_a_missing_event_type_as_missing() -> None:
-    assert lookup(view(event_type=None), "event.type") == (False, None)
-
-
-KEYS = st.text(alphabet="ab01 -$", min_size=1, max_size=2)  # shared by bodies and paths, so paths hit
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
-    max_leaves=12,
-)
-body_steps = st.one_of(KEYS.map(".{}".format), st.integers(0, 3).map("[{}]".format))
-path_strings = st.one_of(
-    st.lists(body_steps, max_size=4).map(lambda steps: "body" + "".join(steps)),
-    st.sampled_from(["headers.", "query.", "event."]).flatmap(
-        lambda root: st.text(max_size=8).map(root.__add__)
-    ),
-    st.text(max_size=12),
-)
-
-
-@given(body=json_values, path=path_strings)
-def test_lookup_and_compiled_routes_never_raise_on_any_body_and_valid_path(body: Any, path: str) -> None:
-    problems: list[Problem] = []
-    assume(check_path(path, "p", problems) == path)
-    v = view(body, headers=[("a", "1")], query=(("b", "2"),))
-    found, value = lookup(v, path)
-    assert found or value is None
-    ops = {"$gt": 0, "$lte": "m", "$contains": "a", "$in": [1, "a", None, [True]], "$regex": "a"}
-    condition = compile_when(
-        {"any": [{path: ops}, {path: {"$ne": {"a": [1]}}}, {path: {"$eq": body}}]}, "w", problems
-    )
-    assert problems == []
-    assert condition.test(v) in (True, False)
-    assert map_input(compile_input({"x": path, "y": [path]}, "i", problems), v) == {"x": value, "y": [value]}
-
-
-# --- check_path -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "path", ["body", "body.a.b", "body[0]", "body.items[0][1].id", "headers.X-Hub-Signature", "query.a.b"]
-)
-def test_check_path_accepts_valid_paths(path: str) -> None:
-    problems: list[Problem] = []
-    assert check_path(path, "sources.gh.event_type", problems) == path
-    assert problems == []
-
-
-@pytest.mark.parametrize(
-    ("path", "message"),
-    [
-        (5, "a path must be a string, got 5"),
-        ("bdy.ref", "unknown root 'bdy' in 'bdy.ref' (did you mean 'body'?)"),
-        ("header.X", "unknown root 'header' in 'header.X' (did you mean 'headers'?)"),
-        ("", "unknown root '' in '' (a path starts with body, headers., query. or event.)"),
-        ("headers", "'headers' needs a name, e.g. 'headers.X-GitHub-Event'"),
-        ("query.", "'query.' needs a name, e.g. 'query.token'"),
-        ("event.kind", "unknown field 'event.kind'; use event.id, event.type or event.source"),
-        ("body..ref", "empty segment in 'body..ref'"),
-        ("body.", "empty segment in 'body.'"),
-        ("body.items[x]", "bad list index in 'body.items[x]'; write items[0] or items.0"),
-        ("body.items[0]x", "bad list index in 'body.items[0]x'; write items[0] or items.0"),
-    ],
-)
-def test_check_path_reports_bad_paths(path: object, message: str) -> None:
-    problems: list[Problem] = []
-    assert check_path(path, "sources.gh.event_type", problems) is None
-    assert problems == [Problem("sources.gh.event_type", message)]
 
 
 # --- when: operators --------------------------------------------------------------------------------
@@ -459,95 +290,6 @@ def test_event_patterns(spec: object, event_type: str | None, expected: bool) ->
 def test_bad_event_pattern_is_reported(spec: object, message: str) -> None:
     problems: list[Problem] = []
     compile_events(spec, "routes[0].event", problems)
-    assert [str(p) for p in problems] == [message]
-
-
-# --- input maps -------------------------------------------------------------------------------------
-
-
-def mapped(spec: object, v: EventView | None = None) -> Any:
-    problems: list[Problem] = []
-    input_map = compile_input(spec, "routes[0].input", problems)
-    assert problems == []
-    return map_input(input_map, v or view())
-
-
-def test_omitted_input_passes_the_whole_body() -> None:
-    assert mapped(None) is PUSH
-    assert mapped(None, view("raw text")) == "raw text"
-
-
-def test_input_maps_paths() -> None:
-    spec = {"repo": "body.repository.full_name", "sha": "body.after", "event": "headers.x-github-event"}
-    assert mapped(spec) == {"repo": "acme/api", "sha": "abc123", "event": "push"}
-
-
-def test_input_maps_nested_mappings_lists_and_literals() -> None:
-    spec = {
-        "git": {"ref": "body.ref", "first": "body.commits[0].id"},
-        "ids": ["body.commits.0.id", "body.commits.1.id", {"$literal": "fixed"}],
-        "env": {"$literal": "prod"},
-        "limits": {"$literal": {"cpu": 2, "tags": ["a"]}},
-        "whole": "body.repository",
-    }
-    assert mapped(spec) == {
-        "git": {"ref": "refs/heads/main", "first": "c1"},
-        "ids": ["c1", "c2", "fixed"],
-        "env": "prod",
-        "limits": {"cpu": 2, "tags": ["a"]},
-        "whole": {"full_name": "acme/api", "private": True},
-    }
-
-
-def test_missing_input_paths_map_to_none() -> None:
-    assert mapped({"a": "body.nope", "b": ["headers.X-Nope"], "c": "event.type"}, view(event_type=None)) == {
-        "a": None,
-        "b": [None],
-        "c": None,
-    }
-
-
-def test_literal_keys_become_strings() -> None:
-    assert mapped({"codes": {"$literal": {1: "one", "2": [True, None]}}}) == {
-        "codes": {"1": "one", "2": [True, None]}
-    }
-
-
-def test_mutating_a_mapped_literal_does_not_change_the_next_input() -> None:
-    problems: list[Problem] = []
-    input_map = compile_input({"cfg": {"$literal": {"tags": ["a"]}}}, "routes[0].input", problems)
-    first = map_input(input_map, view())
-    first["cfg"]["tags"].append("b")
-    assert map_input(input_map, view()) == {"cfg": {"tags": ["a"]}}
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("body.ref", "routes[0].input: expected a mapping of name: path, got 'body.ref'"),
-        ({"$literal": 1}, "routes[0].input: expected a mapping of name: path, got {'$literal': 1}"),
-        ({"a": 5}, "routes[0].input.a: expected a path, mapping, list or {$literal: ...}, got 5"),
-        (
-            {"a": ["body.x", None]},
-            "routes[0].input.a[1]: expected a path, mapping, list or {$literal: ...}, got None",
-        ),
-        ({"a": "bdy.x"}, "routes[0].input.a: unknown root 'bdy' in 'bdy.x' (did you mean 'body'?)"),
-        ({"a": {"b": "body..x"}}, "routes[0].input.a.b: empty segment in 'body..x'"),
-        ({"a": {"$literal": 1, "b": 2}}, "routes[0].input.a: $literal must be the only key in its mapping"),
-        (
-            {"a": {"$literal": datetime.date(2024, 1, 2)}},
-            "routes[0].input.a: $literal must be JSON data, got datetime.date(2024, 1, 2)",
-        ),
-        (
-            {"a": {"$literl": 1}},
-            "routes[0].input.a.$literl: input key '$literl' is not $literal, the only directive",
-        ),
-        ({1: "body.x"}, "routes[0].input.1: input key 1 is not a string"),
-    ],
-)
-def test_bad_input_is_reported(spec: object, message: str) -> None:
-    problems: list[Problem] = []
-    compile_input(spec, "routes[0].input", problems)
     assert [str(p) for p in problems] == [message]
 
 
