@@ -25,7 +25,7 @@ from gateway.tasks import Task, load_tasks
 from gateway.verify import secret_problem
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-TOP_KEYS = ("tasks", "sources", "routes")
+TOP_KEYS = ("tasks", "queues", "sources", "routes")
 SOURCE_KEYS = (
     "verify",
     "secret",
@@ -88,6 +88,7 @@ class Config:
     routes: tuple[Route, ...]
     tasks: Mapping[str, Task]
     warnings: tuple[str, ...] = field(default=())
+    queues: Mapping[str, int] = field(default_factory=dict)  # queue name → how many runs at once
 
     def source_for_path(self, path: str) -> Source | None:
         for source in self.sources.values():
@@ -340,6 +341,28 @@ def _sources(raw_sources: object, problems: list[Problem]) -> dict[str, Source]:
     return sources
 
 
+def _queues(raw: object, problems: list[Problem]) -> dict[str, int]:
+    """``queues: {emails: {concurrency: 5}}``: limits shared by every task and route naming that queue."""
+    if not isinstance(raw, dict):
+        problems.append(Problem("queues", "expected a mapping like {emails: {concurrency: 5}}"))
+        return {}
+    limits: dict[str, int] = {}
+    for name, spec in raw.items():
+        where = f"queues.{name}"
+        if not isinstance(spec, dict):
+            problems.append(Problem(where, "expected a mapping like {concurrency: 5}"))
+            continue
+        for key in spec:
+            if key != "concurrency":
+                problems.append(_unknown(key, ("concurrency",), f"{where}.{key}"))
+        value = spec.get("concurrency")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(Problem(f"{where}.concurrency", f"expected a whole number >= 1, got {value!r}"))
+        else:
+            limits[str(name)] = value
+    return limits
+
+
 def _routes(
     raw_routes: object, source_names: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
 ) -> list[Route]:
@@ -386,6 +409,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     doc = env.expand(raw, "")
     assert isinstance(doc, dict)
     tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
+    queues = _queues(doc.get("queues") or {}, problems)
     raw_sources = doc.get("sources") or {}
     sources = _sources(raw_sources, problems)
     routes = _routes(
@@ -393,7 +417,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     )
     if problems:
         raise ConfigError(problems, label)
-    return Config(file, sources, tuple(routes), tasks, _warnings(label, env.defaulted, sources))
+    return Config(file, sources, tuple(routes), tasks, _warnings(label, env.defaulted, sources), queues)
 
 
 def load(path: str | Path, environ: Mapping[str, str]) -> Config:

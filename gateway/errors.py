@@ -8,12 +8,17 @@
     │   └── StoreUnavailable   a write could not be committed: the caller must not acknowledge
     └── TaskError              a task was registered or called wrongly
 
+    TaskSignal                 raised BY task code to steer its run (not an error of the gateway)
+    ├── AbortRun               fail the run now, no retry
+    └── RetryAfter             retry exactly then (a provider's Retry-After), within max_attempts
+
 HTTP status codes for these live in one place, ``gateway/app.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class GatewayError(Exception):
@@ -71,3 +76,36 @@ class StoreUnavailable(StoreError):
 
 class TaskError(GatewayError):
     """A task was defined or invoked wrongly (bad decorator arguments, unknown id, …)."""
+
+
+class TaskSignal(Exception):
+    """Base of the exceptions task code raises on purpose to steer its run."""
+
+
+class AbortRun(TaskSignal):
+    """Fail the run at once, without using its remaining retries: ``raise AbortRun("customer deleted")``."""
+
+
+class RetryAfter(TaskSignal):
+    """Retry at a given time instead of after the backoff: ``raise RetryAfter(30)`` or ``RetryAfter(at=dt)``.
+
+    It still counts as a failed attempt: when ``max_attempts`` is used up the run fails.
+    """
+
+    def __init__(
+        self, seconds: float | None = None, *, at: datetime | None = None, message: str = ""
+    ) -> None:
+        if (seconds is None) == (at is None):
+            raise TypeError("RetryAfter takes seconds or at=datetime, exactly one of them")
+        if at is not None and at.tzinfo is None:
+            raise TypeError("RetryAfter(at=...) needs a timezone-aware datetime")
+        if seconds is not None and (isinstance(seconds, bool) or seconds < 0):
+            raise TypeError(f"RetryAfter seconds must be >= 0, got {seconds!r}")
+        self.seconds = seconds
+        self.at = at
+        super().__init__(message or (f"retry in {seconds} s" if seconds is not None else f"retry at {at}"))
+
+    def when(self, now: float) -> float:
+        """The unix time of the next attempt (never before ``now``)."""
+        target = now + self.seconds if self.seconds is not None else self.at.timestamp()  # type: ignore[union-attr]
+        return max(now, target)

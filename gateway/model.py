@@ -177,6 +177,63 @@ class Run:
     finished_at: float | None = None
     output: Any = None
     error: Mapping[str, Any] | None = None
+    duration: float = 0.0  # seconds spent executing, summed over attempts
+    idempotency_key: str | None = None  # stable across attempts and reruns; None means the run id
+    rerun_of: str | None = None
+
+
+# Run statuses. Final ones never change again.
+QUEUED, EXECUTING, RETRYING = "queued", "executing", "retrying"
+COMPLETED, FAILED, TIMED_OUT, CANCELED, CRASHED = "completed", "failed", "timed_out", "canceled", "crashed"
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, TIMED_OUT, CANCELED, CRASHED})
+RUN_STATUSES = (QUEUED, EXECUTING, RETRYING, *sorted(FINAL_STATUSES))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one run. ``outcome`` is completed, failed, timed_out, aborted, crashed or interrupted
+    (None while it executes); crashed and interrupted attempts do not use up the task's retries."""
+
+    run_id: str
+    number: int
+    started_at: float
+    finished_at: float | None = None
+    outcome: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    logs: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run the executor has just claimed, with what its Context needs from the event."""
+
+    run: Run
+    attempt: int  # the number of the attempt being started (1-based, counts every attempt row)
+    source: str
+    event_type: str | None
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How one attempt ended and what that does to its run; written in one transaction."""
+
+    run_id: str
+    attempt: int
+    finished_at: float
+    outcome: str  # completed | failed | timed_out | aborted | crashed | interrupted
+    run_status: str  # the run's next status: a final one, retrying, or queued (interrupted)
+    counts: bool = True  # False for interrupted: the attempt does not use up a retry
+    available_at: float | None = None  # when a retrying/queued run may start again
+    output: Any = None  # JSON-compatible, for completed
+    error: Mapping[str, Any] | None = None  # {"type", "message", "traceback"} of this attempt
+    logs: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

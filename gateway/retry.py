@@ -1,7 +1,9 @@
-"""Retry policy values and their validation. Pure: no I/O, no clock.
+"""Retry policy values, their validation, and the backoff arithmetic. Pure: no I/O, no clock, no randomness
+of its own (``now`` and a uniform ``rand`` in [0, 1) come in).
 
 Defaults follow Trigger.dev's: 3 attempts in all (counting the first), factor 2, 1 s minimum and 60 s maximum
-wait, jitter on.
+wait, jitter on. The wait after failed attempt n is ``min(max_timeout, min_timeout * factor**(n-1) * r)`` with
+``r = 1 + rand`` (in [1, 2)) when jitter is on, else 1 — jitter only lengthens a wait, never past max_timeout.
 """
 
 from __future__ import annotations
@@ -72,3 +74,34 @@ def parse_retry(
             )
         )
     return RetryPolicy(**values)
+
+
+def backoff(policy: RetryPolicy, failed_attempt: int, rand: float) -> float:
+    """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+    spread = 1.0 + rand if policy.jitter else 1.0
+    try:
+        raw = policy.min_timeout * policy.factor ** (failed_attempt - 1) * spread
+    except OverflowError:
+        return policy.max_timeout
+    return min(policy.max_timeout, raw)
+
+
+def next_attempt_at(
+    policy: RetryPolicy, *, attempts_used: int, now: float, rand: float, retry_at: float | None = None
+) -> float | None:
+    """When the next attempt may start after a failure, or None when ``max_attempts`` is used up.
+
+    ``attempts_used`` counts the attempts that count (crashes and interruptions do not), this one included.
+    ``retry_at`` (from RetryAfter) replaces the backoff but not the attempt budget.
+    """
+    if attempts_used >= policy.max_attempts:
+        return None
+    if retry_at is not None:
+        return max(now, retry_at)
+    return now + backoff(policy, attempts_used, rand)
+
+
+def policy_from(options: Mapping[str, Any]) -> RetryPolicy:
+    """The policy stored in a run's options (already validated when routes.yaml loaded)."""
+    known = {k: v for k, v in (options.get("retry") or {}).items() if k in RETRY_KEYS}
+    return RetryPolicy(**known)

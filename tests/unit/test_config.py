@@ -239,3 +239,14 @@ def test_an_unusable_secret_is_reported_without_showing_it(load_config: Callable
     [line] = problems_of(load_config, routes)
     assert line.startswith("routes.yaml: sources.github.secret: ")
     assert "%%%not-base64%%%" not in line
+
+
+def test_queue_limits_are_read_and_checked(load_config: Callable[..., Any]) -> None:
+    routes = MINIMAL.replace("routes:", "queues:\n  emails: {concurrency: 3}\nroutes:")
+    assert load_config(routes).queues == {"emails": 3}
+    bad = MINIMAL.replace("routes:", "queues:\n  emails: {concurency: 0}\n  slow: 2\nroutes:")
+    assert problems_of(load_config, bad) == [
+        "routes.yaml: queues.emails.concurency: unknown key 'concurency' (did you mean 'concurrency'?)",
+        "routes.yaml: queues.emails.concurrency: expected a whole number >= 1, got None",
+        "routes.yaml: queues.slow: expected a mapping like {concurrency: 5}",
+    ]
