@@ -97,6 +97,22 @@ CREATE TABLE meta (
     value
 );
 
+-- name: schema_v2
+-- The executor's columns. sort_key = available_at - priority orders the claim; a run's rowid is its
+-- arrival order (per-key FIFO compares rowids).
+ALTER TABLE runs ADD COLUMN duration REAL NOT NULL DEFAULT 0;  -- seconds executing, over all attempts
+ALTER TABLE runs ADD COLUMN idempotency_key TEXT;               -- NULL means the run id
+ALTER TABLE runs ADD COLUMN rerun_of TEXT;
+ALTER TABLE runs ADD COLUMN sort_key REAL;
+UPDATE runs SET sort_key = available_at - priority;
+-- Only waiting runs are in it, in claim order (sort_key, then rowid, which every index entry ends with).
+CREATE INDEX runs_claim ON runs (sort_key) WHERE status IN ('queued', 'retrying');
+-- Per-key FIFO looks for an earlier unfinished run of the same (task, key): only those are indexed, so a
+-- key with a long history costs no more than one without.
+CREATE INDEX runs_concurrency_key ON runs (task_id, concurrency_key)
+    WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'executing', 'retrying');
+CREATE INDEX runs_created ON runs (created_at);
+
 -- name: find_dedupe_keys
 -- :keys is a JSON list of [source, dedupe_key] pairs: one lookup for a whole batch.
 SELECT e.source, e.dedupe_key, e.id
@@ -111,10 +127,13 @@ VALUES (:id, :source, :event_type, :dedupe_key, :status, :received_at, :method, 
         :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of);
 
 -- name: insert_run
+-- sort_key = available_at - priority: priority is seconds of queue-age advantage (Trigger.dev's meaning).
 INSERT INTO runs (id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options,
-                  attempts, crashes, created_at, available_at, started_at, finished_at, output, error)
+                  attempts, crashes, created_at, available_at, started_at, finished_at, output, error,
+                  duration, idempotency_key, rerun_of, sort_key)
 VALUES (:id, :event_id, :route_id, :task_id, :input, :status, :queue, :priority, :concurrency_key, :options,
-        :attempts, :crashes, :created_at, :created_at, :started_at, :finished_at, :output, :error);
+        :attempts, :crashes, :created_at, :created_at, :started_at, :finished_at, :output, :error,
+        :duration, :idempotency_key, :rerun_of, :created_at - :priority);
 
 -- name: insert_rejection
 INSERT INTO rejections (source, reason, detail, received_at, remote_addr, body_prefix, body_size)
@@ -149,14 +168,14 @@ LIMIT :limit;
 
 -- name: get_run
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
 FROM runs
 WHERE id = :id;
 
 -- name: runs_for_event
 -- In the order they were recorded (route order), not newest first: they share one created_at.
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
 FROM runs
 WHERE event_id = :event_id
 ORDER BY created_at, rowid;
@@ -174,3 +193,133 @@ FROM rejections
 WHERE source = :source AND received_at >= :since
 ORDER BY received_at DESC, id DESC
 LIMIT :limit;
+
+-- name: heartbeat_pragmas
+PRAGMA busy_timeout = 5000;
+
+-- name: claim_candidates
+-- Ready runs in claim order, at most :limit of them; the caller's accept() picks from these. Runs with an
+-- earlier unfinished run of the same (task, concurrency key) wait for it: one at a time, in arrival order.
+-- LEFT JOIN: a run without its event gets source '' and no headers.
+SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
+       r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
+       r.duration, r.idempotency_key, r.rerun_of,
+       COALESCE(e.source, '') AS source, e.event_type AS event_type, COALESCE(e.headers, '[]') AS headers,
+       (SELECT COALESCE(MAX(a.number), 0) + 1 FROM attempts AS a WHERE a.run_id = r.id) AS next_attempt
+FROM runs AS r INDEXED BY runs_claim  -- walk in claim order and stop at LIMIT; never sort the backlog
+LEFT JOIN events AS e ON e.id = r.event_id
+WHERE r.status IN ('queued', 'retrying')
+  AND r.available_at <= :now
+  AND r.queue NOT IN (SELECT value FROM json_each(:skip_queues))
+  AND r.task_id NOT IN (SELECT value FROM json_each(:skip_tasks))
+  AND (r.concurrency_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM runs AS p
+        WHERE p.task_id = r.task_id AND p.concurrency_key = r.concurrency_key
+          AND p.status IN ('queued', 'executing', 'retrying') AND p.rowid < r.rowid))
+ORDER BY r.sort_key, r.rowid
+LIMIT :limit;
+
+-- name: start_run
+UPDATE runs SET status = 'executing', started_at = COALESCE(started_at, :now), lease_until = :lease_until
+WHERE id = :id AND status IN ('queued', 'retrying');
+
+-- name: insert_attempt
+INSERT INTO attempts (run_id, number, started_at) VALUES (:run_id, :number, :now);
+
+-- name: open_attempts
+-- :keys is a JSON list of [run_id, number]: the attempts that are still open on a still-executing run.
+SELECT a.run_id, a.number, a.started_at
+FROM json_each(:keys) AS k
+CROSS JOIN attempts AS a ON a.run_id = json_extract(k.value, '$[0]') AND a.number = json_extract(k.value, '$[1]')
+CROSS JOIN runs AS r ON r.id = a.run_id
+WHERE a.outcome IS NULL AND r.status = 'executing';
+
+-- name: end_attempt
+UPDATE attempts
+SET finished_at = :finished_at, outcome = :outcome, error_type = :error_type, error_message = :error_message,
+    traceback = :traceback, logs = :logs
+WHERE run_id = :run_id AND number = :attempt AND outcome IS NULL;
+
+-- name: end_run_attempt
+-- A completed run drops the error of an earlier attempt; any other keeps the newest one it was given.
+UPDATE runs
+SET status = :status,
+    duration = duration + :spent,
+    attempts = attempts + :counts,
+    available_at = COALESCE(:available_at, available_at),
+    sort_key = COALESCE(:available_at - priority, sort_key),
+    lease_until = NULL,
+    output = :output,
+    error = CASE WHEN :status = 'completed' THEN NULL ELSE COALESCE(:error, error) END,
+    finished_at = :run_finished_at
+WHERE id = :run_id AND status = 'executing';
+
+-- name: executing_runs
+-- Runs whose process died (their lease lapsed), or all of them when :only_expired is 0; minus :keep.
+SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+FROM runs
+WHERE status = 'executing'
+  AND (NOT :only_expired OR lease_until IS NULL OR lease_until < :now)
+  AND id NOT IN (SELECT value FROM json_each(:keep))
+ORDER BY rowid;
+
+-- name: crash_attempt
+UPDATE attempts
+SET outcome = 'crashed', finished_at = :now, error_type = 'Crashed', error_message = :message
+WHERE run_id = :id AND outcome IS NULL;
+
+-- name: recover_run
+UPDATE runs
+SET status = :status,
+    crashes = :crashes,
+    lease_until = NULL,
+    available_at = COALESCE(:available_at, available_at),
+    sort_key = COALESCE(:available_at - priority, sort_key),
+    finished_at = :finished_at,
+    error = COALESCE(:error, error)
+WHERE id = :id AND status = 'executing';
+
+-- name: run_statuses
+SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: cancel_run
+UPDATE runs SET status = 'canceled', finished_at = :now, lease_until = NULL
+WHERE id = :id AND status IN ('queued', 'retrying');
+
+-- name: runs_by_ids
+SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: renew_leases
+-- From the heartbeat thread, on its own connection: keeps the leases of runs this process executes.
+UPDATE runs SET lease_until = :lease_until
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'executing';
+
+-- name: next_available_at
+SELECT MIN(available_at) FROM runs WHERE status IN ('queued', 'retrying') AND available_at > :after;
+
+-- name: attempts_for_run
+SELECT run_id, number, started_at, finished_at, outcome, error_type, error_message, traceback, logs
+FROM attempts
+WHERE run_id = :run_id
+ORDER BY number;
+
+-- name: list_runs
+-- Newest first; the event is joined only to filter by source (a run without one has source '').
+SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
+       r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
+       r.duration, r.idempotency_key, r.rerun_of
+FROM runs AS r
+LEFT JOIN events AS e ON e.id = r.event_id
+WHERE r.created_at >= :since
+  AND (:status IS NULL OR r.status = :status)
+  AND (:task IS NULL OR r.task_id = :task)
+  AND (:source IS NULL OR COALESCE(e.source, '') = :source)
+ORDER BY r.created_at DESC, r.rowid DESC
+LIMIT :limit;
+
+-- name: count_runs
+SELECT count(*) FROM runs WHERE status = :status;

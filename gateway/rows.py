@@ -6,9 +6,22 @@ Pure: no I/O. Only gateway/store.py uses it; a Postgres store could reuse it as 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Protocol
 
-from gateway.model import Event, Headers, Payload, Rejection, Run
+from gateway.model import (
+    COMPLETED,
+    EXECUTING,
+    FINAL_STATUSES,
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Event,
+    Headers,
+    Payload,
+    Rejection,
+    Run,
+)
 
 EVENT_STATUSES = frozenset({"routed", "unrouted"})
 RUN_STATUSES = frozenset(
@@ -70,6 +83,40 @@ def run_row(r: Run) -> dict[str, Any]:
         "finished_at": r.finished_at,
         "output": None if r.output is None else _json(r.output),
         "error": None if r.error is None else _json(dict(r.error)),
+        "duration": r.duration,
+        "idempotency_key": r.idempotency_key,
+        "rerun_of": r.rerun_of,
+    }
+
+
+def attempt_end_row(end: AttemptEnd) -> dict[str, Any]:
+    """The parameters of ``end_attempt`` and ``end_run_attempt`` (``spent`` is added by the store).
+
+    Raises ValueError for a next status that is unknown or ``executing``, TypeError for output or logs
+    JSON cannot hold.
+    """
+    if end.run_status not in RUN_STATUSES or end.run_status == EXECUTING:
+        raise ValueError(
+            f"run {end.run_id} attempt {end.attempt}: cannot end with run status {end.run_status!r}; "
+            f"expected one of {sorted(RUN_STATUSES - {EXECUTING})}"
+        )
+    error = dict(end.error) if end.error is not None else {}
+    completed = end.run_status == COMPLETED
+    return {
+        "run_id": end.run_id,
+        "attempt": end.attempt,
+        "finished_at": end.finished_at,
+        "outcome": end.outcome,
+        "error_type": error.get("type"),
+        "error_message": error.get("message"),
+        "traceback": error.get("traceback"),
+        "logs": _json([dict(line) for line in end.logs]),
+        "status": end.run_status,
+        "counts": 1 if end.counts else 0,
+        "available_at": end.available_at,
+        "output": _json(end.output) if completed and end.output is not None else None,
+        "error": _json(error) if end.error is not None and not completed else None,
+        "run_finished_at": end.finished_at if end.run_status in FINAL_STATUSES else None,
     }
 
 
@@ -124,6 +171,36 @@ def run_from_row(row: Row) -> Run:
         finished_at=row["finished_at"],
         output=None if row["output"] is None else json.loads(row["output"]),
         error=None if row["error"] is None else json.loads(row["error"]),
+        duration=row["duration"],
+        idempotency_key=row["idempotency_key"],
+        rerun_of=row["rerun_of"],
+    )
+
+
+def claim_from_row(row: Row, *, now: float) -> Claim:
+    """A ``claim_candidates`` row as the run it becomes once claimed at ``now``."""
+    run = run_from_row(row)
+    started_at = now if run.started_at is None else run.started_at
+    return Claim(
+        run=replace(run, status=EXECUTING, started_at=started_at),
+        attempt=row["next_attempt"],
+        source=row["source"],
+        event_type=row["event_type"],
+        headers=Headers(_pairs(row["headers"])),
+    )
+
+
+def attempt_from_row(row: Row) -> Attempt:
+    return Attempt(
+        run_id=row["run_id"],
+        number=row["number"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        outcome=row["outcome"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        traceback=row["traceback"],
+        logs=tuple(json.loads(row["logs"])),
     )
 
 

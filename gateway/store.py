@@ -1,4 +1,4 @@
-"""The one module that speaks SQL: durable events, runs and rejections in SQLite. Does I/O.
+"""The SQL store: durable events, runs and rejections in SQLite (the run side is in runstore). Does I/O.
 
 Writes are group-committed: callers queue them, one writer task commits everything queued in one
 transaction (one fsync), then answers every caller of that batch. Reads use a second connection.
@@ -24,6 +24,7 @@ import aiosqlite
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, Recorded, Rejection, Run
 from gateway.rows import event_from_row, event_row, rejection_from_row, rejection_row, run_from_row, run_row
+from gateway.runstore import RUN_OPS, Heartbeat, RunOp, RunStore, apply, settle
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def load_queries(text: str) -> dict[str, str]:
 QUERIES = load_queries(resources.files("gateway").joinpath("queries.sql").read_text("utf-8"))
 
 # Applied in order; PRAGMA user_version counts how many a file has. Append, never edit or reorder.
-MIGRATIONS: tuple[str, ...] = ("schema_v1",)
+MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2")
 
 # Errors caused by one write's own data rather than by the disk: a batch that hits one is retried
 # write by write, so only the bad write fails (with StoreError) and its neighbours still commit.
@@ -80,10 +81,10 @@ class _RowWrite:
     done: asyncio.Future[None]
 
 
-_Write = _EventWrite | _RowWrite
+_Write = _EventWrite | _RowWrite | RunOp
 
 
-class Store:
+class Store(RunStore):
     """SQLite in WAL mode with ``synchronous=FULL``: a write returns only once it is on disk."""
 
     def __init__(
@@ -91,12 +92,14 @@ class Store:
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         *,
+        location: str,
         max_batch: int,
         on_commit: Callable[[Sequence[Run]], None] | None,
     ) -> None:
         """Use :meth:`open`; this takes connections that are already configured and migrated."""
         self._writer = writer
         self._reader = reader
+        self._beats = Heartbeat(location, QUERIES["heartbeat_pragmas"], QUERIES["renew_leases"])
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._loop = asyncio.get_running_loop()
@@ -137,15 +140,15 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {location}: {exc}") from exc
-        reader.row_factory = sqlite3.Row
-        return cls(writer, reader, max_batch=max_batch, on_commit=on_commit)
+        writer.row_factory = reader.row_factory = sqlite3.Row
+        return cls(writer, reader, location=location, max_batch=max_batch, on_commit=on_commit)
 
     @property
     def stats(self) -> StoreStats:
         return self._stats
 
     async def close(self) -> None:
-        """Refuse new writes, commit the queued ones, then close both connections."""
+        """Refuse new writes, commit the queued ones, then close every connection."""
         if not self._closing:
             self._closing = True
             self._queue.put_nowait(None)
@@ -153,6 +156,7 @@ class Store:
             await asyncio.wait([self._task])
             await self._writer.close()
             await self._reader.close()
+            await asyncio.to_thread(self._beats.close)  # waits for a heartbeat in progress
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -229,7 +233,10 @@ class Store:
                 log.exception("store: the on_commit callback failed")
         answers = iter(recorded)
         for item in batch:
-            _settle(item.done, next(answers) if isinstance(item, _EventWrite) else None)
+            if isinstance(item, RUN_OPS):
+                settle(item)
+            else:
+                _settle(item.done, next(answers) if isinstance(item, _EventWrite) else None)
 
     async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[_Write]) -> list[Recorded]:
         """The body of one batch's transaction: a constant number of statements, whatever its size.
@@ -268,6 +275,7 @@ class Store:
                 by_query.setdefault(item.query, []).append(item.row)
         for query, query_rows in by_query.items():
             await conn.executemany(QUERIES[query], query_rows)
+        await apply(conn, [item for item in items if isinstance(item, RUN_OPS)], QUERIES)  # claims last
         return recorded
 
     def _count(self, batch: list[_Write], recorded: list[Recorded]) -> None:
@@ -280,7 +288,7 @@ class Store:
             events=s.events + len(fresh),
             duplicates=s.duplicates + len(recorded) - len(fresh),
             runs=s.runs + sum(len(r.runs) for r in fresh),
-            rows=s.rows + len(batch) - len(recorded),
+            rows=s.rows + sum(isinstance(item, _RowWrite) for item in batch),
         )
 
     def _writer_stopped(self, task: asyncio.Task[None]) -> None:
