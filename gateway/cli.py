@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, check, sign, events, show, rejections. ``main(argv) -> int``.
+"""The ``gateway`` command: serve, check, sign, events, runs, show, cancel, rejections. ``main(argv) -> int``.
 
 I/O: reads the environment, routes.yaml, the database; prints to stdout/stderr.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway import config as config_mod
-from gateway.errors import ConfigError, GatewayError
-from gateway.model import Secret
-from gateway.view import event_detail, event_row, rejection_row, render_table
+from gateway.errors import ConfigError, GatewayError, NotFound
+from gateway.model import RUN_STATUSES, Secret
+from gateway.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
 
 Env = Mapping[str, str]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -87,6 +87,28 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     p.add_argument(
         "--port", default=port, type=int, help=f"port to listen on (env GATEWAY_PORT; now: {port})"
     )
+    conc = _env_default(env, "GATEWAY_CONCURRENCY", "100")
+    p.add_argument(
+        "--concurrency",
+        default=conc,
+        type=int,
+        help=f"runs executing at once, all tasks together (env GATEWAY_CONCURRENCY; now: {conc})",
+    )
+    drain = _env_default(env, "GATEWAY_DRAIN_TIMEOUT", "30")
+    p.add_argument(
+        "--drain-timeout",
+        default=drain,
+        type=float,
+        help="seconds running tasks get to finish after SIGTERM before they are interrupted and "
+        f"queued again (env GATEWAY_DRAIN_TIMEOUT; now: {drain})",
+    )
+    threads = _env_default(env, "GATEWAY_THREADS", "8")
+    p.add_argument(
+        "--threads",
+        default=threads,
+        type=int,
+        help=f"worker threads for sync (def) tasks (env GATEWAY_THREADS; now: {threads})",
+    )
     level = _env_default(env, "GATEWAY_LOG_LEVEL", "info")
     p.add_argument(
         "--log-level",
@@ -122,10 +144,28 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output (one JSON array)")
 
-    p = add("show", "Show one event: headers, payload, verification and its runs.")
+    p = add(
+        "show",
+        "Show one event (evt_…: headers, payload, runs) or one run (run_…: attempts, errors, logs, output).",
+    )
     db_arg(p)
-    p.add_argument("id", metavar="EVENT_ID")
+    p.add_argument("id", metavar="EVENT_ID|RUN_ID")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("runs", "List runs, newest first.")
+    db_arg(p)
+    p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    p.add_argument("--task", help="only runs of this task id")
+    p.add_argument("--source", help="only runs of events from this source")
+    p.add_argument("--since", help="only runs created since a duration ago (30m, 24h, 7d) or an ISO time")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "cancel", "Cancel a run that is queued or waiting for a retry (a running attempt is not stopped)."
+    )
+    db_arg(p)
+    p.add_argument("id", metavar="RUN_ID")
 
     p = add("rejections", "List refused deliveries (bad signature, stale, too large), newest first.")
     db_arg(p)
@@ -168,7 +208,19 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     loaded = _load(args, env, err)
     if loaded is None:
         return 1
-    asyncio.run(serve(loaded, ServeOptions(db=Path(args.db), host=args.host, port=args.port)))
+    options = ServeOptions(
+        db=Path(args.db),
+        host=args.host,
+        port=args.port,
+        concurrency=args.concurrency,
+        threads=args.threads,
+        drain_timeout=args.drain_timeout,
+    )
+    try:
+        asyncio.run(serve(loaded, options))
+    except GatewayError as exc:
+        print(f"gateway serve: {exc}", file=err)
+        return 1
     return 0
 
 
@@ -270,6 +322,15 @@ def _cmd_show(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
         return 1
 
     async def work(store: Any) -> int:
+        if args.id.startswith("run_"):
+            run = await store.get_run(args.id)
+            if run is None:
+                print(f"no run with id {args.id}", file=err)
+                return 1
+            detail = run_detail(run, await store.attempts_for_run(run.id))
+            text = detail.pop("_text")
+            print(json.dumps(detail, indent=2) if args.json else text, file=out)
+            return 0
         event = await store.get_event(args.id)
         if event is None:
             print(f"no event with id {args.id}", file=err)
@@ -306,6 +367,52 @@ def _cmd_rejections(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO
     return _with_store(path, work)
 
 
+def _cmd_runs(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    path = _open_db(args, err)
+    if path is None:
+        return 1
+    since = parse_since(args.since, time.time()) if args.since else None
+
+    async def work(store: Any) -> int:
+        runs = await store.list_runs(
+            status=args.status, task=args.task, source=args.source, since=since, limit=args.limit
+        )
+        rows = [run_row(r) for r in runs]
+        if args.json:
+            print(json.dumps(rows, indent=2), file=out)
+        else:
+            print(
+                render_table(rows, ["id", "created_at", "task", "status", "attempts", "duration", "event_id"])
+                or "no runs",
+                file=out,
+            )
+        return 0
+
+    return _with_store(path, work)
+
+
+def _cmd_cancel(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    path = _open_db(args, err)
+    if path is None:
+        return 1
+
+    async def work(store: Any) -> int:
+        try:
+            run = await store.cancel(args.id, now=time.time())
+        except NotFound:
+            print(f"no run with id {args.id}", file=err)
+            return 1
+        if run is None:
+            current = await store.get_run(args.id)
+            status = current.status if current else "unknown"
+            print(f"run {args.id} is {status}: only queued or retrying runs can be canceled", file=err)
+            return 1
+        print(f"run {run.id} canceled", file=out)
+        return 0
+
+    return _with_store(path, work)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = {
     "serve": _cmd_serve,
     "check": _cmd_check,
@@ -313,6 +420,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "events": _cmd_events,
     "show": _cmd_show,
     "rejections": _cmd_rejections,
+    "runs": _cmd_runs,
+    "cancel": _cmd_cancel,
 }
 
 

@@ -1,13 +1,18 @@
-"""The process: open the store, serve the app with Hypercorn, stop cleanly on SIGTERM/SIGINT.
+"""The process: lock and open the database, serve the app with Hypercorn and run the executor beside it,
+stop cleanly on SIGTERM/SIGINT (drain requests, then running attempts, then close the store).
 
-I/O: sockets, signals, the database file.
+I/O: sockets, signals, the database file and its lock file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,8 @@ from hypercorn.config import Config as HypercornConfig
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.errors import StoreError
+from gateway.executor import Executor, ExecutorOptions
 from gateway.store import Store
 
 log = logging.getLogger("gateway.server")
@@ -27,6 +34,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     shutdown_grace: float = 10.0  # seconds in-flight requests get to finish after SIGTERM
+    concurrency: int = 100  # runs executing at once
+    threads: int = 8  # worker threads for sync tasks
+    drain_timeout: float = 30.0  # seconds running attempts get after SIGTERM before being requeued
 
 
 def _bind(host: str, port: int) -> str:
@@ -43,25 +53,74 @@ def hypercorn_config(options: ServeOptions) -> HypercornConfig:
     return hc
 
 
+@contextmanager
+def database_lock(db: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the database: one gateway process per database file.
+
+    Holding it also tells the executor that a run found `executing` at start-up belongs to no live process.
+    """
+    path = Path(f"{db}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"another gateway process is already serving {db} (lock {path}); "
+                "stop it, or give this one its own --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 async def serve(config: Config, options: ServeOptions, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain requests and close the store."""
+    """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain and close the store."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = await Store.open(options.db)
     try:
+        with database_lock(options.db):
+            await _serve(config, options, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> None:
+    executor: Executor | None = None
+
+    def wake(runs: object) -> None:
+        if executor is not None:
+            executor.notify()
+
+    store = await Store.open(options.db, on_commit=wake)
+    try:
+        executor = Executor(
+            store,
+            config.tasks,
+            ExecutorOptions(
+                concurrency=options.concurrency,
+                threads=options.threads,
+                queues=config.queues,
+                drain_timeout=options.drain_timeout,
+            ),
+        )
         app = create_app(config, store)
         log.info(
-            "gateway listening on http://%s with %d source(s), %d route(s), database %s",
+            "gateway listening on http://%s with %d source(s), %d route(s), %d task(s), database %s",
             _bind(options.host, options.port),
             len(config.sources),
             len(config.routes),
+            len(config.tasks),
             options.db,
         )
-        await hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        async with asyncio.TaskGroup() as group:
+            group.create_task(hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            group.create_task(executor.run(stop))
     finally:
         await store.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         log.info("gateway stopped; every acknowledged event is on disk")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.model import Event, Rejection, Run
+from gateway.model import Attempt, Event, Rejection, Run
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
 
@@ -37,10 +37,76 @@ def run_row(run: Run) -> dict[str, Any]:
         "route": run.route_id,
         "status": run.status,
         "attempts": run.attempts,
+        "crashes": run.crashes,
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
+        "duration": round(run.duration, 3),
+        "event_id": run.event_id,
     }
+
+
+def attempt_row(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "outcome": attempt.outcome,
+        "started_at": iso(attempt.started_at),
+        "finished_at": iso(attempt.finished_at),
+        "duration": None if attempt.duration is None else round(attempt.duration, 3),
+        "error_type": attempt.error_type,
+        "error_message": attempt.error_message,
+        "traceback": attempt.traceback,
+        "logs": [{**line, "ts": iso(line.get("ts"))} for line in attempt.logs],
+    }
+
+
+def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """Everything about one run; the key ``_text`` holds the same for a terminal."""
+    detail = {
+        **run_row(run),
+        "queue": run.queue,
+        "priority": run.priority,
+        "concurrency_key": run.concurrency_key,
+        "idempotency_key": run.idempotency_key or run.id,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "options": dict(run.options),
+        "attempt_history": [attempt_row(a) for a in attempts],
+    }
+    lines = [
+        f"run          {run.id}",
+        f"task         {run.task_id} (route {run.route_id or '-'}, queue {run.queue})",
+        f"event        {run.event_id}",
+        f"status       {run.status}",
+        f"attempts     {run.attempts} counted, {run.crashes} crash(es); {run.duration:.3f} s executing",
+        f"created      {iso(run.created_at)}",
+        f"started      {iso(run.started_at) or '-'}",
+        f"finished     {iso(run.finished_at) or '-'}",
+        "input",
+        *["  " + line for line in _json_block(run.input).splitlines()],
+    ]
+    if run.output is not None:
+        lines += ["output", *["  " + line for line in _json_block(run.output).splitlines()]]
+    if run.error:
+        lines.append(f"error        {run.error.get('type')}: {run.error.get('message')}")
+    for a in attempts:
+        took = "-" if a.duration is None else f"{a.duration:.3f} s"
+        lines.append(f"attempt {a.number:<4} {a.outcome or 'executing'} at {iso(a.started_at)} ({took})")
+        if a.error_type:
+            lines.append(f"  error: {a.error_type}: {a.error_message}")
+        lines += [f"  {iso(x.get('ts'))} {x.get('level', 'info'):<7} {x.get('message')}" for x in a.logs]
+        if a.traceback and a.outcome in ("failed", "timed_out", "aborted"):
+            lines += ["  " + t for t in a.traceback.rstrip().splitlines()[-12:]]
+    detail["_text"] = "\n".join(lines)
+    return detail
+
+
+def _json_block(value: Any) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    if len(text) > BODY_PREVIEW:
+        text = text[:BODY_PREVIEW] + f"\n… ({len(text) - BODY_PREVIEW} more characters)"
+    return text
 
 
 def rejection_row(rejection: Rejection) -> dict[str, Any]:
@@ -71,11 +137,7 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         "replay_of": event.replay_of,
         "runs": [run_row(r) for r in runs],
     }
-    payload = (
-        json.dumps(event.payload.data, indent=2, ensure_ascii=False)
-        if event.payload.kind != "raw"
-        else str(event.payload.data)
-    )
+    payload = _json_block(event.payload.data) if event.payload.kind != "raw" else str(event.payload.data)
     if len(payload) > BODY_PREVIEW:
         payload = payload[:BODY_PREVIEW] + f"\n… ({len(payload) - BODY_PREVIEW} more characters)"
     lines = [

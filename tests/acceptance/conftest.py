@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ROUTES, TASKS_CODE
+
 pytestmark = pytest.mark.acceptance
 
 
@@ -85,8 +87,8 @@ class Gateway:
 def gateway(write_routes: Callable[..., Path], tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def make(routes: str | None = None) -> Gateway:
-        path = write_routes(routes) if routes else write_routes()
+    def make(routes: str | None = None, tasks_code: str | None = None) -> Gateway:
+        path = write_routes(routes or ROUTES, tasks_code or TASKS_CODE)
         gw = Gateway(path, tmp_path / "gateway.db", tmp_path / "gateway.log")
         gw.start()
         started.append(gw)

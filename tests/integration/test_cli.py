@@ -29,7 +29,7 @@ def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 def test_check_passes_on_the_sample_and_warns_about_dev_secrets() -> None:
     code, out, err = run("check", "--routes", str(REPO / "routes.yaml"))
     assert code == 0
-    assert out.strip() == f"{REPO / 'routes.yaml'}: OK: 4 source(s), 5 route(s), 4 task(s)"
+    assert out.strip() == f"{REPO / 'routes.yaml'}: OK: 4 source(s), 6 route(s), 5 task(s)"
     assert (
         "WARNING: routes.yaml: sources.github.secret (${GITHUB_WEBHOOK_SECRET}): using the development" in err
     )

@@ -1,0 +1,150 @@
+"""`gateway serve` runs tasks: retries end in success, a kill -9 mid-task is recovered, sync work never blocks
+ingest."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import Gateway
+
+pytestmark = pytest.mark.acceptance
+
+TASKS = """
+import asyncio, time
+from pathlib import Path
+from gateway import task
+
+@task(id="flaky", retry={"max_attempts": 3, "min_timeout": 0.05, "max_timeout": 0.1})
+async def flaky(payload, ctx):
+    ctx.log.info("attempt %d", ctx.attempt)
+    if ctx.attempt < 3:
+        raise ConnectionError(f"upstream unavailable on attempt {ctx.attempt}")
+    return {"ok": True, "attempt": ctx.attempt}
+
+@task(id="survivor", timeout=None)
+async def survivor(payload, ctx):
+    if ctx.attempt == 1:
+        Path(payload["marker"]).write_text("started")
+        await asyncio.sleep(3600)
+    return "recovered"
+
+@task(id="sleepy-sync")
+def sleepy_sync(payload, ctx):
+    Path(payload["marker"]).write_text("started")
+    time.sleep(2)
+    return "slept"
+
+@task(id="noop")
+async def noop(payload, ctx):
+    return None
+"""
+
+ROUTES = """
+tasks: [{module}]
+sources:
+  open:
+    verify: none
+    event_type: body.kind
+routes:
+  - {id: flaky, source: open, event: flaky, task: flaky}
+  - {id: survivor, source: open, event: survivor, task: survivor}
+  - {id: sleepy, source: open, event: sleepy, task: sleepy-sync}
+  - {id: noop, source: open, event: noop, task: noop}
+"""
+
+
+def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def post(gw: Gateway, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(
+        f"{gw.url}/hooks/open", content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+
+
+@pytest.fixture
+def serve(gateway: Callable[..., Gateway]) -> Callable[[], Gateway]:
+    def start() -> Gateway:
+        return gateway(ROUTES, TASKS)
+
+    return start
+
+
+def run_status(db: Path, run_id: str) -> str:
+    return str(rows(db, "SELECT status FROM runs WHERE id = ?", run_id)[0][0])
+
+
+def test_a_task_that_fails_twice_then_succeeds_ends_completed_with_three_attempts(
+    serve: Callable[[], Gateway],
+) -> None:
+    gw = serve()
+    answer = post(gw, {"kind": "flaky"})
+    assert answer.status_code == 202
+    [run] = answer.json()["runs"]
+    wait_for(lambda: run_status(gw.db, run["id"]) == "completed", "the flaky run to complete")
+    [(attempts, output)] = rows(gw.db, "SELECT attempts, output FROM runs WHERE id = ?", run["id"])
+    assert (attempts, json.loads(str(output))) == (3, {"ok": True, "attempt": 3})
+    outcomes = rows(gw.db, "SELECT outcome FROM attempts WHERE run_id = ? ORDER BY number", run["id"])
+    assert outcomes == [("failed",), ("failed",), ("completed",)]
+
+
+def test_kill_9_while_a_task_executes_is_recovered_after_restart(
+    serve: Callable[[], Gateway], tmp_path: Path
+) -> None:
+    gw = serve()
+    marker = tmp_path / "survivor-started"
+    answer = post(gw, {"kind": "survivor", "marker": str(marker)})
+    [run] = answer.json()["runs"]
+    wait_for(marker.exists, "the task to start")
+    assert run_status(gw.db, run["id"]) == "executing"
+    gw.signal(signal.SIGKILL)
+    gw.wait()
+    gw.start()
+    wait_for(lambda: run_status(gw.db, run["id"]) == "completed", "the recovered run to complete")
+    assert rows(gw.db, "SELECT crashes, attempts FROM runs WHERE id = ?", run["id"]) == [(1, 1)]
+    outcomes = rows(gw.db, "SELECT outcome FROM attempts WHERE run_id = ? ORDER BY number", run["id"])
+    assert outcomes == [("crashed",), ("completed",)]
+
+
+def test_a_sleeping_sync_task_does_not_hold_up_ingest(serve: Callable[[], Gateway], tmp_path: Path) -> None:
+    gw = serve()
+    marker = tmp_path / "sleeping"
+    [sleeper] = post(gw, {"kind": "sleepy", "marker": str(marker)}).json()["runs"]
+    wait_for(marker.exists, "the sync task to start sleeping")
+    answers = [post(gw, {"kind": "noop", "n": i}) for i in range(20)]
+    # All twenty were acknowledged while the 2 s sync task still held its thread.
+    still = run_status(gw.db, sleeper["id"])
+    assert [a.status_code for a in answers] == [202] * 20
+    assert still == "executing"
+    wait_for(lambda: run_status(gw.db, sleeper["id"]) == "completed", "the sync task to finish")
+
+
+def test_sigterm_lets_a_running_task_finish_within_the_drain_deadline(
+    serve: Callable[[], Gateway], tmp_path: Path
+) -> None:
+    gw = serve()
+    marker = tmp_path / "draining"
+    [run] = post(gw, {"kind": "sleepy", "marker": str(marker)}).json()["runs"]
+    wait_for(marker.exists, "the task to start")
+    gw.signal(signal.SIGTERM)
+    assert gw.wait(timeout=40) == 0
+    assert run_status(gw.db, run["id"]) == "completed"
