@@ -137,11 +137,13 @@ class _Env:
 
     def _one(self, m: re.Match[str], where: str) -> str:
         name, default = m.group(1), m.group(2)
-        if name in self.environ:
+        if self.environ.get(name):
             return self.environ[name]
-        if default is not None:
+        if default is not None:  # like the shell: an unset *or empty* variable takes the default
             self.defaulted.append(f"{where} (${{{name}}})")
             return default
+        if name in self.environ:
+            return ""  # set but empty, without a default: used as given (and refused where empty is wrong)
         self.problems.append(
             Problem(where, f"environment variable {name} is not set (set it, or write ${{{name}:-default}})")
         )
@@ -177,6 +179,57 @@ def _secrets(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> lis
     return out
 
 
+def _check_keys(
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+) -> tuple[Secret, ...]:
+    """The source's secrets or keys, each checked against the scheme that will use it."""
+    located = _secrets(raw, where, problems)
+    if scheme is None or not scheme.verified:
+        return tuple(secret for _, secret in located)
+    for at, secret in located:
+        unusable = secret_problem(scheme, secret)
+        if unusable:
+            problems.append(Problem(at, unusable))
+    if not located:
+        problems.append(
+            Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
+        )
+    if scheme.signature_format != "standard-webhooks":
+        problems += [
+            Problem(
+                f"{where}.{key}",
+                f"verify: {scheme.name} uses shared secrets, not public keys "
+                "(public keys are for standard-webhooks/svix v1a)",
+            )
+            for key in ("public_key", "public_keys")
+            if key in raw
+        ]
+    return tuple(secret for _, secret in located)
+
+
+def _tolerance(
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+) -> int | None:
+    """The freshness window: the source's `tolerance:` if given, else the scheme's default."""
+    default = scheme.tolerance if scheme else None
+    if "tolerance" not in raw:
+        return default
+    if scheme is not None and not scheme.timestamp_headers and scheme.signature_format == "prefixed":
+        problems.append(
+            Problem(
+                f"{where}.tolerance",
+                f"verify: {scheme.name} signs no timestamp, so there is no freshness "
+                "to check; remove tolerance",
+            )
+        )
+        return default
+    t = raw["tolerance"]
+    if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
+        problems.append(Problem(f"{where}.tolerance", f"expected seconds >= 0 or null, got {t!r}"))
+        return default
+    return t
+
+
 def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
     where = f"sources.{name}"
     if not isinstance(name, str) or not _NAME.match(name):
@@ -185,30 +238,13 @@ def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
     if not isinstance(raw, dict):
         problems.append(Problem(where, "expected a mapping with at least `verify:`"))
         return None
-    for key in raw:
-        if key not in SOURCE_KEYS:
-            problems.append(_unknown(key, SOURCE_KEYS, f"{where}.{key}"))
+    problems += [_unknown(key, SOURCE_KEYS, f"{where}.{key}") for key in raw if key not in SOURCE_KEYS]
     if "verify" not in raw:
         problems.append(Problem(f"{where}.verify", "missing (a preset like github, or none to skip checks)"))
         return None
     scheme = scheme_from_spec(raw["verify"], f"{where}.verify", problems)
-    located = _secrets(raw, where, problems)
-    secrets = tuple(secret for _, secret in located)
-    for at, secret in located:
-        unusable = secret_problem(scheme, secret) if scheme is not None and scheme.verified else None
-        if unusable:
-            problems.append(Problem(at, unusable))
-    if scheme is not None and scheme.verified and not secrets:
-        problems.append(
-            Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
-        )
-    tolerance = scheme.tolerance if scheme else None
-    if "tolerance" in raw:
-        t = raw["tolerance"]
-        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
-            problems.append(Problem(f"{where}.tolerance", f"expected seconds >= 0 or null, got {t!r}"))
-        else:
-            tolerance = t
+    secrets = _check_keys(scheme, raw, where, problems)
+    tolerance = _tolerance(scheme, raw, where, problems)
     paths = {}
     for key in ("dedupe", "event_type"):
         value = raw.get(key, getattr(scheme, key, None))
@@ -227,8 +263,10 @@ def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
 def _route_options(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if "retry" in raw:
-        policy = parse_retry(raw["retry"], f"{where}.retry", problems)
-        options["retry"] = {k: v for k, v in policy.as_dict().items() if k in (raw["retry"] or {})}
+        spec = raw["retry"]
+        policy = parse_retry(spec, f"{where}.retry", problems, check_order=False)
+        given = spec if isinstance(spec, dict) else {}
+        options["retry"] = {k: v for k, v in policy.as_dict().items() if k in given}
     if "timeout" in raw:
         t = raw["timeout"]
         if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t <= 0):
@@ -277,6 +315,17 @@ def _route(
     when = compile_when(raw.get("when"), f"{where}.when", problems)
     mapping = compile_input(raw.get("input"), f"{where}.input", problems)
     options = _route_options(raw, where, problems)
+    task = tasks.get(task_id) if isinstance(task_id, str) else None
+    if task is not None and options.get("retry"):
+        merged = {**task.retry.as_dict(), **options["retry"]}
+        if merged["min_timeout"] > merged["max_timeout"]:
+            problems.append(
+                Problem(
+                    f"{where}.retry",
+                    f"merged with the policy of task {task.id!r}, min_timeout ({merged['min_timeout']}) "
+                    f"would be larger than max_timeout ({merged['max_timeout']})",
+                )
+            )
     if not all(isinstance(raw.get(k), str) and raw[k] for k in ("id", "source", "task")):
         return None
     return Route(

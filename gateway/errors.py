@@ -52,7 +52,7 @@ class SignatureError(GatewayError):
     """A delivery failed verification.
 
     ``reason`` is a short machine-readable code (``missing_signature``, ``malformed_signature``,
-    ``stale_timestamp``, ``bad_signature``, ``missing_timestamp``, ``malformed_timestamp``);
+    ``stale_timestamp``, ``bad_signature``, ``missing_timestamp``, ``malformed_timestamp``, ``no_secret``);
     ``detail`` is a sentence for people. Neither ever contains a secret.
     """
 

@@ -69,6 +69,20 @@ def parse_payload(content_type: str | None, body: bytes) -> Payload:
     return Payload("raw", body.decode("utf-8", errors="replace"))
 
 
+# Standard Webhooks senders use the webhook-* header family and Svix the svix-* one; both presets accept
+# either, so a default key path in one family is also looked up in the other.
+_HEADER_FAMILIES = (("headers.webhook-", "headers.svix-"), ("headers.svix-", "headers.webhook-"))
+
+
+def _find(view: EventView, path: str) -> tuple[bool, Any]:
+    found = lookup(view, path)
+    if not found[0]:
+        for prefix, other in _HEADER_FAMILIES:
+            if path.lower().startswith(prefix):
+                return lookup(view, other + path[len(prefix) :])
+    return found
+
+
 def _text(found: tuple[bool, Any]) -> str | None:
     ok, value = found
     if not ok or value is None or isinstance(value, dict | list):
@@ -94,14 +108,17 @@ def admit(config: Config, source: Source, request: Request, verdict: Verdict, no
     payload = parse_payload(request.headers.get("content-type"), request.body)
     event_id = new_id("evt", now)
     view = EventView(event_id, source.name, None, request.headers, request.query, payload.data)
-    event_type = _text(lookup(view, source.event_type)) if source.event_type else None
-    dedupe_key = _text(lookup(view, source.dedupe)) if source.dedupe else None
+    event_type = _text(_find(view, source.event_type)) if source.event_type else None
+    dedupe_key = _text(_find(view, source.dedupe)) if source.dedupe else None
     view = EventView(event_id, source.name, event_type, request.headers, request.query, payload.data)
+    stored_headers = redact(request.headers)
+    # Input mapping sees the redacted headers, so a credential never lands in a run's stored input.
+    mapping_view = EventView(event_id, source.name, event_type, stored_headers, request.query, payload.data)
     runs = []
     for route in match(config.routes, view):
         task = config.tasks[route.task]
         options = resolve_options(task.options(), route.options)
-        run_input = map_input(route.input, view)
+        run_input = map_input(route.input, mapping_view)
         key = None
         if task.concurrency_key:
             key = _text(
@@ -134,7 +151,7 @@ def admit(config: Config, source: Source, request: Request, verdict: Verdict, no
         received_at=now,
         method=request.method,
         url=request.url,
-        headers=redact(request.headers),
+        headers=stored_headers,
         query=request.query,
         body=request.body,
         payload=payload,

@@ -34,11 +34,18 @@ def _is_number(value: object) -> bool:
 
 
 def parse_retry(
-    spec: object, path: str, problems: list[Problem], base: RetryPolicy | None = None
+    spec: object,
+    path: str,
+    problems: list[Problem],
+    base: RetryPolicy | None = None,
+    *,
+    check_order: bool = True,
 ) -> RetryPolicy:
     """Build a policy from a ``retry:`` mapping, on top of ``base`` (defaults when None).
 
     Every problem is appended to ``problems``; the returned policy then holds the valid parts only.
+    ``check_order=False`` skips the min_timeout <= max_timeout check (a route's partial override is checked
+    against its task's policy instead).
     """
     policy = base or RetryPolicy()
     if spec is None:
@@ -66,7 +73,7 @@ def parse_retry(
             problems.append(Problem(where, f"expected a number >= {floor}, got {value!r}"))
         else:
             values[key] = float(value)
-    if values["min_timeout"] > values["max_timeout"]:
+    if check_order and values["min_timeout"] > values["max_timeout"]:
         problems.append(
             Problem(
                 path,

@@ -250,3 +250,43 @@ def test_queue_limits_are_read_and_checked(load_config: Callable[..., Any]) -> N
         "routes.yaml: queues.emails.concurrency: expected a whole number >= 1, got None",
         "routes.yaml: queues.slow: expected a mapping like {concurrency: 5}",
     ]
+
+
+def test_a_non_mapping_route_retry_is_a_problem_not_a_crash(load_config: Callable[..., Any]) -> None:
+    assert problems_of(load_config, MINIMAL + "    retry: 5\n") == [
+        "routes.yaml: routes[0].retry: expected a mapping with keys max_attempts, factor, min_timeout, "
+        "max_timeout, jitter"
+    ]
+
+
+def test_a_route_retry_override_is_checked_against_its_tasks_policy(load_config: Callable[..., Any]) -> None:
+    code = (
+        "from gateway import task\n"
+        "@task(id='deploy-preview', retry={'max_timeout': 600})\n"
+        "async def f(p, c): ...\n"
+    )
+    ok = load_config(MINIMAL + "    retry: {min_timeout: 120}\n", tasks_code=code)
+    assert ok.routes[0].options["retry"] == {"min_timeout": 120.0}
+    assert problems_of(load_config, MINIMAL + "    retry: {max_timeout: 0.5}\n") == [
+        "routes.yaml: routes[0].retry: merged with the policy of task 'deploy-preview', min_timeout (1.0) "
+        "would be larger than max_timeout (0.5)"
+    ]
+
+
+def test_public_keys_and_tolerance_are_refused_where_they_mean_nothing(
+    load_config: Callable[..., Any],
+) -> None:
+    routes = MINIMAL.replace(
+        "    secret: s3cr3t-value-github", "    secret: x\n    public_key: whpk_abc\n    tolerance: 60"
+    )
+    assert problems_of(load_config, routes) == [
+        "routes.yaml: sources.github.public_key: verify: github uses shared secrets, not public keys "
+        "(public keys are for standard-webhooks/svix v1a)",
+        "routes.yaml: sources.github.tolerance: verify: github signs no timestamp, so there is no freshness "
+        "to check; remove tolerance",
+    ]
+
+
+def test_an_empty_variable_takes_the_default_like_the_shell(load_config: Callable[..., Any]) -> None:
+    routes = MINIMAL.replace("s3cr3t-value-github", "${GH_SECRET:-dev}")
+    assert load_config(routes, environ={"GH_SECRET": ""}).sources["github"].secrets[0].reveal() == "dev"

@@ -102,3 +102,32 @@ def test_route_overrides_merge_over_task_defaults() -> None:
         "queue": "slow",
         "priority": 0,
     }
+
+
+def test_svix_headers_give_the_dedupe_key_of_a_standard_webhooks_source(
+    load_config: Callable[..., Any],
+) -> None:
+    config = load_config()
+    request = Request(
+        "POST",
+        "http://gw/hooks/billing",
+        Headers([("svix-id", "msg_9"), ("content-type", "application/json")]),
+        b'{"type": "a.b"}',
+    )
+    event = admit(config, config.sources["billing"], request, VERDICT, NOW).event
+    assert (event.dedupe_key, event.event_type) == ("msg_9", "a.b")
+
+
+def test_a_credential_header_mapped_into_input_arrives_redacted(load_config: Callable[..., Any]) -> None:
+    routes = """
+    tasks: [{module}]
+    sources: {github: {verify: github, secret: s}}
+    routes:
+      - id: r
+        source: github
+        task: deploy-preview
+        input: {auth: headers.Authorization, event: headers.X-GitHub-Event}
+    """
+    config = load_config(routes)
+    [run] = admit(config, config.sources["github"], push(), VERDICT, NOW).runs
+    assert run.input == {"auth": "[redacted]", "event": "push"}
