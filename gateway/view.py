@@ -153,7 +153,7 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         *[f"  {k}: {v}" for k, v in event.headers.pairs],
         "payload",
         *["  " + line for line in payload.splitlines()],
-        "runs" if runs else "runs         none (no route matched; replay it after changing routes.yaml)",
+        "runs" if runs else "runs         none (no route matched; the event is kept)",
         *[f"  {r.id}  {r.task_id:<24} {r.status:<10} attempts={r.attempts}" for r in runs],
     ]
     detail["_text"] = "\n".join(lines)
