@@ -16,10 +16,11 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.config import Config, Source
+from gateway.config import Config
 from gateway.errors import SignatureError, StoreError
 from gateway.ingest import admit
 from gateway.model import Headers, Rejection, Request
+from gateway.sources import Source
 from gateway.store import Store
 from gateway.verify import verify
 

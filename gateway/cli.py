@@ -271,16 +271,14 @@ def _signing_key(secrets: Sequence[Secret]) -> Secret:
     return secrets[0]
 
 
-def _open_db(args: argparse.Namespace, err: TextIO) -> Path | None:
+def _on_store(args: argparse.Namespace, err: TextIO, work: Callable[[Any], Awaitable[int]]) -> int:
+    """Run ``work(store)`` on the existing database named by --db (never creates one)."""
+    from gateway.store import Store
+
     path = Path(args.db)
     if not path.exists():
         print(f"no database at {path} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
-        return None
-    return path
-
-
-def _with_store(path: Path, work: Callable[[Any], Awaitable[int]]) -> int:
-    from gateway.store import Store
+        return 1
 
     async def go() -> int:
         store = await Store.open(path)
@@ -292,110 +290,77 @@ def _with_store(path: Path, work: Callable[[Any], Awaitable[int]]) -> int:
     return asyncio.run(go())
 
 
+def _since(args: argparse.Namespace) -> float | None:
+    return parse_since(args.since, time.time()) if args.since else None
+
+
+def _print_rows(
+    args: argparse.Namespace, out: TextIO, rows: list[dict[str, Any]], columns: list[str], empty: str
+) -> int:
+    print(json.dumps(rows, indent=2) if args.json else render_table(rows, columns) or empty, file=out)
+    return 0
+
+
+def _print_detail(args: argparse.Namespace, out: TextIO, detail: dict[str, Any]) -> int:
+    text = detail.pop("_text")
+    print(json.dumps(detail, indent=2) if args.json else text, file=out)
+    return 0
+
+
 def _cmd_events(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    path = _open_db(args, err)
-    if path is None:
-        return 1
-    since = parse_since(args.since, time.time()) if args.since else None
+    since = _since(args)
 
     async def work(store: Any) -> int:
         events = await store.list_events(
             source=args.source, status=args.status, since=since, limit=args.limit
         )
-        rows = [event_row(e) for e in events]
-        if args.json:
-            print(json.dumps(rows, indent=2), file=out)
-        else:
-            print(
-                render_table(rows, ["id", "received_at", "source", "event_type", "status", "verification"])
-                or "no events",
-                file=out,
-            )
-        return 0
+        columns = ["id", "received_at", "source", "event_type", "status", "verification"]
+        return _print_rows(args, out, [event_row(e) for e in events], columns, "no events")
 
-    return _with_store(path, work)
-
-
-def _cmd_show(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    path = _open_db(args, err)
-    if path is None:
-        return 1
-
-    async def work(store: Any) -> int:
-        if args.id.startswith("run_"):
-            run = await store.get_run(args.id)
-            if run is None:
-                print(f"no run with id {args.id}", file=err)
-                return 1
-            detail = run_detail(run, await store.attempts_for_run(run.id))
-            text = detail.pop("_text")
-            print(json.dumps(detail, indent=2) if args.json else text, file=out)
-            return 0
-        event = await store.get_event(args.id)
-        if event is None:
-            print(f"no event with id {args.id}", file=err)
-            return 1
-        detail = event_detail(event, await store.runs_for_event(event.id))
-        text = detail.pop("_text")
-        print(json.dumps(detail, indent=2) if args.json else text, file=out)
-        return 0
-
-    return _with_store(path, work)
-
-
-def _cmd_rejections(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    path = _open_db(args, err)
-    if path is None:
-        return 1
-    since = parse_since(args.since, time.time()) if args.since else None
-
-    async def work(store: Any) -> int:
-        rows = [
-            rejection_row(r)
-            for r in await store.list_rejections(source=args.source, since=since, limit=args.limit)
-        ]
-        if args.json:
-            print(json.dumps(rows, indent=2), file=out)
-        else:
-            print(
-                render_table(rows, ["received_at", "source", "reason", "remote_addr", "body_size", "detail"])
-                or "no rejections",
-                file=out,
-            )
-        return 0
-
-    return _with_store(path, work)
+    return _on_store(args, err, work)
 
 
 def _cmd_runs(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    path = _open_db(args, err)
-    if path is None:
-        return 1
-    since = parse_since(args.since, time.time()) if args.since else None
+    since = _since(args)
 
     async def work(store: Any) -> int:
         runs = await store.list_runs(
             status=args.status, task=args.task, source=args.source, since=since, limit=args.limit
         )
-        rows = [run_row(r) for r in runs]
-        if args.json:
-            print(json.dumps(rows, indent=2), file=out)
-        else:
-            print(
-                render_table(rows, ["id", "created_at", "task", "status", "attempts", "duration", "event_id"])
-                or "no runs",
-                file=out,
-            )
-        return 0
+        columns = ["id", "created_at", "task", "status", "attempts", "duration", "event_id"]
+        return _print_rows(args, out, [run_row(r) for r in runs], columns, "no runs")
 
-    return _with_store(path, work)
+    return _on_store(args, err, work)
+
+
+def _cmd_rejections(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    since = _since(args)
+
+    async def work(store: Any) -> int:
+        rejections = await store.list_rejections(source=args.source, since=since, limit=args.limit)
+        columns = ["received_at", "source", "reason", "remote_addr", "body_size", "detail"]
+        return _print_rows(args, out, [rejection_row(r) for r in rejections], columns, "no rejections")
+
+    return _on_store(args, err, work)
+
+
+def _cmd_show(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    async def work(store: Any) -> int:
+        if args.id.startswith("run_"):
+            run = await store.get_run(args.id)
+            if run is not None:
+                return _print_detail(args, out, run_detail(run, await store.attempts_for_run(run.id)))
+        else:
+            event = await store.get_event(args.id)
+            if event is not None:
+                return _print_detail(args, out, event_detail(event, await store.runs_for_event(event.id)))
+        print(f"no {'run' if args.id.startswith('run_') else 'event'} with id {args.id}", file=err)
+        return 1
+
+    return _on_store(args, err, work)
 
 
 def _cmd_cancel(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    path = _open_db(args, err)
-    if path is None:
-        return 1
-
     async def work(store: Any) -> int:
         try:
             run = await store.cancel(args.id, now=time.time())
@@ -410,7 +375,7 @@ def _cmd_cancel(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) ->
         print(f"run {run.id} canceled", file=out)
         return 0
 
-    return _with_store(path, work)
+    return _on_store(args, err, work)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = {

@@ -17,6 +17,7 @@ HTTP status codes for these live in one place, ``gateway/app.py``.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +38,13 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def unknown_key(key: object, allowed: tuple[str, ...], where: str) -> Problem:
+    """``where: unknown key 'x' (did you mean 'y'?)``, or the allowed keys when nothing is close."""
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(allowed)})"
+    return Problem(where, f"unknown key {key!r}{suffix}")
 
 
 class ConfigError(GatewayError):

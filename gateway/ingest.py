@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from gateway.config import Config, Source
+from gateway.config import Config
 from gateway.mapping import map_input
 from gateway.match import match
 from gateway.model import Event, Headers, Payload, Request, Run, Verdict, new_id
 from gateway.paths import EventView, lookup
+from gateway.sources import Source
 
 # Headers that carry credentials in clear: stored as "[redacted]" so the database never holds a secret.
 REDACTED_HEADERS = frozenset(

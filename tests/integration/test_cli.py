@@ -209,3 +209,97 @@ def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, l
     )
     assert run("events", "--status", "weird")[0] == 2
     assert run()[0] == 2
+
+
+def execute(config: config_mod.Config, db: Path) -> None:
+    from gateway.executor import Executor
+
+    async def go() -> None:
+        store = await Store.open(db)
+        try:
+            await Executor(store, config.tasks).run_once()
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+FAILING_TASKS = """
+from gateway import task
+
+@task(id="deploy-preview", retry={"max_attempts": 1})
+async def deploy_preview(payload, ctx):
+    ctx.log.info("deploying %s", payload["repo"])
+    raise RuntimeError("deploy API answered 500")
+
+@task(id="record-payment")
+async def record_payment(payload, ctx):
+    return {"ok": True}
+
+@task(id="sync-subscription")
+def sync_subscription(payload, ctx):
+    return payload
+"""
+
+
+def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    from tests.conftest import ROUTES
+
+    routes = write_routes(ROUTES, FAILING_TASKS)
+    config = config_mod.load(routes, {})
+    db = tmp_path / "runs.db"
+    body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
+    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Hub-Signature-256": sig,
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d1",
+        "Content-Type": "application/json",
+    }
+    [response] = deliver(config, db, [("/hooks/github", body, headers)])
+    runs = {r["task"]: r["id"] for r in response.json()["runs"]}
+
+    # Before execution: both queued; one is canceled.
+    code, out, _ = run("runs", "--db", str(db), "--status", "queued", "--json")
+    assert code == 0 and {r["status"] for r in json.loads(out)} == {"queued"}
+    assert run("cancel", runs["record-payment"], "--db", str(db))[:2] == (
+        0,
+        f"run {runs['record-payment']} canceled\n",
+    )
+    execute(config, db)
+
+    rows = json.loads(run("runs", "--db", str(db), "--json")[1])
+    assert {r["task"]: r["status"] for r in rows} == {
+        "deploy-preview": "failed",
+        "record-payment": "canceled",
+    }
+    assert run("runs", "--db", str(db), "--task", "nope")[1].strip() == "no runs"
+    table = run("runs", "--db", str(db), "--status", "failed")[1].splitlines()
+    assert table[0].split()[:4] == ["ID", "CREATED_AT", "TASK", "STATUS"] and len(table) == 2
+
+    code, text, _ = run("show", runs["deploy-preview"], "--db", str(db))
+    assert code == 0
+    assert "status       failed" in text
+    assert "error        RuntimeError: deploy API answered 500" in text
+    assert "info    deploying o/r" in text
+    assert "RuntimeError: deploy API answered 500" in text.split("attempt 1")[1]  # the traceback is shown
+    detail = json.loads(run("show", runs["deploy-preview"], "--db", str(db), "--json")[1])
+    [attempt] = detail["attempt_history"]
+    assert (attempt["outcome"], attempt["error_type"], attempt["logs"][0]["message"]) == (
+        "failed",
+        "RuntimeError",
+        "deploying o/r",
+    )
+    assert detail["input"] == {"repo": "o/r", "sha": "1"}
+
+    code, _, err = run("cancel", runs["deploy-preview"], "--db", str(db))
+    assert (code, err) == (
+        1,
+        f"run {runs['deploy-preview']} is failed: only queued or retrying runs can be canceled\n",
+    )
+    assert run("cancel", "run_nope", "--db", str(db))[::2] == (1, "no run with id run_nope\n")
+    assert run("show", "run_nope", "--db", str(db))[::2] == (1, "no run with id run_nope\n")
+    assert run("runs", "--db", str(db), "--status", "weird")[0] == 2

@@ -1,0 +1,188 @@
+"""The ``sources:`` section of routes.yaml: who sends webhooks, how they sign, how their events are keyed.
+
+Pure: no I/O (secrets arrive already interpolated).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import Problem, unknown_key
+from gateway.model import Secret
+from gateway.paths import check_path
+from gateway.schemes import Scheme, scheme_from_spec
+from gateway.verify import secret_problem
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+SOURCE_KEYS = (
+    "verify",
+    "secret",
+    "secrets",
+    "public_key",
+    "public_keys",
+    "tolerance",
+    "dedupe",
+    "event_type",
+    "path",
+    "max_body",
+)
+SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A configured webhook sender: where it posts, how it signs, how its events are keyed."""
+
+    name: str
+    path: str  # URL path it posts to, e.g. /hooks/github
+    scheme: Scheme
+    secrets: tuple[Secret, ...]
+    tolerance: int | None  # resolved: the source's override, else the scheme's default
+    dedupe: str | None  # path of the dedupe key, e.g. headers.X-GitHub-Delivery
+    event_type: str | None  # path of the event type
+    max_body: int
+
+
+def _size(value: object, where: str, problems: list[Problem]) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if m and int(m.group(1)) > 0:
+        return int(m.group(1)) * _UNITS[m.group(2)]
+    problems.append(Problem(where, f"expected a size like 1048576, '512KiB' or '10MiB', got {value!r}"))
+    return DEFAULT_MAX_BODY
+
+
+def _secrets(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> list[tuple[str, Secret]]:
+    out: list[tuple[str, Secret]] = []
+    for key in SECRET_KEYS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        items = value if key.endswith("s") else [value]
+        if not isinstance(items, list) or not items:
+            problems.append(Problem(f"{where}.{key}", "expected a non-empty list of strings"))
+            continue
+        for i, item in enumerate(items):
+            at = f"{where}.{key}[{i}]" if key.endswith("s") else f"{where}.{key}"
+            if not isinstance(item, str) or not item:
+                problems.append(Problem(at, "expected a non-empty string (the value is not shown)"))
+            else:
+                out.append((at, Secret(item)))
+    return out
+
+
+def _check_keys(
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+) -> tuple[Secret, ...]:
+    """The source's secrets or keys, each checked against the scheme that will use it."""
+    located = _secrets(raw, where, problems)
+    if scheme is None or not scheme.verified:
+        return tuple(secret for _, secret in located)
+    for at, secret in located:
+        unusable = secret_problem(scheme, secret)
+        if unusable:
+            problems.append(Problem(at, unusable))
+    if not located:
+        problems.append(
+            Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
+        )
+    if scheme.signature_format != "standard-webhooks":
+        problems += [
+            Problem(
+                f"{where}.{key}",
+                f"verify: {scheme.name} uses shared secrets, not public keys "
+                "(public keys are for standard-webhooks/svix v1a)",
+            )
+            for key in ("public_key", "public_keys")
+            if key in raw
+        ]
+    return tuple(secret for _, secret in located)
+
+
+def _tolerance(
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+) -> int | None:
+    """The freshness window: the source's `tolerance:` if given, else the scheme's default."""
+    default = scheme.tolerance if scheme else None
+    if "tolerance" not in raw:
+        return default
+    if scheme is not None and not scheme.timestamp_headers and scheme.signature_format == "prefixed":
+        problems.append(
+            Problem(
+                f"{where}.tolerance",
+                f"verify: {scheme.name} signs no timestamp, so there is no freshness "
+                "to check; remove tolerance",
+            )
+        )
+        return default
+    t = raw["tolerance"]
+    if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
+        problems.append(Problem(f"{where}.tolerance", f"expected seconds >= 0 or null, got {t!r}"))
+        return default
+    return t
+
+
+def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
+    where = f"sources.{name}"
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(Problem(where, "source names may use letters, digits, '.', '_' and '-' only"))
+        return None
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "expected a mapping with at least `verify:`"))
+        return None
+    problems += [unknown_key(key, SOURCE_KEYS, f"{where}.{key}") for key in raw if key not in SOURCE_KEYS]
+    if "verify" not in raw:
+        problems.append(Problem(f"{where}.verify", "missing (a preset like github, or none to skip checks)"))
+        return None
+    scheme = scheme_from_spec(raw["verify"], f"{where}.verify", problems)
+    secrets = _check_keys(scheme, raw, where, problems)
+    tolerance = _tolerance(scheme, raw, where, problems)
+    paths = {}
+    for key in ("dedupe", "event_type"):
+        value = raw.get(key, getattr(scheme, key, None))
+        paths[key] = check_path(value, f"{where}.{key}", problems) if value is not None else None
+    path = raw.get("path", f"/hooks/{name}")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        problems.append(Problem(f"{where}.path", f"expected a URL path starting with '/', got {path!r}"))
+    max_body = (
+        _size(raw["max_body"], f"{where}.max_body", problems) if "max_body" in raw else DEFAULT_MAX_BODY
+    )
+    if scheme is None:
+        return None
+    return Source(name, str(path), scheme, secrets, tolerance, paths["dedupe"], paths["event_type"], max_body)
+
+
+def parse_sources(raw_sources: object, problems: list[Problem]) -> dict[str, Source]:
+    """Every source under ``sources:``; problems are appended with their paths."""
+    if not isinstance(raw_sources, dict):
+        problems.append(Problem("sources", "expected a mapping of source name to settings"))
+        return {}
+    sources: dict[str, Source] = {}
+    for name, raw in raw_sources.items():
+        built = _source(name, raw, problems)
+        if built is not None:
+            sources[name] = built
+    seen_paths: dict[str, str] = {}
+    for s in sources.values():
+        if s.path in seen_paths:
+            problems.append(
+                Problem(f"sources.{s.name}.path", f"{s.path} is already used by {seen_paths[s.path]}")
+            )
+        seen_paths[s.path] = s.name
+    return sources
