@@ -504,3 +504,43 @@ async def test_a_sync_task_that_blocks_does_not_stall_other_runs(setup: Callable
     gate.set()
     stop.set()
     await asyncio.wait_for(runner, timeout=10)
+
+
+async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_loop(
+    setup: Callable[..., Any], tmp_path: Any
+) -> None:
+    import sqlite3
+    import time as _time
+
+    leases: list[float] = []
+    db = tmp_path / "gateway.db"
+
+    def watch(stop: threading.Event) -> None:
+        with sqlite3.connect(db) as conn:
+            while not stop.wait(0.05):
+                row = conn.execute("SELECT lease_until FROM runs WHERE status = 'executing'").fetchone()
+                if row and row[0] is not None:
+                    leases.append(row[0])
+
+    @task(id="hog", timeout=None)
+    async def hog(payload: Any, ctx: Context) -> str:
+        _time.sleep(1.0)  # sync code inside an async task: the event loop is stuck for a second
+        return "done"
+
+    store, executor, _ = await setup(hog, lease=0.5, heartbeat=0.1, poll=0.05)
+    executor.clock = _time.time  # real time: the lease is real here
+    run = await enqueue(store, FakeClock(_time.time()), hog)
+    stop_watch = threading.Event()
+    watcher = threading.Thread(target=watch, args=(stop_watch,))
+    watcher.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(executor.run(stop))
+    while (current := await store.get_run(run.id)) is None or current.status != "completed":
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(runner, timeout=10)
+    stop_watch.set()
+    watcher.join()
+    assert len(set(leases)) >= 3  # renewed several times while the loop was blocked
+    assert (current.attempts, current.crashes) == (1, 0)
+    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["completed"]
