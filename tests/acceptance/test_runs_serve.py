@@ -45,6 +45,16 @@ def sleepy_sync(payload, ctx):
 @task(id="noop")
 async def noop(payload, ctx):
     return None
+
+@task(id="blocking-sync", timeout=None)
+def blocking_sync(payload, ctx):
+    Path(payload["marker"]).write_text("started")
+    release = Path(payload["release"])
+    for _ in range(600):  # blocking sync code holding its worker thread, up to 30 s
+        if release.exists():
+            return "released"
+        time.sleep(0.05)
+    return "gave up"
 """
 
 ROUTES = """
@@ -58,6 +68,7 @@ routes:
   - {id: survivor, source: open, event: survivor, task: survivor}
   - {id: sleepy, source: open, event: sleepy, task: sleepy-sync}
   - {id: noop, source: open, event: noop, task: noop}
+  - {id: blocking, source: open, event: blocking, task: blocking-sync}
 """
 
 
@@ -125,17 +136,19 @@ def test_kill_9_while_a_task_executes_is_recovered_after_restart(
     assert outcomes == [("crashed",), ("completed",)]
 
 
-def test_a_sleeping_sync_task_does_not_hold_up_ingest(serve: Callable[[], Gateway], tmp_path: Path) -> None:
+def test_a_blocking_sync_task_does_not_hold_up_ingest(serve: Callable[[], Gateway], tmp_path: Path) -> None:
     gw = serve()
-    marker = tmp_path / "sleeping"
-    [sleeper] = post(gw, {"kind": "sleepy", "marker": str(marker)}).json()["runs"]
-    wait_for(marker.exists, "the sync task to start sleeping")
+    marker, release = tmp_path / "blocking", tmp_path / "release"
+    [blocker] = post(gw, {"kind": "blocking", "marker": str(marker), "release": str(release)}).json()["runs"]
+    wait_for(marker.exists, "the sync task to start blocking")
     answers = [post(gw, {"kind": "noop", "n": i}) for i in range(20)]
-    # All twenty were acknowledged while the 2 s sync task still held its thread.
-    still = run_status(gw.db, sleeper["id"])
+    # All twenty were acknowledged, and their runs executed, while the sync task still held its thread.
     assert [a.status_code for a in answers] == [202] * 20
-    assert still == "executing"
-    wait_for(lambda: run_status(gw.db, sleeper["id"]) == "completed", "the sync task to finish")
+    noop_ids = [a.json()["runs"][0]["id"] for a in answers]
+    wait_for(lambda: all(run_status(gw.db, i) == "completed" for i in noop_ids), "the no-op runs to complete")
+    assert run_status(gw.db, blocker["id"]) == "executing"
+    release.write_text("go")
+    wait_for(lambda: run_status(gw.db, blocker["id"]) == "completed", "the sync task to finish")
 
 
 def test_sigterm_lets_a_running_task_finish_within_the_drain_deadline(
