@@ -124,7 +124,11 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        return f"verified:{self.scheme}" if self.verified else "unverified"
+        """``verified:stripe``; ``verified:stripe key=1`` when a later secret of the list matched, so operators
+        can see when an old secret is no longer used and can be removed."""
+        if not self.verified:
+            return "unverified"
+        return f"verified:{self.scheme}" + (f" key={self.key_index}" if self.key_index else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,9 +91,10 @@ async def test_concurrent_duplicates_store_exactly_one_event(
 
 
 async def test_stripe_deliveries_signed_by_the_stripe_sdk_are_accepted_with_either_secret(
-    load_config: Callable[..., Any], client_for: Callable[..., Any]
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
 ) -> None:
-    client = await client_for(load_config())
+    store = await open_store()
+    client = await client_for(load_config(), store)
     for i, secret in enumerate(["whsec_new_stripe_secret", "whsec_old_stripe_secret"]):
         body = INVOICE.replace(b"evt_1", f"evt_{i}".encode())
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
@@ -104,6 +105,9 @@ async def test_stripe_deliveries_signed_by_the_stripe_sdk_are_accepted_with_eith
         )
         assert response.status_code == 202, response.text
         assert [r["task"] for r in response.json()["runs"]] == ["record-payment"]
+        event = await store.get_event(response.json()["event_id"])
+        assert event is not None
+        assert event.verification == ["verified:stripe", "verified:stripe key=1"][i]  # which secret matched
 
 
 async def test_a_stale_stripe_signature_is_refused_and_recorded(
