@@ -34,8 +34,9 @@ def _error(status: int, error: str, detail: str, headers: dict[str, str] | None 
 
 
 class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, prefix: bytes = b"") -> None:
         self.size = size
+        self.prefix = prefix
 
 
 async def _read_body(request: HTTPRequest, cap: int) -> bytes:
@@ -47,7 +48,7 @@ async def _read_body(request: HTTPRequest, cap: int) -> bytes:
     async for chunk in request.stream():
         body += chunk
         if len(body) > cap:
-            raise _TooLarge(len(body))
+            raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
     return bytes(body)
 
 
@@ -79,7 +80,7 @@ def create_app(config: Config, store: Store, *, clock: Callable[[], float] = tim
             body = await _read_body(request, source.max_body)
         except _TooLarge as exc:
             detail = f"the body is larger than this source's limit of {source.max_body} bytes"
-            await reject(source, "too_large", detail, b"", exc.size, remote)
+            await reject(source, "too_large", detail, exc.prefix, exc.size, remote)
             return _error(413, "too_large", detail)
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         inbound = Request(

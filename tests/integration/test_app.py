@@ -201,7 +201,10 @@ async def test_a_body_over_the_cap_is_413_and_recorded_even_when_chunked(
 
     chunked = await client.post("/hooks/acme", content=chunks(), headers={"X-Acme-Signature": "sha256=00"})
     assert chunked.status_code == 413
-    assert [r.reason for r in await store.list_rejections()] == ["too_large", "too_large"]
+    chunked_rejection, declared_rejection = await store.list_rejections()
+    assert (chunked_rejection.reason, declared_rejection.reason) == ("too_large", "too_large")
+    assert chunked_rejection.body_prefix == b"y" * 1024  # what was read before the cap, for debugging
+    assert declared_rejection.body_prefix == b""  # refused on Content-Length alone, nothing read
     assert await store.list_events() == []
 
 
