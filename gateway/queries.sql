@@ -113,6 +113,21 @@ CREATE INDEX runs_concurrency_key ON runs (task_id, concurrency_key)
     WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'executing', 'retrying');
 CREATE INDEX runs_created ON runs (created_at);
 
+-- name: schema_v3
+-- Per-key FIFO as a flag: blocked = 1 marks a waiting run behind an earlier unfinished run of its (task,
+-- key). Only a key's head (its earliest unfinished run) is unblocked, so a claim never walks the runs that
+-- wait behind it. A run's flag is set when it is recorded and cleared when its key's head reaches a final
+-- status; it means nothing once the run itself is final.
+ALTER TABLE runs ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET blocked = 1
+WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'executing', 'retrying')
+  AND EXISTS (
+        SELECT 1 FROM runs AS p
+        WHERE p.task_id = runs.task_id AND p.concurrency_key = runs.concurrency_key
+          AND p.status IN ('queued', 'executing', 'retrying') AND p.rowid < runs.rowid);
+DROP INDEX runs_claim;
+CREATE INDEX runs_claim ON runs (sort_key) WHERE status IN ('queued', 'retrying') AND blocked = 0;
+
 -- name: find_dedupe_keys
 -- :keys is a JSON list of [source, dedupe_key] pairs: one lookup for a whole batch.
 SELECT e.source, e.dedupe_key, e.id
@@ -126,14 +141,25 @@ INSERT INTO events (id, source, event_type, dedupe_key, status, received_at, met
 VALUES (:id, :source, :event_type, :dedupe_key, :status, :received_at, :method, :url, :headers, :query,
         :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of);
 
+-- name: busy_keys
+-- :keys is a JSON list of distinct [task_id, concurrency_key]: those with an unfinished run already. EXISTS
+-- stops at the first such run, however many wait on the key.
+SELECT json_extract(k.value, '$[0]') AS task_id, json_extract(k.value, '$[1]') AS concurrency_key
+FROM json_each(:keys) AS k
+WHERE EXISTS (
+    SELECT 1 FROM runs AS r
+    WHERE r.task_id = json_extract(k.value, '$[0]') AND r.concurrency_key = json_extract(k.value, '$[1]')
+      AND r.status IN ('queued', 'executing', 'retrying'));
+
 -- name: insert_run
 -- sort_key = available_at - priority: priority is seconds of queue-age advantage (Trigger.dev's meaning).
+-- :blocked comes from runstore.insert_runs.
 INSERT INTO runs (id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options,
                   attempts, crashes, created_at, available_at, started_at, finished_at, output, error,
-                  duration, idempotency_key, rerun_of, sort_key)
+                  duration, idempotency_key, rerun_of, sort_key, blocked)
 VALUES (:id, :event_id, :route_id, :task_id, :input, :status, :queue, :priority, :concurrency_key, :options,
         :attempts, :crashes, :created_at, :created_at, :started_at, :finished_at, :output, :error,
-        :duration, :idempotency_key, :rerun_of, :created_at - :priority);
+        :duration, :idempotency_key, :rerun_of, :created_at - :priority, :blocked);
 
 -- name: insert_rejection
 INSERT INTO rejections (source, reason, detail, received_at, remote_addr, body_prefix, body_size)
@@ -198,8 +224,9 @@ LIMIT :limit;
 PRAGMA busy_timeout = 5000;
 
 -- name: claim_candidates
--- Ready runs in claim order, at most :limit of them; the caller's accept() picks from these. Runs with an
--- earlier unfinished run of the same (task, concurrency key) wait for it: one at a time, in arrival order.
+-- Ready runs in claim order, at most :limit of them; the caller's accept() picks from these. A blocked run
+-- waits for the earlier unfinished run of its (task, concurrency key): one at a time, in arrival order. The
+-- index holds no blocked run, so a long line on one key costs a claim nothing.
 -- LEFT JOIN: a run without its event gets source '' and no headers.
 SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
        r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
@@ -208,14 +235,10 @@ SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.pr
        (SELECT COALESCE(MAX(a.number), 0) + 1 FROM attempts AS a WHERE a.run_id = r.id) AS next_attempt
 FROM runs AS r INDEXED BY runs_claim  -- walk in claim order and stop at LIMIT; never sort the backlog
 LEFT JOIN events AS e ON e.id = r.event_id
-WHERE r.status IN ('queued', 'retrying')
+WHERE r.status IN ('queued', 'retrying') AND r.blocked = 0
   AND r.available_at <= :now
   AND r.queue NOT IN (SELECT value FROM json_each(:skip_queues))
   AND r.task_id NOT IN (SELECT value FROM json_each(:skip_tasks))
-  AND (r.concurrency_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM runs AS p
-        WHERE p.task_id = r.task_id AND p.concurrency_key = r.concurrency_key
-          AND p.status IN ('queued', 'executing', 'retrying') AND p.rowid < r.rowid))
 ORDER BY r.sort_key, r.rowid
 LIMIT :limit;
 
@@ -286,6 +309,19 @@ SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 -- name: cancel_run
 UPDATE runs SET status = 'canceled', finished_at = :now, lease_until = NULL
 WHERE id = :id AND status IN ('queued', 'retrying');
+
+-- name: unblock_next
+-- :ids are runs that have just reached a final status. Each that was its key's head (not blocked) hands the
+-- head on to the earliest blocked run of its (task, key): one index seek per finished run.
+UPDATE runs SET blocked = 0
+WHERE rowid IN (
+    SELECT (SELECT n.rowid FROM runs AS n
+            WHERE n.task_id = f.task_id AND n.concurrency_key = f.concurrency_key
+              AND n.status IN ('queued', 'executing', 'retrying') AND n.blocked = 1
+            ORDER BY n.rowid
+            LIMIT 1)
+    FROM runs AS f
+    WHERE f.id IN (SELECT value FROM json_each(:ids)) AND f.concurrency_key IS NOT NULL AND f.blocked = 0);
 
 -- name: runs_by_ids
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,

@@ -6,6 +6,7 @@ Pure: no I/O. Only gateway/store.py uses it; a Postgres store could reuse it as 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -22,6 +23,8 @@ from gateway.model import (
     Rejection,
     Run,
 )
+
+UNFINISHED_STATUSES = frozenset({"queued", "executing", "retrying"})
 
 EVENT_STATUSES = frozenset({"routed", "unrouted"})
 RUN_STATUSES = frozenset(
@@ -87,6 +90,31 @@ def run_row(r: Run) -> dict[str, Any]:
         "idempotency_key": r.idempotency_key,
         "rerun_of": r.rerun_of,
     }
+
+
+def key_of(row: dict[str, Any]) -> tuple[str, str] | None:
+    """A run row's (task_id, concurrency_key) if per-key order applies to it: keyed and unfinished."""
+    if row["concurrency_key"] is None or row["status"] not in UNFINISHED_STATUSES:
+        return None
+    return (row["task_id"], row["concurrency_key"])
+
+
+def with_blocked(
+    run_rows: Sequence[dict[str, Any]], busy: Collection[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The rows of one batch with ``blocked`` set, in order.
+
+    A keyed, unfinished run is blocked (1) when its (task, key) is in ``busy`` (it has an unfinished run
+    stored already) or an earlier row of the batch has it; every other run is not (0).
+    """
+    taken = set(busy)
+    marked: list[dict[str, Any]] = []
+    for row in run_rows:
+        key = key_of(row)
+        marked.append({**row, "blocked": int(key is not None and key in taken)})
+        if key is not None:
+            taken.add(key)
+    return marked
 
 
 def attempt_end_row(end: AttemptEnd) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The executor's side of the store: claims, attempt ends, crash recovery, cancels, leases, run reads.
+"""The executor's side of the store: run inserts, claims, attempt ends, recovery, cancels, leases, reads.
 
 Does I/O. Writes are ops that ride the store's group-committed batches; the heartbeat has its own connection.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import NotFound
-from gateway.model import CANCELED, CRASHED, QUEUED, RETRYING, Attempt, AttemptEnd, Claim, Run
-from gateway.rows import attempt_end_row, attempt_from_row, claim_from_row, run_from_row
+from gateway.model import CANCELED, CRASHED, FINAL_STATUSES, QUEUED, RETRYING, Attempt, AttemptEnd, Claim, Run
+from gateway.rows import attempt_end_row, attempt_from_row, claim_from_row, key_of, run_from_row, with_blocked
 
 log = logging.getLogger("gateway.store")
 
@@ -69,24 +69,43 @@ RunOp = ClaimOp | FinishOp | RecoverOp | CancelOp
 RUN_OPS = (ClaimOp, FinishOp, RecoverOp, CancelOp)
 
 
+async def insert_runs(
+    conn: aiosqlite.Connection, run_rows: Sequence[dict[str, Any]], sql: Mapping[str, str]
+) -> None:
+    """Insert one batch's run rows, each blocked behind an earlier unfinished run of its (task, key).
+
+    Two statements whatever the batch holds: one lookup of the keys already busy, one insert.
+    """
+    keys = list(dict.fromkeys(key for key in map(key_of, run_rows) if key is not None))
+    busy: list[tuple[str, str]] = []
+    if keys:
+        rows = await conn.execute_fetchall(sql["busy_keys"], {"keys": json.dumps(keys)})
+        busy = [(row["task_id"], row["concurrency_key"]) for row in rows]
+    await conn.executemany(sql["insert_run"], with_blocked(run_rows, busy))
+
+
 async def apply(conn: aiosqlite.Connection, ops: Sequence[RunOp], sql: Mapping[str, str]) -> None:
     """Run a batch's ops inside its transaction, leaving each op's answer on it.
 
-    Ends and cancels go first, so the claims (last) see the slots and keys they free. Claims also go
+    Ends and cancels go first, so the claims (last) see the slots and keys they free: a run that reaches
+    a final status hands its key on to the next blocked run in the same transaction. Claims also go
     after every other write of the batch: a write the database refuses fails before any accept() runs,
     so retrying the batch write by write never reserves an executor slot twice.
     """
     for op in ops:
         op.error = None
+    ended: list[str] = []  # runs that reached a final status in this batch
     finishes = [op for op in ops if isinstance(op, FinishOp)]
     if finishes:
-        await _finish(conn, finishes, sql)
+        ended += await _finish(conn, finishes, sql)
     cancels = [op for op in ops if isinstance(op, CancelOp)]
     if cancels:
-        await _cancel(conn, cancels, sql)
+        ended += await _cancel(conn, cancels, sql)
     for op in ops:
         if isinstance(op, RecoverOp):
-            await _recover(conn, op, sql)
+            ended += await _recover(conn, op, sql)
+    if ended:
+        await conn.execute(sql["unblock_next"], {"ids": json.dumps(ended)})
     for op in ops:
         if isinstance(op, ClaimOp):
             await _claim(conn, op, sql)
@@ -125,7 +144,8 @@ async def _claim(conn: aiosqlite.Connection, op: ClaimOp, sql: Mapping[str, str]
     op.result = chosen
 
 
-async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp], sql: Mapping[str, str]) -> None:
+async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp], sql: Mapping[str, str]) -> list[str]:
+    """Returns the ids of the runs it moved to a final status."""
     keys = json.dumps([[op.row["run_id"], op.row["attempt"]] for op in ops])
     rows = await conn.execute_fetchall(sql["open_attempts"], {"keys": keys})
     open_since = {(row["run_id"], row["number"]): row["started_at"] for row in rows}
@@ -145,9 +165,11 @@ async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp], sql: Mapping[
     if ends:
         await conn.executemany(sql["end_attempt"], ends)
         await conn.executemany(sql["end_run_attempt"], ends)
+    return [end["run_id"] for end in ends if end["status"] in FINAL_STATUSES]
 
 
-async def _recover(conn: aiosqlite.Connection, op: RecoverOp, sql: Mapping[str, str]) -> None:
+async def _recover(conn: aiosqlite.Connection, op: RecoverOp, sql: Mapping[str, str]) -> list[str]:
+    """Returns the ids of the runs it crashed for good."""
     params = {"now": op.now, "only_expired": int(op.only_expired), "keep": op.keep}
     recovered: list[Run] = []
     updates: list[dict[str, Any]] = []
@@ -172,9 +194,11 @@ async def _recover(conn: aiosqlite.Connection, op: RecoverOp, sql: Mapping[str, 
         await conn.executemany(sql["crash_attempt"], updates)
         await conn.executemany(sql["recover_run"], updates)
     op.result = recovered
+    return [run.id for run in recovered if run.status == CRASHED]
 
 
-async def _cancel(conn: aiosqlite.Connection, ops: list[CancelOp], sql: Mapping[str, str]) -> None:
+async def _cancel(conn: aiosqlite.Connection, ops: list[CancelOp], sql: Mapping[str, str]) -> list[str]:
+    """Returns the ids of the runs it canceled."""
     ids = json.dumps([op.run_id for op in ops])
     rows = await conn.execute_fetchall(sql["run_statuses"], {"ids": ids})
     statuses = {row["id"]: row["status"] for row in rows}
@@ -193,6 +217,7 @@ async def _cancel(conn: aiosqlite.Connection, ops: list[CancelOp], sql: Mapping[
         runs = {row["id"]: run_from_row(row) for row in rows}
         for op in cancels:
             op.result = runs[op.run_id]
+    return [op.run_id for op in cancels]
 
 
 class Heartbeat:
@@ -269,7 +294,7 @@ class RunStore:
 
         ``accept(run)`` is asked about each candidate in order (in the writer task; it must not await);
         a run it refuses stays queued. A run whose (task, concurrency key) has an earlier unfinished run
-        is not a candidate. Never returns a run twice: only queued or retrying runs are candidates.
+        is blocked: not a candidate. Never returns a run twice: only queued or retrying runs are candidates.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")

@@ -24,7 +24,7 @@ import aiosqlite
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, Recorded, Rejection, Run
 from gateway.rows import event_from_row, event_row, rejection_from_row, rejection_row, run_from_row, run_row
-from gateway.runstore import RUN_OPS, Heartbeat, RunOp, RunStore, apply, settle
+from gateway.runstore import RUN_OPS, Heartbeat, RunOp, RunStore, apply, insert_runs, settle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def load_queries(text: str) -> dict[str, str]:
 QUERIES = load_queries(resources.files("gateway").joinpath("queries.sql").read_text("utf-8"))
 
 # Applied in order; PRAGMA user_version counts how many a file has. Append, never edit or reorder.
-MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2")
+MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2", "schema_v3")
 
 # Errors caused by one write's own data rather than by the disk: a batch that hits one is retried
 # write by write, so only the bad write fails (with StoreError) and its neighbours still commit.
@@ -268,7 +268,7 @@ class Store(RunStore):
         if event_rows:
             await conn.executemany(QUERIES["insert_event"], event_rows)
         if run_rows:
-            await conn.executemany(QUERIES["insert_run"], run_rows)
+            await insert_runs(conn, run_rows, QUERIES)
         by_query: dict[str, list[dict[str, Any]]] = {}  # rejections, probes
         for item in items:
             if isinstance(item, _RowWrite):

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.model import (
     FAILED,
     QUEUED,
     RETRYING,
+    TIMED_OUT,
     Attempt,
     AttemptEnd,
     Event,
@@ -101,6 +102,28 @@ def boom(message: str = "the API said 503") -> dict[str, Any]:
 def column(path: Path, run_id: str, name: str) -> Any:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return conn.execute(f"SELECT {name} FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+
+
+def blocked(path: Path) -> dict[str, int]:
+    """Every run's blocked flag, in arrival order."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return dict(conn.execute("SELECT id, blocked FROM runs ORDER BY rowid").fetchall())
+
+
+async def line_up(store: Store, *names: str, key: str = "repo:1") -> None:
+    """One run per name on one concurrency key, in arrival order, all ready at NOW."""
+    for n, name in enumerate(names):
+        await enqueue(store, name, at=NOW - 10 + n, concurrency_key=key)
+
+
+class BatchSizes(Store):
+    """A store that records how many writes each of its batches held."""
+
+    sizes: list[int]
+
+    async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
+        self.sizes = [*getattr(self, "sizes", []), len(items)]
+        return await super()._write_batch(conn, items)
 
 
 # -- claim ------------------------------------------------------------------------------------------------
@@ -193,13 +216,6 @@ async def test_a_run_without_its_event_is_claimed_with_an_empty_source_and_heade
 
 
 async def test_a_refused_write_in_the_same_batch_does_not_ask_accept_twice(open_store: OpenStore) -> None:
-    class BatchSizes(Store):
-        sizes: list[int] = []
-
-        async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
-            self.sizes.append(len(items))
-            return await super()._write_batch(conn, items)
-
     store = await open_store(cls=BatchSizes)
     await enqueue(store, "r1", at=NOW - 1)
     asked: list[str] = []
@@ -249,6 +265,143 @@ async def test_a_retrying_run_holds_back_later_runs_of_its_key(open_store: OpenS
     await store.finish_attempt(end("k1", 1, NOW + 1, "failed", RETRYING, available_at=NOW + 60, error=boom()))
     assert await claim_ids(store, now=NOW + 30) == []  # k1 is not ready, and k2 must not overtake it
     assert await claim_ids(store, now=NOW + 60) == ["k1"]
+
+
+# -- blocked runs: only a key's head is a claim candidate ------------------------------------------------
+
+
+async def test_a_run_recorded_behind_an_unfinished_run_of_its_key_is_blocked(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    store = await open_store()
+    await enqueue(store, "finished", at=NOW - 20, concurrency_key="repo:3")
+    assert await claim_ids(store) == ["finished"]
+    await store.finish_attempt(end("finished", 1, NOW, "completed", COMPLETED))
+    event = make_event("e1", at=NOW - 10)
+    runs = [
+        make_run("k1", event, concurrency_key="repo:1"),
+        make_run("k2", event, concurrency_key="repo:1"),  # behind k1, in the same batch
+        make_run("other-key", event, concurrency_key="repo:2"),
+        make_run("other-task", event, concurrency_key="repo:1", task_id="record-payment"),
+        make_run("no-key", event),
+        make_run("after-finished", event, concurrency_key="repo:3"),  # a final run holds nobody back
+    ]
+    await store.record(event, runs)
+    await enqueue(store, "k3", at=NOW - 5, concurrency_key="repo:1")  # behind k1, in a later batch
+    assert blocked(tmp_path / "gateway.db") == {
+        "finished": 0,
+        "k1": 0,
+        "k2": 1,
+        "other-key": 0,
+        "other-task": 0,
+        "no-key": 0,
+        "after-finished": 0,
+        "k3": 1,
+    }
+
+
+async def end_completed(store: Store) -> None:
+    assert await claim_ids(store, limit=1) == ["k1"]
+    await store.finish_attempt(end("k1", 1, NOW, "completed", COMPLETED))
+
+
+async def end_failed(store: Store) -> None:
+    assert await claim_ids(store, limit=1) == ["k1"]
+    await store.finish_attempt(end("k1", 1, NOW, "failed", FAILED, error=boom()))
+
+
+async def end_timed_out(store: Store) -> None:
+    assert await claim_ids(store, limit=1) == ["k1"]
+    await store.finish_attempt(end("k1", 1, NOW, "timed_out", TIMED_OUT, error=boom("took 30 s")))
+
+
+async def end_canceled(store: Store) -> None:
+    assert await store.cancel("k1", now=NOW) is not None  # the head, still queued
+
+
+async def end_crashed(store: Store) -> None:
+    assert await claim_ids(store, limit=1) == ["k1"]
+    [run] = await store.recover(now=NOW, max_crashes=0, only_expired=False)
+    assert run.status == CRASHED
+
+
+@pytest.mark.parametrize(
+    ("end_head", "status"),
+    [
+        (end_completed, COMPLETED),
+        (end_failed, FAILED),
+        (end_timed_out, TIMED_OUT),
+        (end_canceled, CANCELED),
+        (end_crashed, CRASHED),
+    ],
+)
+async def test_a_head_that_reaches_a_final_status_unblocks_the_next_run_of_its_key(
+    open_store: OpenStore, tmp_path: Path, end_head: Callable[[Store], Awaitable[None]], status: str
+) -> None:
+    store = await open_store()
+    await line_up(store, "k1", "k2", "k3")
+    await end_head(store)
+    k1 = await store.get_run("k1")
+    assert k1 is not None and k1.status == status
+    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0, "k3": 1}
+    assert await claim_ids(store, now=NOW + 1) == ["k2"]
+
+
+async def back_off(store: Store) -> None:
+    await store.finish_attempt(end("k1", 1, NOW, "failed", RETRYING, available_at=NOW + 60, error=boom()))
+
+
+async def interrupt(store: Store) -> None:
+    interrupted = {"type": "Interrupted", "message": "the gateway shut down", "traceback": None}
+    await store.finish_attempt(
+        end("k1", 1, NOW, "interrupted", QUEUED, counts=False, available_at=NOW, error=interrupted)
+    )
+
+
+async def recover_once(store: Store) -> None:
+    [run] = await store.recover(now=NOW, max_crashes=3, only_expired=False)
+    assert run.status == QUEUED
+
+
+@pytest.mark.parametrize("send_back", [back_off, interrupt, recover_once])
+async def test_a_head_that_goes_back_to_waiting_keeps_its_key(
+    open_store: OpenStore, tmp_path: Path, send_back: Callable[[Store], Awaitable[None]]
+) -> None:
+    store = await open_store()
+    await line_up(store, "k1", "k2", "k3")
+    assert await claim_ids(store) == ["k1"]
+    await send_back(store)
+    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 1, "k3": 1}
+    assert await claim_ids(store, now=NOW + 100) == ["k1"]
+
+
+async def test_cancelling_a_blocked_run_leaves_the_head_and_the_line_alone(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    store = await open_store()
+    await line_up(store, "k1", "k2", "k3")
+    canceled = await store.cancel("k2", now=NOW)
+    assert canceled is not None and canceled.status == CANCELED
+    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 1, "k3": 1}
+    assert await claim_ids(store) == ["k1"]
+    await store.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
+    assert await claim_ids(store, now=NOW + 1) == ["k3"]  # the canceled k2 is passed over
+
+
+async def test_a_run_recorded_in_the_batch_that_ends_its_keys_head_becomes_the_head(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    store = await open_store(cls=BatchSizes)
+    await line_up(store, "k1")
+    assert await claim_ids(store) == ["k1"]
+    event = make_event("k2", at=NOW)
+    await asyncio.gather(
+        store.record(event, [make_run("k2", event, concurrency_key="repo:1")]),
+        store.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED)),
+    )
+    assert store.sizes[-1] == 2  # both writes really were in one batch
+    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0}
+    assert await claim_ids(store, now=NOW + 1) == ["k2"]
 
 
 # -- finish_attempt ---------------------------------------------------------------------------------------
@@ -549,7 +702,50 @@ async def test_a_claim_on_a_large_backlog_reads_only_its_limit_in_index_order(
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES["claim_candidates"], params)]
     assert "SCAN r USING INDEX runs_claim" in plan
     assert not any("TEMP B-TREE" in step for step in plan)
-    assert any("USING INDEX runs_concurrency_key" in step for step in plan)
+
+
+async def test_a_claim_never_walks_the_runs_waiting_behind_a_keys_head(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    store = await open_store()
+    event = make_event("bulk", at=NOW - 30_000)
+    line = [
+        make_run(f"k{n:05d}", event, created_at=NOW - 30_000 + n, concurrency_key="repo:1")
+        for n in range(20_000)
+    ]
+    unkeyed = [make_run(f"n{n:03d}", event, created_at=NOW - 100 + n) for n in range(100)]  # behind the line
+    await store.record(event, [*line, *unkeyed])
+    asked: list[str] = []
+
+    def refuse(run: Run) -> bool:
+        asked.append(run.id)
+        return False
+
+    assert await claim_ids(store, limit=10, accept=refuse) == []
+    assert asked == ["k00000"] + [f"n{n:03d}" for n in range(63)]  # its LIMIT of 64, not 20,064
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
+        params = {"now": NOW, "limit": 64, "skip_queues": "[]", "skip_tasks": "[]"}
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES["claim_candidates"], params)]
+        steps = 0
+
+        def count_step() -> int:
+            nonlocal steps
+            steps += 1
+            return 0  # go on
+
+        conn.set_progress_handler(count_step, 1)  # called on every SQLite VM instruction
+        assert len(conn.execute(QUERIES["claim_candidates"], params).fetchall()) == 64
+        conn.set_progress_handler(None, 1)
+    assert "SCAN r USING INDEX runs_claim" in plan
+    assert not any("runs_concurrency_key" in step or "TEMP B-TREE" in step for step in plan)
+    # A walk past the 19,999 blocked runs would take several instructions each (the NOT EXISTS of
+    # schema v2 took about 825,000 here); reading 64 candidates takes about 5,000.
+    assert steps < 20_000
+
+    assert await claim_ids(store, limit=1) == ["k00000"]
+    await store.finish_attempt(end("k00000", 1, NOW, "completed", COMPLETED))
+    assert await claim_ids(store, limit=1) == ["k00001"]
 
 
 # -- reads ------------------------------------------------------------------------------------------------
@@ -629,9 +825,12 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
         conn.commit()
 
     store = await open_store()
-    assert caplog.messages == [f"store: migrated {path} to schema version 2"]
+    assert caplog.messages == [
+        f"store: migrated {path} to schema version 2",
+        f"store: migrated {path} to schema version 3",
+    ]
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
         assert conn.execute("SELECT id, sort_key FROM runs ORDER BY id").fetchall() == [
             ("high", NOW - 35),
             ("low", NOW - 10),
@@ -639,3 +838,44 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
     low = await store.get_run("low")
     assert low is not None and (low.duration, low.idempotency_key, low.rerun_of) == (0.0, None, None)
     assert await claim_ids(store) == ["high", "low"]
+
+
+async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
+    open_store: OpenStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.store")
+    path = tmp_path / "gateway.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(QUERIES["schema_v1"] + QUERIES["schema_v2"])
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO events (id, source, status, received_at, method, url, headers, query, body, "
+            "payload_kind, payload, verification) VALUES ('evt_1', 'github', 'routed', ?, 'POST', "
+            "'https://h/hooks/github', '[]', '[]', x'', 'json', '{}', 'unverified')",
+            (NOW,),
+        )
+        runs = [  # id, task, key, status; in arrival order
+            ("a1", "deploy-preview", "repo:a", "completed"),
+            ("a2", "deploy-preview", "repo:a", "retrying"),  # the head of repo:a
+            ("a3", "deploy-preview", "repo:a", "queued"),
+            ("b1", "deploy-preview", "repo:b", "queued"),
+            ("a4", "deploy-preview", "repo:a", "queued"),
+            ("b2", "deploy-preview", "repo:b", "queued"),
+            ("c1", "record-payment", "repo:a", "queued"),  # another task: another line
+            ("n1", "deploy-preview", None, "queued"),
+        ]
+        conn.executemany(
+            "INSERT INTO runs (id, event_id, task_id, concurrency_key, status, input, created_at, "
+            "available_at, sort_key) VALUES (?, 'evt_1', ?, ?, ?, '{}', ?, ?, ?)",
+            [(*run, NOW - 20 + n, NOW - 20 + n, NOW - 20 + n) for n, run in enumerate(runs)],
+        )
+        conn.commit()
+
+    store = await open_store()
+    assert caplog.messages == [f"store: migrated {path} to schema version 3"]
+    assert blocked(path) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
+    assert await claim_ids(store) == ["a2", "b1", "c1", "n1"]
+    await store.finish_attempt(end("a2", 1, NOW + 1, "completed", COMPLETED))
+    assert await claim_ids(store, now=NOW + 1) == ["a3"]
+    await store.finish_attempt(end("b1", 1, NOW + 1, "failed", FAILED, error=boom()))
+    assert await claim_ids(store, now=NOW + 1) == ["b2"]
