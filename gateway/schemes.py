@@ -20,13 +20,17 @@ class Scheme:
 
     name: str
     signature_headers: tuple[str, ...]  # alternatives; the first one present is used. () for none
-    signature_format: str  # "prefixed" | "stripe" | "standard-webhooks" | "none"
+    # an adapter in gateway/adapters.py: prefixed | stripe | paddle | standard-webhooks | twilio | mailgun |
+    # token | basic; or gitlab (token or signing token, see verify.py) | none
+    signature_format: str
     algorithm: str = "sha256"  # hashlib name: sha1 | sha256 | sha512
     encoding: str = "hex"  # hex | base64
     prefix: str = ""  # e.g. "sha256="
-    signed: str = "{body}"  # signed-string template; placeholders {body} {timestamp} {id}
+    signed: str = "{body}"  # signed-string template; placeholders {body} {timestamp} {id} (presets: {url})
     timestamp_headers: tuple[str, ...] = ()
     id_headers: tuple[str, ...] = ()
+    timestamp_field: str | None = None  # a top-level JSON body field holding the signed timestamp (Linear)
+    timestamp_ms: bool = False  # the timestamp counts milliseconds, not seconds
     tolerance: int | None = None  # default freshness window in seconds; None = no time check
     reject_future: bool = True  # False = only old timestamps fail (Stripe's SDK is one-sided)
     key_format: str = "raw"  # raw: utf-8 of the secret | whsec: strip whsec_, base64-decode
@@ -35,6 +39,11 @@ class Scheme:
     sender_timeout: float | None = None  # the provider's delivery timeout in seconds
     binds_body: bool = True  # False for schemes whose signature does not cover the body
     verified: bool = True  # False only for "none"
+    signs_url: bool = False  # the signature covers the URL the sender called: set the source's public_url
+    handshake: str | None = None  # a reply gateway/handshake.py sends instead of storing: slack | zoom
+    # Where a credential travels in clear: these headers / query parameters must never be stored.
+    secret_headers: tuple[str, ...] = ()
+    secret_query: tuple[str, ...] = ()
 
 
 ALGORITHMS = ("sha1", "sha256", "sha512")
@@ -88,15 +97,167 @@ PRESETS: Mapping[str, Scheme] = {
     ),
     "standard-webhooks": _STANDARD_WEBHOOKS,
     "svix": dataclasses.replace(_STANDARD_WEBHOOKS, name="svix"),
+    # https://docs.slack.dev/authentication/verifying-requests-from-slack/ — JSON (Events API) and form
+    # bodies (slash commands, interactivity) alike are verified as raw bytes. Event type: the inner
+    # `event.type` of an Events API callback (app_mention, message…); the outer `type` stays routable as
+    # body.type. Slash commands and interactivity have none (route on body.command / body.payload).
+    "slack": Scheme(
+        name="slack",
+        signature_headers=("X-Slack-Signature",),
+        signature_format="prefixed",
+        prefix="v0=",
+        signed="v0:{timestamp}:{body}",
+        timestamp_headers=("X-Slack-Request-Timestamp",),
+        tolerance=DEFAULT_TOLERANCE,  # slack_sdk SignatureVerifier: 5 minutes either way
+        dedupe="body.event_id",  # stable across Slack's retries (X-Slack-Retry-Num)
+        event_type="body.event.type",
+        sender_timeout=3,
+        handshake="slack",
+    ),
+    # https://shopify.dev/docs/apps/build/webhooks/subscribe/https#step-5-verify-the-webhook
+    "shopify": Scheme(
+        name="shopify",
+        signature_headers=("X-Shopify-Hmac-Sha256",),
+        signature_format="prefixed",
+        encoding="base64",
+        dedupe="headers.X-Shopify-Webhook-Id",
+        event_type="headers.X-Shopify-Topic",
+        sender_timeout=5,
+    ),
+    # https://developers.intercom.com/docs/webhooks/webhook-notifications — HMAC-SHA1 of the body.
+    "intercom": Scheme(
+        name="intercom",
+        signature_headers=("X-Hub-Signature",),
+        signature_format="prefixed",
+        algorithm="sha1",
+        prefix="sha1=",
+        dedupe="body.id",  # the notification id, notif_…
+        event_type="body.topic",
+    ),
+    # https://linear.app/developers/webhooks — the signed timestamp is `webhookTimestamp` inside the body,
+    # in milliseconds; the SDK allows 60 s either way.
+    "linear": Scheme(
+        name="linear",
+        signature_headers=("Linear-Signature",),
+        signature_format="prefixed",
+        timestamp_field="webhookTimestamp",
+        timestamp_ms=True,
+        tolerance=60,
+        dedupe="headers.Linear-Delivery",
+        event_type="body.type",
+    ),
+    # https://developer.paddle.com/webhooks/signature-verification — the SDK's default window is 5 s either
+    # way (sources may widen it with `tolerance:`). Dedupe on notification_id: Paddle's retries keep it,
+    # while a replay requested through Paddle's API makes a new notification and so is processed again.
+    "paddle": Scheme(
+        name="paddle",
+        signature_headers=("Paddle-Signature",),
+        signature_format="paddle",
+        signed="{timestamp}:{body}",
+        timestamp_headers=("Paddle-Signature",),
+        tolerance=5,
+        dedupe="body.notification_id",
+        event_type="body.event_type",
+        sender_timeout=5,
+    ),
+    # https://developers.zoom.us/docs/api/webhooks/#verify-webhook-events — Zoom fixes no window; 300 s
+    # either way as for Slack. Zoom sends no delivery id, so there is no default dedupe key.
+    "zoom": Scheme(
+        name="zoom",
+        signature_headers=("x-zm-signature",),
+        signature_format="prefixed",
+        prefix="v0=",
+        signed="v0:{timestamp}:{body}",
+        timestamp_headers=("x-zm-request-timestamp",),
+        tolerance=DEFAULT_TOLERANCE,
+        event_type="body.event",
+        sender_timeout=3,
+        handshake="zoom",
+    ),
+    # https://developer.squareup.com/docs/webhooks/step3validate — the notification URL, then the body. The
+    # legacy SHA-1 `x-square-signature` is not trusted.
+    "square": Scheme(
+        name="square",
+        signature_headers=("x-square-hmacsha256-signature",),
+        signature_format="prefixed",
+        encoding="base64",
+        signed="{url}{body}",
+        dedupe="body.event_id",
+        event_type="body.type",
+        signs_url=True,
+    ),
+    # https://www.twilio.com/docs/usage/webhooks/webhooks-security — HMAC-SHA1 (SharedKey: SHA-256) of the
+    # URL and the sorted form parameters; see gateway/adapters.py.
+    "twilio": Scheme(
+        name="twilio",
+        signature_headers=("X-Twilio-Signature",),
+        signature_format="twilio",
+        algorithm="sha1",
+        encoding="base64",
+        dedupe="headers.I-Twilio-Idempotency-Token",
+        sender_timeout=15,
+        signs_url=True,
+    ),
+    # https://docs.gitlab.com/user/project/integrations/webhooks/ — X-Gitlab-Token is the secret in clear
+    # (the body is not bound); a `whsec_` secret is a signing token, checked as Standard Webhooks.
+    "gitlab": Scheme(
+        name="gitlab",
+        signature_headers=("X-Gitlab-Token", "webhook-signature"),
+        signature_format="gitlab",
+        timestamp_headers=("webhook-timestamp",),
+        tolerance=DEFAULT_TOLERANCE,  # signing-token deliveries only
+        key_format="gitlab",
+        dedupe="headers.Idempotency-Key",  # older GitLab sends only X-Gitlab-Event-UUID
+        event_type="headers.X-Gitlab-Event",
+        sender_timeout=10,
+        binds_body=False,
+        secret_headers=("X-Gitlab-Token",),
+    ),
+    # https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks — the signature
+    # covers `<timestamp><token>` only. Dedupe on the token: a replayed token is answered as a duplicate
+    # and never processed twice (Mailgun's advice: remember tokens).
+    "mailgun": Scheme(
+        name="mailgun",
+        signature_headers=(),
+        signature_format="mailgun",
+        timestamp_field="signature.timestamp",
+        tolerance=900,  # the SDK's 15 minutes
+        dedupe="body.signature.token",  # legacy form webhooks: set `dedupe: body.token`
+        event_type="body.event-data.event",
+        binds_body=False,
+    ),
+    # HTTP Basic auth (RFC 7617) against `username:password` secrets.
+    "basic": Scheme(
+        name="basic",
+        signature_headers=("Authorization",),
+        signature_format="basic",
+        key_format="basic",
+        binds_body=False,
+        secret_headers=("Authorization",),
+    ),
     "none": Scheme(
         name="none", signature_headers=(), signature_format="none", binds_body=False, verified=False
     ),
 }
 
+# GitLab's two mechanisms as plain rows, chosen per delivery by gateway/verify.py.
+GITLAB_TOKEN = Scheme(
+    name="gitlab", signature_headers=("X-Gitlab-Token",), signature_format="token", binds_body=False
+)
+GITLAB_SIGNING = dataclasses.replace(
+    _STANDARD_WEBHOOKS,
+    name="gitlab",
+    signature_headers=("webhook-signature",),
+    timestamp_headers=("webhook-timestamp",),
+    id_headers=("webhook-id",),
+)
+
 RECIPE_KEYS = (
     "scheme", "header", "algorithm", "encoding", "prefix", "signed", "timestamp_header", "id_header",
     "tolerance", "dedupe", "event_type",
 )  # fmt: skip
+
+TOKEN_KEYS = ("scheme", "header", "query", "dedupe", "event_type")
 
 
 def placeholders(template: str) -> list[str]:
@@ -114,13 +275,42 @@ def scheme_from_spec(spec: object, path: str, problems: list[Problem]) -> Scheme
             return PRESETS[spec]
         if spec == "hmac":
             problems.append(Problem(path, "scheme hmac needs a mapping: {scheme: hmac, header: X-Signature}"))
+        elif spec == "token":
+            problems.append(Problem(path, "scheme token needs a mapping: {scheme: token, header: X-Api-Key}"))
         else:
-            problems.append(Problem(path, _unknown("scheme", spec, (*PRESETS, "hmac"))))
+            problems.append(Problem(path, _unknown("scheme", spec, (*PRESETS, "hmac", "token"))))
         return None
     if not isinstance(spec, Mapping):
         problems.append(Problem(path, f"expected a scheme name or a mapping, got {type(spec).__name__}"))
         return None
+    if spec.get("scheme") == "token":
+        return _token(spec, path, problems)
     return _recipe(spec, path, problems)
+
+
+def _token(spec: Mapping[object, object], path: str, problems: list[Problem]) -> Scheme | None:
+    """``{scheme: token, header: X-Api-Key}`` or ``{scheme: token, query: token}``: a shared secret sent in
+    clear, compared in constant time. It proves who sent the delivery, not what it says."""
+    before = len(problems)
+    for key in spec:
+        if key not in TOKEN_KEYS:
+            problems.append(Problem(f"{path}.{key}", _unknown("key", key, TOKEN_KEYS, "allowed")))
+    text = {key: _text(spec, key, path, problems) for key in TOKEN_KEYS}
+    if (spec.get("header") is None) == (spec.get("query") is None):
+        problems.append(Problem(path, "scheme token needs exactly one of header: (e.g. X-Api-Key) or query:"))
+    if len(problems) > before:
+        return None
+    header, query = text["header"], text["query"]
+    return Scheme(
+        name="token",
+        signature_headers=(header,) if header else (),
+        signature_format="token",
+        dedupe=text["dedupe"],
+        event_type=text["event_type"],
+        binds_body=False,
+        secret_headers=(header,) if header else (),
+        secret_query=(query,) if query else (),
+    )
 
 
 def _recipe(spec: Mapping[object, object], path: str, problems: list[Problem]) -> Scheme | None:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.errors import Problem, unknown_key
 from gateway.model import Secret
@@ -28,6 +29,7 @@ SOURCE_KEYS = (
     "event_type",
     "path",
     "max_body",
+    "public_url",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -56,6 +58,40 @@ class Source:
     dedupe: str | None  # path of the dedupe key, e.g. headers.X-GitHub-Delivery
     event_type: str | None  # path of the event type
     max_body: int
+    # The URL the sender calls, as it sees it (scheme://host[:port]/path), when a proxy in front of the
+    # gateway changes it; the app then verifies against public_url + the received query string.
+    public_url: str | None = None
+
+
+def source_warnings(source: Source) -> list[str]:
+    """Things `gateway check` should warn about for ``source`` that are not errors."""
+    if source.scheme.signs_url and source.public_url is None:
+        return [
+            f"sources.{source.name}: verify: {source.scheme.name} signs the URL it calls; set public_url "
+            "(e.g. https://hooks.example.com/hooks/" + source.name + ") or deliveries that pass a proxy "
+            "rewriting the scheme, host or port fail with bad_signature"
+        ]
+    return []
+
+
+def _public_url(value: object, where: str, problems: list[Problem]) -> str | None:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(
+            Problem(
+                where,
+                f"expected an absolute http(s) URL like https://hooks.example.com/hooks/x, got {value!r}",
+            )
+        )
+        return None
+    if parts.query or parts.fragment or str(value).endswith(("?", "#")):
+        problems.append(
+            Problem(
+                where, "public_url must not carry a query string or fragment: the received query is appended"
+            )
+        )
+        return None
+    return str(value)
 
 
 def _size(value: object, where: str, problems: list[Problem]) -> int:
@@ -122,7 +158,13 @@ def _tolerance(
     default = scheme.tolerance if scheme else None
     if "tolerance" not in raw:
         return default
-    if scheme is not None and not scheme.timestamp_headers and scheme.signature_format == "prefixed":
+    if (
+        scheme is not None
+        and scheme.verified
+        and not scheme.timestamp_headers
+        and not scheme.timestamp_field
+        and scheme.signature_format in ("prefixed", "twilio", "token", "basic")
+    ):
         problems.append(
             Problem(
                 f"{where}.tolerance",
@@ -163,9 +205,22 @@ def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
     max_body = (
         _size(raw["max_body"], f"{where}.max_body", problems) if "max_body" in raw else DEFAULT_MAX_BODY
     )
+    public_url = (
+        _public_url(raw["public_url"], f"{where}.public_url", problems) if "public_url" in raw else None
+    )
     if scheme is None:
         return None
-    return Source(name, str(path), scheme, secrets, tolerance, paths["dedupe"], paths["event_type"], max_body)
+    return Source(
+        name,
+        str(path),
+        scheme,
+        secrets,
+        tolerance,
+        paths["dedupe"],
+        paths["event_type"],
+        max_body,
+        public_url,
+    )
 
 
 def parse_sources(raw_sources: object, problems: list[Problem]) -> dict[str, Source]:

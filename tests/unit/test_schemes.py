@@ -69,9 +69,47 @@ def test_none_preset_is_unverified_and_binds_nothing() -> None:
     assert (none.verified, none.binds_body, none.signature_headers) == (False, False, ())
 
 
-def test_every_preset_binds_the_body_except_none() -> None:
-    assert {name for name, s in PRESETS.items() if not s.binds_body} == {"none"}
+def test_only_the_credential_presets_and_mailgun_leave_the_body_unbound() -> None:
+    assert {name for name, s in PRESETS.items() if not s.binds_body} == {"none", "gitlab", "mailgun", "basic"}
     assert all("{body}" in s.signed for s in PRESETS.values())
+
+
+# name: (signature header, format, tolerance, reject_future, dedupe, event type, sender timeout)
+DEFAULTS = {
+    "slack": ("X-Slack-Signature", "prefixed", 300, True, "body.event_id", "body.event.type", 3),
+    "shopify": ("X-Shopify-Hmac-Sha256", "prefixed", None, True, "headers.X-Shopify-Webhook-Id",
+                "headers.X-Shopify-Topic", 5),
+    "intercom": ("X-Hub-Signature", "prefixed", None, True, "body.id", "body.topic", None),
+    "linear": ("Linear-Signature", "prefixed", 60, True, "headers.Linear-Delivery", "body.type", None),
+    "paddle": ("Paddle-Signature", "paddle", 5, True, "body.notification_id", "body.event_type", 5),
+    "zoom": ("x-zm-signature", "prefixed", 300, True, None, "body.event", 3),
+    "square": ("x-square-hmacsha256-signature", "prefixed", None, True, "body.event_id", "body.type", None),
+    "twilio": ("X-Twilio-Signature", "twilio", None, True, "headers.I-Twilio-Idempotency-Token", None, 15),
+    "gitlab": ("X-Gitlab-Token", "gitlab", 300, True, "headers.Idempotency-Key",
+               "headers.X-Gitlab-Event", 10),
+    "mailgun": (None, "mailgun", 900, True, "body.signature.token", "body.event-data.event", None),
+    "basic": ("Authorization", "basic", None, True, None, None, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DEFAULTS)
+def test_provider_preset_defaults(name: str) -> None:
+    s = PRESETS[name]
+    header = s.signature_headers[0] if s.signature_headers else None
+    row = (header, s.signature_format, s.tolerance, s.reject_future, s.dedupe, s.event_type, s.sender_timeout)
+    assert row == DEFAULTS[name]
+
+
+def test_url_signing_handshake_and_clear_secret_fields_are_set_where_they_apply() -> None:
+    assert {n for n, s in PRESETS.items() if s.signs_url} == {"square", "twilio"}
+    assert {n: s.handshake for n, s in PRESETS.items() if s.handshake} == {"slack": "slack", "zoom": "zoom"}
+    assert {n: s.secret_headers for n, s in PRESETS.items() if s.secret_headers} == {
+        "gitlab": ("X-Gitlab-Token",),
+        "basic": ("Authorization",),
+    }
+    linear = PRESETS["linear"]
+    assert (linear.timestamp_field, linear.timestamp_ms) == ("webhookTimestamp", True)
+    assert (PRESETS["square"].signed, PRESETS["paddle"].signed) == ("{url}{body}", "{timestamp}:{body}")
 
 
 def test_preset_name_is_returned_without_problems() -> None:
@@ -92,8 +130,12 @@ def test_unknown_preset_suggests_the_closest_name() -> None:
 
 
 def test_unknown_preset_without_a_close_match_lists_the_known_ones() -> None:
-    assert problems_of("paypal") == [
-        Problem(AT, "unknown scheme 'paypal' (known: github, stripe, standard-webhooks, svix, none, hmac)")
+    assert problems_of("acme") == [
+        Problem(
+            AT,
+            "unknown scheme 'acme' (known: github, stripe, standard-webhooks, svix, slack, shopify, "
+            "intercom, linear, paddle, zoom, square, twilio, gitlab, mailgun, basic, none, hmac, token)",
+        )
     ]
 
 
@@ -278,3 +320,43 @@ def test_problems_already_in_the_list_are_kept_and_a_clean_spec_adds_none() -> N
     problems = [earlier]
     scheme = scheme_from_spec({"scheme": "hmac", "header": "X-S"}, AT, problems)
     assert scheme is not None and problems == [earlier]
+
+
+# -- the token scheme -------------------------------------------------------------------------------------
+
+
+def test_token_in_a_header_is_read_into_a_row_that_marks_the_header_secret() -> None:
+    scheme, problems = parse({"scheme": "token", "header": "X-Api-Key", "event_type": "body.kind"})
+    assert problems == []
+    assert scheme == Scheme(
+        name="token",
+        signature_headers=("X-Api-Key",),
+        signature_format="token",
+        event_type="body.kind",
+        binds_body=False,
+        secret_headers=("X-Api-Key",),
+    )
+
+
+def test_token_in_the_query_marks_the_parameter_secret() -> None:
+    scheme, _ = parse({"scheme": "token", "query": "token"})
+    assert scheme is not None
+    assert (scheme.signature_headers, scheme.secret_query) == ((), ("token",))
+
+
+@pytest.mark.parametrize(
+    "spec", [{"scheme": "token"}, {"scheme": "token", "header": "X-Api-Key", "query": "token"}]
+)
+def test_token_needs_exactly_one_place(spec: dict[str, str]) -> None:
+    assert problems_of(spec) == [
+        Problem(AT, "scheme token needs exactly one of header: (e.g. X-Api-Key) or query:")
+    ]
+
+
+def test_token_rejects_recipe_keys_and_the_bare_name() -> None:
+    assert problems_of({"scheme": "token", "header": "X-Api-Key", "prefix": "v1="}) == [
+        Problem(f"{AT}.prefix", "unknown key 'prefix' (allowed: scheme, header, query, dedupe, event_type)")
+    ]
+    assert problems_of("token") == [
+        Problem(AT, "scheme token needs a mapping: {scheme: token, header: X-Api-Key}")
+    ]
