@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from gateway.config import Config
 from gateway.errors import SignatureError, StoreError
-from gateway.ingest import admit
+from gateway.handshake import respond
+from gateway.ingest import admit, parse_payload
 from gateway.model import Headers, Rejection, Request
 from gateway.sources import Source
 from gateway.store import Store
@@ -50,6 +51,13 @@ async def _read_body(request: HTTPRequest, cap: int) -> bytes:
         if len(body) > cap:
             raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
     return bytes(body)
+
+
+def _called_url(source: Source, request: HTTPRequest, raw_query: str) -> str:
+    """The URL the sender called: the source's ``public_url`` (what a proxy hides) with the received query."""
+    if source.public_url is None:
+        return str(request.url)
+    return f"{source.public_url}?{raw_query}" if raw_query else source.public_url
 
 
 def create_app(config: Config, store: Store, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -85,7 +93,7 @@ def create_app(config: Config, store: Store, *, clock: Callable[[], float] = tim
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         inbound = Request(
             method="POST",
-            url=str(request.url),
+            url=_called_url(source, request, raw_query),
             headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
             body=body,
             query=tuple(parse_qsl(raw_query, keep_blank_values=True)),
@@ -97,7 +105,11 @@ def create_app(config: Config, store: Store, *, clock: Callable[[], float] = tim
         except SignatureError as exc:
             await reject(source, exc.reason, exc.detail, body, len(body), remote)
             return _error(401, exc.reason, exc.detail)
-        admission = admit(config, source, inbound, verdict, now)
+        payload = parse_payload(inbound.headers.get("content-type"), body)
+        reply = respond(source.scheme, source.secrets, inbound, payload, key_index=verdict.key_index or 0)
+        if reply is not None:  # a provider handshake (Slack url_verification, Zoom validation): not an event
+            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+        admission = admit(config, source, inbound, verdict, now, payload)
         try:
             recorded = await store.record(admission.event, admission.runs)
         except StoreError:

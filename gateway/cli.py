@@ -131,6 +131,12 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "--body", required=True, metavar="FILE", help="file with the exact body to sign ('-': stdin)"
     )
     p.add_argument(
+        "--url",
+        metavar="URL",
+        help="the URL the provider calls, for schemes that sign it (twilio, square); default: the source's "
+        "public_url, else http://127.0.0.1:<GATEWAY_PORT><path>",
+    )
+    p.add_argument(
         "--event",
         metavar="TYPE",
         help="event type header to add where the provider sends one (e.g. push for GitHub)",
@@ -248,7 +254,9 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
         return 1
     else:
         try:
-            headers = sign(source.scheme, _signing_key(source.secrets), body, now=time.time())
+            port = env.get("GATEWAY_PORT") or "8000"
+            url = args.url or source.public_url or f"http://127.0.0.1:{port}{source.path}"
+            headers = sign(source.scheme, _signing_key(source.secrets), body, now=time.time(), url=url)
         except (GatewayError, ValueError) as exc:
             print(f"cannot sign for source {source.name}: {exc}", file=err)
             return 1

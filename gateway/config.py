@@ -18,7 +18,7 @@ from gateway.errors import ConfigError, Problem, unknown_key
 from gateway.mapping import compile_input
 from gateway.match import Route, compile_events, compile_when
 from gateway.retry import parse_retry
-from gateway.sources import SECRET_KEYS, Source, parse_sources
+from gateway.sources import SECRET_KEYS, Source, parse_sources, source_warnings
 from gateway.tasks import Task, load_tasks
 
 TOP_KEYS = ("tasks", "queues", "sources", "routes")
@@ -256,6 +256,7 @@ def _warnings(label: str, defaulted: list[str], sources: Mapping[str, Source]) -
         for w in defaulted
         if any(f".{k}" in w for k in SECRET_KEYS)
     ]
+    warnings += [f"{label}: {w}" for s in sources.values() for w in source_warnings(s)]
     for s in sources.values():
         if not s.scheme.verified:
             warnings.append(f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified")

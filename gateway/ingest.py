@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.config import Config
 from gateway.mapping import map_input
@@ -25,8 +25,21 @@ REDACTED_HEADERS = frozenset(
 )
 
 
-def redact(headers: Headers) -> Headers:
-    return Headers((k, "[redacted]" if k in REDACTED_HEADERS else v) for k, v in headers.pairs)
+def redact(headers: Headers, extra: tuple[str, ...] = ()) -> Headers:
+    """Headers as stored: credentials (the usual ones, plus a scheme's ``secret_headers``) replaced."""
+    hidden = REDACTED_HEADERS | {name.lower() for name in extra}
+    return Headers((k, "[redacted]" if k in hidden else v) for k, v in headers.pairs)
+
+
+def redact_query(
+    url: str, query: tuple[tuple[str, str], ...], names: tuple[str, ...]
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The URL and query as stored: values of ``names`` (a scheme's ``secret_query``) replaced."""
+    if not names or not any(k in names for k, _ in query):
+        return url, query
+    hidden = tuple((k, "[redacted]" if k in names else v) for k, v in query)
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query=urlencode(hidden))), hidden
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +117,28 @@ def resolve_options(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -
     return options
 
 
-def admit(config: Config, source: Source, request: Request, verdict: Verdict, now: float) -> Admission:
-    """Decide what to record for a verified request: the event, and one queued run per matched route."""
-    payload = parse_payload(request.headers.get("content-type"), request.body)
+def admit(
+    config: Config,
+    source: Source,
+    request: Request,
+    verdict: Verdict,
+    now: float,
+    payload: Payload | None = None,
+) -> Admission:
+    """Decide what to record for a verified request: the event, and one queued run per matched route.
+
+    ``payload`` is the parsed body when the caller has parsed it already (for a handshake check).
+    """
+    payload = payload or parse_payload(request.headers.get("content-type"), request.body)
     event_id = new_id("evt", now)
     view = EventView(event_id, source.name, None, request.headers, request.query, payload.data)
     event_type = _text(_find(view, source.event_type)) if source.event_type else None
     dedupe_key = _text(_find(view, source.dedupe)) if source.dedupe else None
     view = EventView(event_id, source.name, event_type, request.headers, request.query, payload.data)
-    stored_headers = redact(request.headers)
+    stored_headers = redact(request.headers, source.scheme.secret_headers)
+    stored_url, stored_query = redact_query(request.url, request.query, source.scheme.secret_query)
     # Input mapping sees the redacted headers, so a credential never lands in a run's stored input.
-    mapping_view = EventView(event_id, source.name, event_type, stored_headers, request.query, payload.data)
+    mapping_view = EventView(event_id, source.name, event_type, stored_headers, stored_query, payload.data)
     runs = []
     for route in match(config.routes, view):
         task = config.tasks[route.task]
@@ -151,9 +175,9 @@ def admit(config: Config, source: Source, request: Request, verdict: Verdict, no
         status="routed" if runs else "unrouted",
         received_at=now,
         method=request.method,
-        url=request.url,
+        url=stored_url,
         headers=stored_headers,
-        query=request.query,
+        query=stored_query,
         body=request.body,
         payload=payload,
         verification=verdict.label,

@@ -124,8 +124,8 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        """``verified:stripe``; ``verified:stripe key=1`` when a later secret of the list matched, so operators
-        can see when an old secret is no longer used and can be removed."""
+        """``verified:stripe``, or ``verified:stripe key=1`` when a later secret of the list matched: it shows
+        operators when an old secret is no longer used and can be removed."""
         if not self.verified:
             return "unverified"
         return f"verified:{self.scheme}" + (f" key={self.key_index}" if self.key_index else "")

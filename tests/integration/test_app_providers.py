@@ -1,0 +1,130 @@
+"""Provider features that need the app: handshakes, URL signing behind a proxy, secrets kept from storage."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+ROUTES = """
+tasks: [{module}]
+sources:
+  slack:
+    verify: slack
+    secret: slack-signing-secret
+  twilio:
+    verify: twilio
+    secret: twilio-auth-token
+    public_url: https://hooks.example.com/twilio/inbound
+  keyed:
+    verify: {scheme: token, query: token}
+    secret: query-token-value
+routes:
+  - {id: sms, source: twilio, task: sync-subscription}
+  - {id: keyed, source: keyed, task: sync-subscription}
+  - {id: slack, source: slack, task: sync-subscription}
+"""
+
+
+def slack_headers(body: bytes, secret: str = "slack-signing-secret") -> dict[str, str]:
+    ts = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/json",
+    }
+
+
+async def test_a_slack_url_verification_is_answered_and_not_stored(
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
+) -> None:
+    store = await open_store()
+    client = await client_for(load_config(ROUTES), store)
+    body = json.dumps(
+        {"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    )
+    response = await client.post("/hooks/slack", content=body, headers=slack_headers(body.encode()))
+    assert (response.status_code, response.text) == (
+        200,
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+    )
+    assert await store.list_events() == []
+    forged = await client.post("/hooks/slack", content=body, headers=slack_headers(body.encode(), "wrong"))
+    assert forged.status_code == 401  # a handshake is answered only after verification
+
+
+async def test_twilio_behind_a_proxy_verifies_against_public_url(
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
+) -> None:
+    store = await open_store()
+    client = await client_for(load_config(ROUTES), store)
+    params = {"From": "+14158675309", "Body": "hello", "MessageSid": "SM123"}
+    called = "https://hooks.example.com/twilio/inbound?tenant=acme"  # what Twilio called, before the proxy
+    signature = RequestValidator("twilio-auth-token").compute_signature(called, params)
+    response = await client.post(
+        "/hooks/twilio?tenant=acme",  # what reaches the gateway: another host and scheme
+        data=params,
+        headers={"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": "idem-1"},
+    )
+    assert response.status_code == 202, response.text
+    event = await store.get_event(response.json()["event_id"])
+    assert event is not None
+    assert (event.url, event.dedupe_key, event.payload.data["Body"]) == (called, "idem-1", "hello")
+    tampered = await client.post(
+        "/hooks/twilio?tenant=other", data=params, headers={"X-Twilio-Signature": signature}
+    )
+    assert tampered.status_code == 401
+
+
+async def test_a_token_in_the_query_is_never_stored(
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
+) -> None:
+    store = await open_store()
+    client = await client_for(load_config(ROUTES), store)
+    response = await client.post("/hooks/keyed?token=query-token-value&page=2", content=b"{}")
+    assert response.status_code == 202
+    event = await store.get_event(response.json()["event_id"])
+    assert event is not None
+    assert event.query == (("token", "[redacted]"), ("page", "2"))
+    assert "query-token-value" not in event.url
+    wrong = await client.post("/hooks/keyed?token=nope", content=b"{}")
+    assert wrong.status_code == 401
+
+
+def test_check_warns_about_a_url_signing_source_without_public_url(load_config: Callable[..., Any]) -> None:
+    routes = ROUTES.replace("    public_url: https://hooks.example.com/twilio/inbound\n", "")
+    warnings = load_config(routes).warnings
+    assert any(
+        w.startswith("routes.yaml: sources.twilio: verify: twilio signs the URL it calls; set public_url")
+        for w in warnings
+    )
+
+
+def test_gateway_sign_signs_twilio_form_posts_for_the_public_url(
+    write_routes: Callable[..., Any], tmp_path: Any
+) -> None:
+    import io
+
+    from gateway import config as config_mod
+    from gateway.cli import main
+    from tests.integration.test_cli import deliver
+
+    routes = write_routes(ROUTES)
+    body = tmp_path / "sms.txt"
+    body.write_bytes(b"From=%2B14158675309&Body=hi&MessageSid=SM9")
+    out, err = io.StringIO(), io.StringIO()
+    assert (
+        main(["sign", "twilio", "--body", str(body), "--routes", str(routes)], env={}, out=out, err=err) == 0
+    )
+    headers = dict(line.split(": ", 1) for line in out.getvalue().strip().splitlines())
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    [response] = deliver(
+        config_mod.load(routes, {}), tmp_path / "s.db", [("/hooks/twilio", body.read_bytes(), headers)]
+    )
+    assert response.status_code == 202, response.text
