@@ -35,6 +35,8 @@ def respond(
     """
     if scheme.handshake == "slack":
         return _slack(payload)
+    if scheme.handshake == "discord":
+        return _discord(payload)
     if scheme.handshake == "zoom" and secrets:
         secret = secrets[key_index] if 0 <= key_index < len(secrets) else secrets[0]
         return _zoom(secret, payload)
@@ -70,3 +72,12 @@ def _zoom(secret: Secret, payload: Payload) -> Reply | None:
     encrypted = hmac.new(secret.reveal().encode(), plain.encode(), "sha256").hexdigest()
     body = json.dumps({"plainToken": plain, "encryptedToken": encrypted}, separators=(",", ":"))
     return Reply(200, body.encode(), "application/json")
+
+
+def _discord(payload: Payload) -> Reply | None:
+    """A PING (``{"type": 1}``) → ``{"type": 1}``: how Discord checks an interactions endpoint.
+    https://discord.com/developers/docs/interactions/receiving-and-responding#receiving-an-interaction"""
+    data: Any = payload.data
+    if payload.kind == "json" and isinstance(data, dict) and data.get("type") == 1:
+        return Reply(200, b'{"type":1}', "application/json")
+    return None

@@ -235,6 +235,30 @@ PRESETS: Mapping[str, Scheme] = {
         binds_body=False,
         secret_headers=("Authorization",),
     ),
+    # https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint-validating-security-request-headers
+    # Ed25519 over <timestamp><body> with the application's public key (hex). The timestamp is signed but
+    # Discord's own library never checks it; interactions must be answered within 3 s, so 300 s is generous.
+    "discord": Scheme(
+        name="discord",
+        signature_headers=("X-Signature-Ed25519",),
+        signature_format="discord",
+        timestamp_headers=("X-Signature-Timestamp",),
+        tolerance=300,
+        event_type="body.type",
+        dedupe="body.id",
+        sender_timeout=3,
+        handshake="discord",
+    ),
+    # https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features
+    # ECDSA P-256/SHA-256 over <timestamp><body> with the base64 DER verification key. The timestamp is
+    # signed, but SendGrid's library never checks it and retries keep it for up to 24 h: no default window.
+    "sendgrid": Scheme(
+        name="sendgrid",
+        signature_headers=("X-Twilio-Email-Event-Webhook-Signature",),
+        signature_format="sendgrid",
+        timestamp_headers=("X-Twilio-Email-Event-Webhook-Timestamp",),
+        tolerance=None,
+    ),
     "none": Scheme(
         name="none", signature_headers=(), signature_format="none", binds_body=False, verified=False
     ),

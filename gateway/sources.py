@@ -138,12 +138,12 @@ def _check_keys(
         problems.append(
             Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
         )
-    if scheme.signature_format != "standard-webhooks":
+    if scheme.signature_format not in ("standard-webhooks", "discord", "sendgrid"):
         problems += [
             Problem(
                 f"{where}.{key}",
                 f"verify: {scheme.name} uses shared secrets, not public keys "
-                "(public keys are for standard-webhooks/svix v1a)",
+                "(public keys are for standard-webhooks/svix v1a, discord and sendgrid)",
             )
             for key in ("public_key", "public_keys")
             if key in raw

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
@@ -19,8 +19,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.adapters import ADAPTERS, MAX_HEADER, MAX_SIGNATURES, decode, first_header, twilio_string
+from gateway.asymmetric import discord_key_problem, sendgrid_key_problem, verify_discord, verify_sendgrid
 from gateway.errors import SignatureError
-from gateway.model import Request, Secret, Verdict, new_id
+from gateway.model import Headers, Request, Secret, Verdict, new_id
 from gateway.schemes import GITLAB_SIGNING, GITLAB_TOKEN, PLACEHOLDER, Scheme
 
 __all__ = ["MAX_HEADER", "MAX_SIGNATURES", "secret_problem", "sign", "verify"]
@@ -52,6 +53,8 @@ def verify(
         return Verdict(verified=False, scheme=scheme.name)
     if scheme.signature_format == "gitlab":
         return _gitlab(scheme, secrets, request, now=now, tolerance=tolerance)
+    if scheme.signature_format in PUBLIC_KEY_CHECKS:
+        return _public_key(scheme, secrets, request, now=now, tolerance=tolerance)
     keys = _usable_keys(scheme, secrets)
     presented = ADAPTERS[scheme.signature_format](scheme, request)
     timestamp = _parse_timestamp(scheme, *presented.timestamp) if presented.timestamp else None
@@ -96,6 +99,30 @@ def _gitlab(
     return Verdict(True, scheme.name, None, tokens[verdict.key_index or 0])
 
 
+# Schemes signed with the provider's private key: the gateway holds public keys (gateway/asymmetric.py).
+PUBLIC_KEY_CHECKS: dict[str, Callable[[Sequence[str], Headers, bytes], int]] = {
+    "discord": verify_discord,
+    "sendgrid": verify_sendgrid,
+}
+_PUBLIC_KEY_PROBLEMS: dict[str, Callable[[str], str | None]] = {
+    "discord": discord_key_problem,
+    "sendgrid": sendgrid_key_problem,
+}
+
+
+def _public_key(
+    scheme: Scheme, secrets: Sequence[Secret], request: Request, *, now: float, tolerance: int | None
+) -> Verdict:
+    if not secrets:
+        raise SignatureError("no_secret", f"{scheme.name} needs the provider's public key (public_key: …)")
+    timestamp = PUBLIC_KEY_CHECKS[scheme.signature_format](
+        [s.reveal() for s in secrets], request.headers, request.body
+    )
+    if tolerance is not None:  # checked after the signature, as for every scheme
+        _check_fresh(scheme, timestamp, now, tolerance)
+    return Verdict(verified=True, scheme=scheme.name, timestamp=timestamp)
+
+
 def sign(
     scheme: Scheme,
     secret: Secret | None,
@@ -120,6 +147,11 @@ def sign(
     if fmt == "gitlab":
         signing = secret.reveal().startswith("whsec_")
         return sign(GITLAB_SIGNING if signing else GITLAB_TOKEN, secret, body, now=now, msg_id=msg_id)
+    if fmt in PUBLIC_KEY_CHECKS:
+        raise ValueError(
+            f"{scheme.name} deliveries are signed with {scheme.name}'s private key; the gateway holds only "
+            "the public key, so it cannot sign them"
+        )
     if fmt == "mailgun":
         raise ValueError(
             "mailgun signs inside the body (signature.timestamp, token, signature), not in headers; "
@@ -224,6 +256,8 @@ def _require_body_field(scheme: Scheme, body: bytes) -> None:
 
 def secret_problem(scheme: Scheme, secret: Secret) -> str | None:
     """Why ``secret`` cannot be used with ``scheme`` (for the config loader), or None. Never shows it."""
+    if scheme.signature_format in _PUBLIC_KEY_PROBLEMS:
+        return _PUBLIC_KEY_PROBLEMS[scheme.signature_format](secret.reveal())
     try:
         _key(scheme, secret)
     except ValueError as exc:

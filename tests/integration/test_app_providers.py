@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from twilio.request_validator import RequestValidator
 
 ROUTES = """
@@ -128,3 +129,123 @@ def test_gateway_sign_signs_twilio_form_posts_for_the_public_url(
         config_mod.load(routes, {}), tmp_path / "s.db", [("/hooks/twilio", body.read_bytes(), headers)]
     )
     assert response.status_code == 202, response.text
+
+
+KEYED_ROUTES = """
+tasks: [{module}]
+sources:
+  discord:
+    verify: discord
+    public_key: {discord_key}
+  sendgrid:
+    verify: sendgrid
+    public_key: {sendgrid_key}
+  sendgrid-fresh:
+    verify: sendgrid
+    public_key: {sendgrid_key}
+    tolerance: 300
+routes:
+  - {id: interactions, source: discord, task: sync-subscription}
+  - {id: mail-events, source: sendgrid, task: sync-subscription}
+"""
+
+
+def discord_setup() -> tuple[Any, str]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    return private, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def keyed_routes(discord_hex: str) -> str:
+    from tests.unit.test_asymmetric import SG_KEY
+
+    return KEYED_ROUTES.replace("{discord_key}", discord_hex).replace("{sendgrid_key}", SG_KEY)
+
+
+def discord_headers(private: Any, body: bytes, ts: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if ts is None else ts)
+    signature = private.sign(stamp.encode() + body).hex()
+    return {
+        "X-Signature-Ed25519": signature,
+        "X-Signature-Timestamp": stamp,
+        "Content-Type": "application/json",
+    }
+
+
+async def test_discord_ping_interactions_and_forgeries(
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
+) -> None:
+    from discord_interactions import verify_key
+
+    private, public_hex = discord_setup()
+    store = await open_store()
+    client = await client_for(load_config(keyed_routes(public_hex)), store)
+
+    ping = b'{"type": 1, "id": "ping-1"}'
+    headers = discord_headers(private, ping)
+    assert verify_key(ping, headers["X-Signature-Ed25519"], headers["X-Signature-Timestamp"], public_hex)
+    answer = await client.post("/hooks/discord", content=ping, headers=headers)
+    assert (answer.status_code, answer.json()) == (200, {"type": 1})
+    assert await store.list_events() == []  # a handshake is not an event
+
+    command = b'{"type": 2, "id": "inter-7", "data": {"name": "deploy"}}'
+    accepted = await client.post("/hooks/discord", content=command, headers=discord_headers(private, command))
+    assert accepted.status_code == 202
+    event = await store.get_event(accepted.json()["event_id"])
+    assert event is not None
+    assert (event.event_type, event.dedupe_key, event.verification) == ("2", "inter-7", "verified:discord")
+
+    forged = await client.post(
+        "/hooks/discord",
+        content=command.replace(b"deploy", b"delete"),
+        headers=discord_headers(private, command),
+    )
+    assert (forged.status_code, forged.json()["error"]) == (401, "bad_signature")
+    old = int(time.time()) - 301
+    stale = await client.post(
+        "/hooks/discord", content=command, headers=discord_headers(private, command, old)
+    )
+    assert (stale.status_code, stale.json()["error"]) == (401, "stale_timestamp")
+    other, _ = discord_setup()
+    wrong = await client.post("/hooks/discord", content=ping, headers=discord_headers(other, ping))
+    assert wrong.status_code == 401
+
+
+async def test_sendgrid_published_vector_through_the_app(
+    load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
+) -> None:
+    from tests.unit.test_asymmetric import SG_BODY, SG_SIGNATURE, SG_TIMESTAMP
+
+    store = await open_store()
+    client = await client_for(load_config(keyed_routes(discord_setup()[1])), store)
+    headers = {
+        "X-Twilio-Email-Event-Webhook-Signature": SG_SIGNATURE,
+        "X-Twilio-Email-Event-Webhook-Timestamp": SG_TIMESTAMP,
+        "Content-Type": "application/json",
+    }
+    accepted = await client.post("/hooks/sendgrid", content=SG_BODY, headers=headers)
+    assert accepted.status_code == 202, (
+        accepted.text
+    )  # no freshness window by default (SendGrid retries 24 h)
+    assert [r["task"] for r in accepted.json()["runs"]] == ["sync-subscription"]
+    stale = await client.post("/hooks/sendgrid-fresh", content=SG_BODY, headers=headers)
+    assert (stale.status_code, stale.json()["error"]) == (401, "stale_timestamp")  # tolerance: 300 opts in
+    tampered = await client.post(
+        "/hooks/sendgrid", content=SG_BODY.replace(b"dropped", b"open"), headers=headers
+    )
+    assert (tampered.status_code, tampered.json()["error"]) == (401, "bad_signature")
+
+
+def test_public_key_presets_check_their_keys_and_cannot_sign(load_config: Callable[..., Any]) -> None:
+    from gateway.errors import ConfigError
+    from gateway.model import Secret
+    from gateway.schemes import PRESETS
+    from gateway.verify import sign
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(keyed_routes("not-hex"))
+    assert str(refused.value).startswith("routes.yaml: sources.discord.public_key: ")
+    with pytest.raises(ValueError, match="holds only the public key"):
+        sign(PRESETS["discord"], Secret("00" * 32), b"{}", now=0)

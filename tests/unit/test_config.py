@@ -281,7 +281,7 @@ def test_public_keys_and_tolerance_are_refused_where_they_mean_nothing(
     )
     assert problems_of(load_config, routes) == [
         "routes.yaml: sources.github.public_key: verify: github uses shared secrets, not public keys "
-        "(public keys are for standard-webhooks/svix v1a)",
+        "(public keys are for standard-webhooks/svix v1a, discord and sendgrid)",
         "routes.yaml: sources.github.tolerance: verify: github signs no timestamp, so there is no freshness "
         "to check; remove tolerance",
     ]

@@ -102,7 +102,11 @@ def test_provider_preset_defaults(name: str) -> None:
 
 def test_url_signing_handshake_and_clear_secret_fields_are_set_where_they_apply() -> None:
     assert {n for n, s in PRESETS.items() if s.signs_url} == {"square", "twilio"}
-    assert {n: s.handshake for n, s in PRESETS.items() if s.handshake} == {"slack": "slack", "zoom": "zoom"}
+    assert {n: s.handshake for n, s in PRESETS.items() if s.handshake} == {
+        "slack": "slack",
+        "zoom": "zoom",
+        "discord": "discord",
+    }
     assert {n: s.secret_headers for n, s in PRESETS.items() if s.secret_headers} == {
         "gitlab": ("X-Gitlab-Token",),
         "basic": ("Authorization",),
@@ -134,7 +138,8 @@ def test_unknown_preset_without_a_close_match_lists_the_known_ones() -> None:
         Problem(
             AT,
             "unknown scheme 'acme' (known: github, stripe, standard-webhooks, svix, slack, shopify, "
-            "intercom, linear, paddle, zoom, square, twilio, gitlab, mailgun, basic, none, hmac, token)",
+            "intercom, linear, paddle, zoom, square, twilio, gitlab, mailgun, basic, discord, sendgrid, "
+            "none, hmac, token)",
         )
     ]
 
