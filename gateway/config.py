@@ -261,7 +261,10 @@ def _warnings(label: str, defaulted: list[str], sources: Mapping[str, Source]) -
         if not s.scheme.verified:
             warnings.append(f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified")
         elif not s.scheme.binds_body:
-            warnings.append(f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body")
+            warnings.append(
+                f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body "
+                "(it proves who sent a delivery, not that its content is unchanged)"
+            )
     return tuple(warnings)
 
 

@@ -290,3 +290,15 @@ def test_public_keys_and_tolerance_are_refused_where_they_mean_nothing(
 def test_an_empty_variable_takes_the_default_like_the_shell(load_config: Callable[..., Any]) -> None:
     routes = MINIMAL.replace("s3cr3t-value-github", "${GH_SECRET:-dev}")
     assert load_config(routes, environ={"GH_SECRET": ""}).sources["github"].secrets[0].reveal() == "dev"
+
+
+@pytest.mark.parametrize("preset", ["gitlab", "mailgun", "basic"])
+def test_presets_that_do_not_sign_the_body_are_labelled_so(
+    load_config: Callable[..., Any], preset: str
+) -> None:
+    secret = "user:pass" if preset == "basic" else "s3cr3t-value-github"
+    routes = MINIMAL.replace("verify: github", f"verify: {preset}").replace("s3cr3t-value-github", secret)
+    assert load_config(routes).warnings == (
+        f"routes.yaml: sources.github: verify: {preset} does not sign the body "
+        "(it proves who sent a delivery, not that its content is unchanged)",
+    )
