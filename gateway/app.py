@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +20,8 @@ from gateway.config import Config
 from gateway.errors import SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
-from gateway.model import Headers, Rejection, Request
+from gateway.keyring import Keyring
+from gateway.model import Headers, Rejection, Request, Verdict
 from gateway.sources import Source
 from gateway.store import Store
 from gateway.verify import verify
@@ -60,8 +61,45 @@ def _called_url(source: Source, request: HTTPRequest, raw_query: str) -> str:
     return f"{source.public_url}?{raw_query}" if raw_query else source.public_url
 
 
-def create_app(config: Config, store: Store, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness."""
+async def _verify(
+    source: Source, inbound: Request, keyring: Keyring | None, clock: Callable[[], float]
+) -> tuple[Verdict, float]:
+    """Verify ``inbound``, fetching a remote key first when the source's scheme needs one; and the time."""
+    material: Any = None
+    if source.scheme.remote_keys and keyring is not None:  # without one, verify() says key_unavailable
+        material = await keyring.material(source, inbound)
+    now = clock()  # read after any key fetch, which may take a while
+    verdict = verify(
+        source.scheme,
+        source.secrets,
+        inbound,
+        now=now,
+        tolerance=source.tolerance,
+        material=material,
+        remote=source.remote,
+    )
+    return verdict, now
+
+
+async def _refuse(source: Source, exc: SignatureError, record: Callable[[], Awaitable[None]]) -> JSONResponse:
+    """401 for a delivery that failed verification (``record`` keeps it as a rejection); 503 when the
+    provider's key could not be fetched: our outage, not the sender's fault, so it should retry."""
+    if exc.reason == "key_unavailable":
+        log.warning("answering 503 for a %s delivery: %s", source.name, exc.detail)
+        return _error(503, exc.reason, exc.detail, {"Retry-After": RETRY_AFTER})
+    await record()
+    return _error(401, exc.reason, exc.detail)
+
+
+def create_app(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    keyring: Keyring | None = None,
+) -> Starlette:
+    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
+    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it."""
     by_path = {source.path: source for source in config.sources.values()}
 
     async def reject(
@@ -99,12 +137,15 @@ def create_app(config: Config, store: Store, *, clock: Callable[[], float] = tim
             query=tuple(parse_qsl(raw_query, keep_blank_values=True)),
             remote_addr=remote,
         )
-        now = clock()
         try:
-            verdict = verify(source.scheme, source.secrets, inbound, now=now, tolerance=source.tolerance)
+            verdict, now = await _verify(source, inbound, keyring, clock)
         except SignatureError as exc:
-            await reject(source, exc.reason, exc.detail, body, len(body), remote)
-            return _error(401, exc.reason, exc.detail)
+            failure = exc  # `exc` is unbound after the except block; the lambda runs inside _refuse
+            return await _refuse(
+                source,
+                failure,
+                lambda: reject(source, failure.reason, failure.detail, body, len(body), remote),
+            )
         payload = parse_payload(inbound.headers.get("content-type"), body)
         reply = respond(source.scheme, source.secrets, inbound, payload, key_index=verdict.key_index or 0)
         if reply is not None:  # a provider handshake (Slack url_verification, Zoom validation): not an event

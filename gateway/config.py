@@ -280,7 +280,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
     queues = _queues(doc.get("queues") or {}, problems)
     raw_sources = doc.get("sources") or {}
-    sources = parse_sources(raw_sources, problems)
+    sources = parse_sources(raw_sources, problems, file.parent)
     routes = _routes(
         doc.get("routes") or [], raw_sources if isinstance(raw_sources, dict) else {}, tasks, problems
     )

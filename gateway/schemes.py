@@ -1,17 +1,15 @@
-"""Signature schemes as rows of data: the presets, and the generic `hmac` recipe read from routes.yaml.
+"""Signature schemes as rows of data: one row per provider preset.
 
-Pure: no I/O. The checking itself lives in ``gateway/verify.py``; a new provider is a new row here.
+Pure: no I/O. Checking lives in ``gateway/verify.py``, the ``verify:`` mapping recipes (hmac, token, jwt) in
+``gateway/recipes.py``; a new provider is a new row here plus its test vectors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from gateway.errors import Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +42,23 @@ class Scheme:
     # Where a credential travels in clear: these headers / query parameters must never be stored.
     secret_headers: tuple[str, ...] = ()
     secret_query: tuple[str, ...] = ()
+    remote_keys: bool = False  # the key is fetched from the provider per delivery (gateway/keyring.py)
+
+
+# Per-source parameters of the remote-key schemes (plaid, pubsub, paypal, jwt), checked by gateway/sources.py.
+@dataclass(frozen=True, slots=True)
+class RemoteSettings:
+    """What a remote-key check needs besides the key: who the token is for, where keys come from."""
+
+    client_id: str | None = None  # plaid (its secret is the source's `secret:`)
+    base_url: str | None = None  # plaid: https://sandbox.plaid.com | https://production.plaid.com
+    audience: str | None = None  # pubsub (required), jwt (optional)
+    service_account: str | None = None  # pubsub: the push subscription's service account email
+    webhook_id: str | None = None  # paypal
+    trust_anchors: tuple[bytes, ...] = ()  # paypal: PEM CA certificates the signing certificate chains to
+    jwks_url: str | None = None  # jwt: https URL of a JWK set (else static keys in secret(s)/public_key(s))
+    issuer: str | None = None  # jwt
+    algorithms: tuple[str, ...] = ()  # jwt
 
 
 ALGORITHMS = ("sha1", "sha256", "sha512")
@@ -259,6 +274,53 @@ PRESETS: Mapping[str, Scheme] = {
         timestamp_headers=("X-Twilio-Email-Event-Webhook-Timestamp",),
         tolerance=None,
     ),
+    # https://plaid.com/docs/api/webhooks/webhook-verification/ — an ES256 JWT in Plaid-Verification whose
+    # request_body_sha256 binds the exact body; iat at most 5 minutes old (checked in gateway/tokens.py).
+    # The key comes from Plaid's /webhook_verification_key/get. Event type: webhook_code (HISTORICAL_UPDATE…;
+    # webhook_type stays routable as body.webhook_type). Plaid sends no delivery id: no default dedupe.
+    "plaid": Scheme(
+        name="plaid",
+        signature_headers=("Plaid-Verification",),
+        signature_format="plaid",
+        event_type="body.webhook_code",
+        remote_keys=True,
+    ),
+    # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions — a Google-signed OIDC token in
+    # Authorization: Bearer. It covers identity, audience and time only, NOT the body. Attributes are free
+    # form, so there is no default event type (route on body.message.attributes.<name>).
+    "pubsub": Scheme(
+        name="pubsub",
+        signature_headers=("Authorization",),
+        signature_format="pubsub",
+        dedupe="body.message.messageId",
+        binds_body=False,
+        secret_headers=("Authorization",),  # a replayable bearer token for up to an hour: never stored
+        remote_keys=True,
+    ),
+    # https://developer.paypal.com/api/rest/webhooks/rest/#link-selfverificationmethod — RSA/SHA-256 over
+    # <transmission-id>|<transmission-time>|<webhook-id>|<crc32(body)>, with the certificate at
+    # PAYPAL-CERT-URL (PayPal hosts only). The body is bound only through CRC32; PayPal enforces no window.
+    "paypal": Scheme(
+        name="paypal",
+        signature_headers=("PAYPAL-TRANSMISSION-SIG",),
+        signature_format="paypal",
+        timestamp_headers=("PAYPAL-TRANSMISSION-TIME",),
+        id_headers=("PAYPAL-TRANSMISSION-ID",),
+        dedupe="body.id",
+        event_type="body.event_type",
+        remote_keys=True,
+    ),
+    # A generic JWT in Authorization: Bearer (or `{scheme: jwt, header: X-Token}`), checked with a JWK set
+    # from `jwks_url:` or static keys; `algorithms:` is required. It binds the body only if the issuer's
+    # claims do, which a generic check cannot know: treated as identity only.
+    "jwt": Scheme(
+        name="jwt",
+        signature_headers=("Authorization",),
+        signature_format="jwt",
+        binds_body=False,
+        secret_headers=("Authorization",),
+        remote_keys=True,
+    ),
     "none": Scheme(
         name="none", signature_headers=(), signature_format="none", binds_body=False, verified=False
     ),
@@ -275,152 +337,3 @@ GITLAB_SIGNING = dataclasses.replace(
     timestamp_headers=("webhook-timestamp",),
     id_headers=("webhook-id",),
 )
-
-RECIPE_KEYS = (
-    "scheme", "header", "algorithm", "encoding", "prefix", "signed", "timestamp_header", "id_header",
-    "tolerance", "dedupe", "event_type",
-)  # fmt: skip
-
-TOKEN_KEYS = ("scheme", "header", "query", "dedupe", "event_type")
-
-
-def placeholders(template: str) -> list[str]:
-    """The placeholder names a signed-string template uses, in order (``"{timestamp}.{body}"`` → two)."""
-    return PLACEHOLDER.findall(template)
-
-
-def scheme_from_spec(spec: object, path: str, problems: list[Problem]) -> Scheme | None:
-    """The scheme a ``verify:`` value names: a preset name, or a mapping for the generic ``hmac`` recipe.
-
-    Every problem found is appended to ``problems``; returns None if there was any.
-    """
-    if isinstance(spec, str):
-        if spec in PRESETS:
-            return PRESETS[spec]
-        if spec == "hmac":
-            problems.append(Problem(path, "scheme hmac needs a mapping: {scheme: hmac, header: X-Signature}"))
-        elif spec == "token":
-            problems.append(Problem(path, "scheme token needs a mapping: {scheme: token, header: X-Api-Key}"))
-        else:
-            problems.append(Problem(path, _unknown("scheme", spec, (*PRESETS, "hmac", "token"))))
-        return None
-    if not isinstance(spec, Mapping):
-        problems.append(Problem(path, f"expected a scheme name or a mapping, got {type(spec).__name__}"))
-        return None
-    if spec.get("scheme") == "token":
-        return _token(spec, path, problems)
-    return _recipe(spec, path, problems)
-
-
-def _token(spec: Mapping[object, object], path: str, problems: list[Problem]) -> Scheme | None:
-    """``{scheme: token, header: X-Api-Key}`` or ``{scheme: token, query: token}``: a shared secret sent in
-    clear, compared in constant time. It proves who sent the delivery, not what it says."""
-    before = len(problems)
-    for key in spec:
-        if key not in TOKEN_KEYS:
-            problems.append(Problem(f"{path}.{key}", _unknown("key", key, TOKEN_KEYS, "allowed")))
-    text = {key: _text(spec, key, path, problems) for key in TOKEN_KEYS}
-    if (spec.get("header") is None) == (spec.get("query") is None):
-        problems.append(Problem(path, "scheme token needs exactly one of header: (e.g. X-Api-Key) or query:"))
-    if len(problems) > before:
-        return None
-    header, query = text["header"], text["query"]
-    return Scheme(
-        name="token",
-        signature_headers=(header,) if header else (),
-        signature_format="token",
-        dedupe=text["dedupe"],
-        event_type=text["event_type"],
-        binds_body=False,
-        secret_headers=(header,) if header else (),
-        secret_query=(query,) if query else (),
-    )
-
-
-def _recipe(spec: Mapping[object, object], path: str, problems: list[Problem]) -> Scheme | None:
-    before = len(problems)
-    for key in spec:
-        if key not in RECIPE_KEYS:
-            problems.append(Problem(f"{path}.{key}", _unknown("key", key, RECIPE_KEYS, "allowed")))
-    text = {key: _text(spec, key, path, problems) for key in RECIPE_KEYS if key != "tolerance"}
-    if spec.get("scheme") is None:
-        problems.append(Problem(path, "missing required key 'scheme' (scheme: hmac)"))
-    elif text["scheme"] is not None and text["scheme"] != "hmac":
-        name = text["scheme"]
-        fix = f"write `verify: {name}` for the preset" if name in PRESETS else "use scheme: hmac"
-        problems.append(Problem(f"{path}.scheme", f"unknown scheme {name!r} in a mapping ({fix})"))
-    if spec.get("header") is None:
-        problems.append(Problem(path, "missing required key 'header' (the header carrying the signature)"))
-    algorithm = text["algorithm"] or "sha256"
-    if algorithm not in ALGORITHMS:
-        problems.append(Problem(f"{path}.algorithm", _unknown("algorithm", algorithm, ALGORITHMS)))
-    encoding = text["encoding"] or "hex"
-    if encoding not in ENCODINGS:
-        problems.append(Problem(f"{path}.encoding", _unknown("encoding", encoding, ENCODINGS)))
-    signed = text["signed"] if text["signed"] is not None else "{body}"
-    used = placeholders(signed)
-    _check_template(used, text, path, problems)
-    tolerance = _tolerance(spec, "timestamp" in used, path, problems)
-    if len(problems) > before:
-        return None
-    return Scheme(
-        name="hmac",
-        signature_headers=(text["header"] or "",),
-        signature_format="prefixed",
-        algorithm=algorithm,
-        encoding=encoding,
-        prefix=text["prefix"] or "",
-        signed=signed,
-        timestamp_headers=(text["timestamp_header"],) if text["timestamp_header"] else (),
-        id_headers=(text["id_header"],) if text["id_header"] else (),
-        tolerance=tolerance,
-        dedupe=text["dedupe"],
-        event_type=text["event_type"],
-    )
-
-
-def _check_template(used: list[str], text: dict[str, str | None], path: str, problems: list[Problem]) -> None:
-    at = f"{path}.signed"
-    for name in used:
-        if name not in PLACEHOLDERS:
-            close = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
-            tail = f"did you mean {{{close[0]}}}?" if close else "known: {body}, {timestamp}, {id}"
-            problems.append(Problem(at, f"unknown placeholder {{{name}}} ({tail})"))
-    if "body" not in used:
-        problems.append(Problem(at, "the signed string must include {body}, or the body is not protected"))
-    for name, key in (("timestamp", "timestamp_header"), ("id", "id_header")):
-        if name in used and not text[key]:
-            problems.append(Problem(at, f"{{{name}}} is signed but {key} is not set (name its header)"))
-        elif text[key] and name not in used:
-            problems.append(Problem(f"{path}.{key}", f"{key} is set but signed does not use {{{name}}}"))
-
-
-def _tolerance(spec: Mapping[object, object], signed: bool, path: str, problems: list[Problem]) -> int | None:
-    if "tolerance" not in spec:
-        return DEFAULT_TOLERANCE if signed else None
-    value = spec["tolerance"]
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        problems.append(Problem(f"{path}.tolerance", f"expected seconds >= 0 or null, got {value!r}"))
-    elif not signed:
-        problems.append(Problem(f"{path}.tolerance", "a tolerance needs a signed {timestamp} to check"))
-    else:
-        return value
-    return None
-
-
-def _text(spec: Mapping[object, object], key: str, path: str, problems: list[Problem]) -> str | None:
-    value = spec.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or (not value and key != "prefix"):
-        problems.append(Problem(f"{path}.{key}", f"expected a non-empty string, got {value!r}"))
-        return None
-    return value
-
-
-def _unknown(what: str, value: object, choices: tuple[str, ...], label: str = "known") -> str:
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    tail = f"did you mean {close[0]!r}?" if close else f"{label}: {', '.join(choices)}"
-    return f"unknown {what} {value!r} ({tail})"

@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.errors import StoreError
 from gateway.executor import Executor, ExecutorOptions
+from gateway.keyring import Keyring
 from gateway.store import Store
 
 log = logging.getLogger("gateway.server")
@@ -98,6 +99,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
             executor.notify()
 
     store = await Store.open(options.db, on_commit=wake)
+    keyring = Keyring(config.sources.values())
     try:
         executor = Executor(
             store,
@@ -109,7 +111,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
                 drain_timeout=options.drain_timeout,
             ),
         )
-        app = create_app(config, store)
+        app = create_app(config, store, keyring=keyring)
         log.info(
             "gateway listening on http://%s with %d source(s), %d route(s), %d task(s), database %s",
             _bind(options.host, options.port),
@@ -122,5 +124,6 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
             group.create_task(hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
             group.create_task(executor.run(stop))
     finally:
+        await keyring.aclose()
         await store.close()
         log.info("gateway stopped; every acknowledged event is on disk")

@@ -1,6 +1,7 @@
 """The ``sources:`` section of routes.yaml: who sends webhooks, how they sign, how their events are keyed.
 
-Pure: no I/O (secrets arrive already interpolated).
+Pure but for one read: PayPal ``trust_anchors`` PEM files are loaded (by ``gateway/remote.py``) when the file
+loads, so a missing one is a config problem. Secrets arrive already interpolated.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import Problem, unknown_key
 from gateway.model import Secret
 from gateway.paths import check_path
-from gateway.schemes import Scheme, scheme_from_spec
+from gateway.recipes import scheme_from_spec
+from gateway.remote import check_keys, parse_settings
+from gateway.schemes import RemoteSettings, Scheme
 from gateway.verify import secret_problem
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -30,6 +34,15 @@ SOURCE_KEYS = (
     "path",
     "max_body",
     "public_url",
+    "client_id",
+    "environment",
+    "audience",
+    "service_account",
+    "webhook_id",
+    "trust_anchors",
+    "jwks_url",
+    "issuer",
+    "algorithms",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -61,10 +74,22 @@ class Source:
     # The URL the sender calls, as it sees it (scheme://host[:port]/path), when a proxy in front of the
     # gateway changes it; the app then verifies against public_url + the received query string.
     public_url: str | None = None
+    remote: RemoteSettings | None = None  # plaid, pubsub, paypal and jwt settings
 
 
 def source_warnings(source: Source) -> list[str]:
     """Things `gateway check` should warn about for ``source`` that are not errors."""
+    fmt, remote = source.scheme.signature_format, source.remote
+    if fmt == "pubsub" and remote is not None and remote.service_account is None:
+        return [
+            f"sources.{source.name}: verify: pubsub without service_account accepts a token Google signed "
+            "for this audience on behalf of any account; set service_account to the push subscription's"
+        ]
+    if fmt == "jwt" and remote is not None and remote.audience is None:
+        return [
+            f"sources.{source.name}: verify: jwt without audience accepts any token its keys signed, "
+            "including ones meant for other services; set audience"
+        ]
     if source.scheme.signs_url and source.public_url is None:
         return [
             f"sources.{source.name}: verify: {source.scheme.name} signs the URL it calls; set public_url "
@@ -130,10 +155,14 @@ def _check_keys(
     located = _secrets(raw, where, problems)
     if scheme is None or not scheme.verified:
         return tuple(secret for _, secret in located)
+    if scheme.signature_format in ("pubsub", "paypal", "jwt"):
+        check_keys(scheme, raw, where, bool(located), problems, SECRET_KEYS)
     for at, secret in located:
         unusable = secret_problem(scheme, secret)
         if unusable:
             problems.append(Problem(at, unusable))
+    if scheme.signature_format in ("pubsub", "paypal", "jwt"):
+        return tuple(secret for _, secret in located)
     if not located:
         problems.append(
             Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
@@ -158,6 +187,15 @@ def _tolerance(
     default = scheme.tolerance if scheme else None
     if "tolerance" not in raw:
         return default
+    if scheme is not None and scheme.remote_keys:
+        problems.append(
+            Problem(
+                f"{where}.tolerance",
+                f"verify: {scheme.name} checks freshness by its own rules (the token's iat/exp, or none "
+                "for paypal); remove tolerance",
+            )
+        )
+        return default
     if (
         scheme is not None
         and scheme.verified
@@ -180,7 +218,7 @@ def _tolerance(
     return t
 
 
-def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
+def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> Source | None:
     where = f"sources.{name}"
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(Problem(where, "source names may use letters, digits, '.', '_' and '-' only"))
@@ -208,6 +246,7 @@ def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
     public_url = (
         _public_url(raw["public_url"], f"{where}.public_url", problems) if "public_url" in raw else None
     )
+    remote = parse_settings(scheme, raw, where, problems, base_dir)
     if scheme is None:
         return None
     return Source(
@@ -220,17 +259,21 @@ def _source(name: str, raw: object, problems: list[Problem]) -> Source | None:
         paths["event_type"],
         max_body,
         public_url,
+        remote,
     )
 
 
-def parse_sources(raw_sources: object, problems: list[Problem]) -> dict[str, Source]:
-    """Every source under ``sources:``; problems are appended with their paths."""
+def parse_sources(
+    raw_sources: object, problems: list[Problem], base_dir: Path | None = None
+) -> dict[str, Source]:
+    """Every source under ``sources:``; problems are appended with their paths. Relative file paths in a
+    source (PayPal's trust_anchors) are read from ``base_dir``, routes.yaml's folder (default: the cwd)."""
     if not isinstance(raw_sources, dict):
         problems.append(Problem("sources", "expected a mapping of source name to settings"))
         return {}
     sources: dict[str, Source] = {}
     for name, raw in raw_sources.items():
-        built = _source(name, raw, problems)
+        built = _source(name, raw, problems, base_dir or Path())
         if built is not None:
             sources[name] = built
     seen_paths: dict[str, str] = {}

@@ -13,16 +13,23 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.adapters import ADAPTERS, MAX_HEADER, MAX_SIGNATURES, decode, first_header, twilio_string
-from gateway.asymmetric import discord_key_problem, sendgrid_key_problem, verify_discord, verify_sendgrid
+from gateway.asymmetric import (
+    discord_key_problem,
+    sendgrid_key_problem,
+    verify_discord,
+    verify_sendgrid,
+)
 from gateway.errors import SignatureError
 from gateway.model import Headers, Request, Secret, Verdict, new_id
-from gateway.schemes import GITLAB_SIGNING, GITLAB_TOKEN, PLACEHOLDER, Scheme
+from gateway.remote import jwt_key_problem, verify_remote
+from gateway.schemes import GITLAB_SIGNING, GITLAB_TOKEN, PLACEHOLDER, RemoteSettings, Scheme
 
 __all__ = ["MAX_HEADER", "MAX_SIGNATURES", "secret_problem", "sign", "verify"]
 
@@ -42,15 +49,25 @@ class _Key:
 
 
 def verify(
-    scheme: Scheme, secrets: Sequence[Secret], request: Request, *, now: float, tolerance: int | None
+    scheme: Scheme,
+    secrets: Sequence[Secret],
+    request: Request,
+    *,
+    now: float,
+    tolerance: int | None,
+    material: Any = None,
+    remote: RemoteSettings | None = None,
 ) -> Verdict:
     """Accept ``request`` if any of ``secrets`` made one of its signatures; raise :class:`SignatureError`.
 
     ``tolerance`` is the resolved freshness window in seconds (None skips the time check). For schemes
-    that sign the URL (Twilio, Square) ``request.url`` must be the URL the sender called.
+    that sign the URL (Twilio, Square) ``request.url`` must be the URL the sender called. Remote-key schemes
+    take the fetched key as ``material`` (see gateway/keyring.py) and the source's ``remote`` settings.
     """
     if not scheme.verified:
         return Verdict(verified=False, scheme=scheme.name)
+    if scheme.remote_keys:
+        return verify_remote(scheme, secrets, request, now, material, remote or RemoteSettings())
     if scheme.signature_format == "gitlab":
         return _gitlab(scheme, secrets, request, now=now, tolerance=tolerance)
     if scheme.signature_format in PUBLIC_KEY_CHECKS:
@@ -141,6 +158,11 @@ def sign(
     """
     if not scheme.verified:
         return []
+    if scheme.remote_keys:
+        raise ValueError(
+            f"{scheme.name} deliveries are signed with a key only the sender holds; the gateway fetches "
+            "public keys to check them, so it cannot sign them"
+        )
     if secret is None or not secret.reveal():
         raise SignatureError("no_secret", f"{scheme.name} needs a secret to sign")
     fmt = scheme.signature_format
@@ -256,6 +278,8 @@ def _require_body_field(scheme: Scheme, body: bytes) -> None:
 
 def secret_problem(scheme: Scheme, secret: Secret) -> str | None:
     """Why ``secret`` cannot be used with ``scheme`` (for the config loader), or None. Never shows it."""
+    if scheme.signature_format == "jwt":
+        return jwt_key_problem(secret.reveal())
     if scheme.signature_format in _PUBLIC_KEY_PROBLEMS:
         return _PUBLIC_KEY_PROBLEMS[scheme.signature_format](secret.reveal())
     try:

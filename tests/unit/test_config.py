@@ -302,3 +302,43 @@ def test_presets_that_do_not_sign_the_body_are_labelled_so(
         f"routes.yaml: sources.github: verify: {preset} does not sign the body "
         "(it proves who sent a delivery, not that its content is unchanged)",
     )
+
+
+def test_trust_anchor_files_are_read_relative_to_routes_yaml(
+    load_config: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the gateway may be started from any folder
+    routes = """
+    tasks: [{module}]
+    sources:
+      paypal:
+        verify: paypal
+        webhook_id: WH-1
+        trust_anchors: [certs/root.pem]
+    """
+    loaded = load_config(routes)
+    assert loaded.sources["paypal"].remote.trust_anchors == (cert.public_bytes(serialization.Encoding.PEM),)

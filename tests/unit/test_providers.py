@@ -17,7 +17,8 @@ from twilio.request_validator import RequestValidator
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
-from gateway.schemes import PRESETS, Scheme, scheme_from_spec
+from gateway.recipes import scheme_from_spec
+from gateway.schemes import PRESETS, Scheme
 from gateway.sources import parse_sources, source_warnings
 from gateway.verify import secret_problem, sign, verify
 

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from gateway.errors import Problem
-from gateway.schemes import PRESETS, Scheme, placeholders, scheme_from_spec
+from gateway.recipes import placeholders, scheme_from_spec
+from gateway.schemes import PRESETS, Scheme
 
 AT = "sources.acme.verify"
 
@@ -70,7 +71,8 @@ def test_none_preset_is_unverified_and_binds_nothing() -> None:
 
 
 def test_only_the_credential_presets_and_mailgun_leave_the_body_unbound() -> None:
-    assert {name for name, s in PRESETS.items() if not s.binds_body} == {"none", "gitlab", "mailgun", "basic"}
+    unbound = {name for name, s in PRESETS.items() if not s.binds_body}
+    assert unbound == {"none", "gitlab", "mailgun", "basic", "pubsub", "jwt"}
     assert all("{body}" in s.signed for s in PRESETS.values())
 
 
@@ -110,6 +112,8 @@ def test_url_signing_handshake_and_clear_secret_fields_are_set_where_they_apply(
     assert {n: s.secret_headers for n, s in PRESETS.items() if s.secret_headers} == {
         "gitlab": ("X-Gitlab-Token",),
         "basic": ("Authorization",),
+        "pubsub": ("Authorization",),  # bearer tokens, replayable while valid
+        "jwt": ("Authorization",),
     }
     linear = PRESETS["linear"]
     assert (linear.timestamp_field, linear.timestamp_ms) == ("webhookTimestamp", True)
@@ -139,7 +143,7 @@ def test_unknown_preset_without_a_close_match_lists_the_known_ones() -> None:
             AT,
             "unknown scheme 'acme' (known: github, stripe, standard-webhooks, svix, slack, shopify, "
             "intercom, linear, paddle, zoom, square, twilio, gitlab, mailgun, basic, discord, sendgrid, "
-            "none, hmac, token)",
+            "plaid, pubsub, paypal, jwt, none, hmac, token)",
         )
     ]
 

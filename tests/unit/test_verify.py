@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
-from gateway.schemes import PRESETS, Scheme, scheme_from_spec
+from gateway.recipes import scheme_from_spec
+from gateway.schemes import PRESETS, Scheme
 from gateway.verify import MAX_HEADER, secret_problem, sign, verify
 
 GITHUB, STRIPE, SW, SVIX, NONE = (
