@@ -676,3 +676,40 @@ def test_no_error_shows_a_credential_sent_or_configured_in_clear() -> None:
             check(scheme, secrets, request)
         texts += [str(info.value), repr(info.value)]
     assert [t for t in texts if "secret-" in t] == []
+
+
+# -- more official SDKs as judges ---------------------------------------------------------------------------
+
+
+def test_the_mailgun_sdk_judges_the_signatures_we_accept_and_refuse() -> None:
+    from mailgun.security import SecurityGuard
+
+    now = int(time.time())  # the SDK reads the wall clock for its 15-minute window
+    body = json.loads(mailgun_body(ts=now))["signature"]
+    assert SecurityGuard.verify_webhook("mg-key", body["token"], body["timestamp"], body["signature"])
+    assert check(MAILGUN, ["mg-key"], req([], mailgun_body(ts=now)), now=now).verified
+    forged = mailgun_body(ts=now, key="other-key")
+    other = json.loads(forged)["signature"]
+    assert not SecurityGuard.verify_webhook("mg-key", other["token"], other["timestamp"], other["signature"])
+    with pytest.raises(SignatureError) as refused:
+        check(MAILGUN, ["mg-key"], req([], forged), now=now)
+    assert refused.value.reason == "bad_signature"
+
+
+def test_the_svix_sdk_and_the_svix_preset_agree_both_ways() -> None:
+    from datetime import UTC, datetime
+
+    import svix.webhooks as svix_webhooks
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    now = int(time.time())
+    payload = '{"type": "invoice.paid", "id": 1}'
+    signature = svix_webhooks.Webhook(secret).sign("msg_svix_1", datetime.fromtimestamp(now, UTC), payload)
+    svix_headers = [("svix-id", "msg_svix_1"), ("svix-timestamp", str(now)), ("svix-signature", signature)]
+    assert check(PRESETS["svix"], [secret], req(svix_headers, payload.encode()), now=now).verified
+
+    ours = dict(sign(PRESETS["svix"], Secret(secret), payload.encode(), now=now, msg_id="msg_svix_2"))
+    as_svix = {name.replace("webhook-", "svix-"): value for name, value in ours.items()}
+    svix_webhooks.Webhook(secret).verify(payload, as_svix)  # raises WebhookVerificationError on a mismatch
+    with pytest.raises(svix_webhooks.WebhookVerificationError):
+        svix_webhooks.Webhook(secret).verify(payload.replace("paid", "void"), as_svix)
