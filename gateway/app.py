@@ -21,7 +21,7 @@ from gateway.errors import SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
 from gateway.keyring import Keyring
-from gateway.model import Headers, Rejection, Request, Verdict
+from gateway.model import Headers, Recorded, Rejection, Request, Verdict
 from gateway.sources import Source
 from gateway.store import Store
 from gateway.verify import verify
@@ -89,6 +89,16 @@ async def _refuse(source: Source, exc: SignatureError, record: Callable[[], Awai
         return _error(503, exc.reason, exc.detail, {"Retry-After": RETRY_AFTER})
     await record()
     return _error(401, exc.reason, exc.detail)
+
+
+def _acknowledge(recorded: Recorded) -> JSONResponse:
+    """202 with the event and its runs, once they are on disk; 200 with the original id for a duplicate."""
+    runs = [{"id": run.id, "task": run.task_id} for run in recorded.runs]
+    content: dict[str, Any] = {"event_id": recorded.event_id, "runs": runs}
+    if recorded.duplicate:
+        content["duplicate"] = True
+        return JSONResponse(content, status_code=200)
+    return JSONResponse(content, status_code=202)
 
 
 def create_app(
@@ -161,12 +171,11 @@ def create_app(
                 "the event could not be stored; retry later",
                 {"Retry-After": RETRY_AFTER},
             )
-        runs = [{"id": run.id, "task": run.task_id} for run in recorded.runs]
-        content: dict[str, Any] = {"event_id": recorded.event_id, "runs": runs}
-        if recorded.duplicate:
-            content["duplicate"] = True
-            return JSONResponse(content, status_code=200)
-        return JSONResponse(content, status_code=202)
+        if recorded.duplicate and source.scheme.refuse_replays:
+            detail = f"this {source.scheme.name} token was already used by event {recorded.event_id}"
+            await reject(source, "replayed_token", detail, body, len(body), remote)
+            return _error(401, "replayed_token", detail)
+        return _acknowledge(recorded)
 
     async def healthz(request: HTTPRequest) -> Response:
         return JSONResponse({"status": "ok"})

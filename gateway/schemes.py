@@ -43,6 +43,9 @@ class Scheme:
     secret_headers: tuple[str, ...] = ()
     secret_query: tuple[str, ...] = ()
     remote_keys: bool = False  # the key is fetched from the provider per delivery (gateway/keyring.py)
+    # A second delivery with the same dedupe key is a replay, not a retry: refused with 401 replayed_token
+    # (Mailgun: the signed token must be used once) instead of the usual 200 duplicate.
+    refuse_replays: bool = False
 
 
 # Per-source parameters of the remote-key schemes (plaid, pubsub, paypal, jwt), checked by gateway/sources.py.
@@ -229,8 +232,8 @@ PRESETS: Mapping[str, Scheme] = {
         secret_headers=("X-Gitlab-Token",),
     ),
     # https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks — the signature
-    # covers `<timestamp><token>` only. Dedupe on the token: a replayed token is answered as a duplicate
-    # and never processed twice (Mailgun's advice: remember tokens).
+    # covers `<timestamp><token>` only. Dedupe on the token, and a token seen before is refused (401
+    # replayed_token), as Mailgun advises: the check is atomic with the write and survives restarts.
     "mailgun": Scheme(
         name="mailgun",
         signature_headers=(),
@@ -240,6 +243,7 @@ PRESETS: Mapping[str, Scheme] = {
         dedupe="body.signature.token",  # legacy form webhooks: set `dedupe: body.token`
         event_type="body.event-data.event",
         binds_body=False,
+        refuse_replays=True,
     ),
     # HTTP Basic auth (RFC 7617) against `username:password` secrets.
     "basic": Scheme(

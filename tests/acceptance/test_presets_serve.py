@@ -191,3 +191,57 @@ def test_every_preset_is_covered_here() -> None:
     # A new preset must be added to this acceptance test (or be listed as needing remote keys).
     covered = {*PRESET_NAMES, "sendgrid", "none", *REMOTE_KEY_PRESETS}
     assert set(PRESETS) <= covered, set(PRESETS) - covered
+
+
+def test_a_replayed_mailgun_token_is_refused(running: Gateway) -> None:
+    now = time.time()
+    body = body_for("mailgun", now)
+    first = post(running, "mailgun", body, {})
+    replay = post(running, "mailgun", body, {})  # the same signed token again, inside the freshness window
+    assert first.status_code == 202
+    assert (replay.status_code, replay.json()["error"]) == (401, "replayed_token")
+    assert first.json()["event_id"] in replay.json()["detail"]
+
+
+def test_a_jwt_source_with_a_static_key_on_the_running_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import textwrap
+    import uuid
+
+    import jwt as pyjwt
+
+    root = tmp_path_factory.mktemp("jwt")
+    module = f"tasks_{uuid.uuid4().hex[:12]}"
+    (root / f"{module}.py").write_text("")
+    secret = "a-32-byte-or-longer-shared-secret!!"
+    (root / "routes.yaml").write_text(
+        textwrap.dedent(f"""
+        tasks: [{module}]
+        sources:
+          internal:
+            verify: jwt
+            secret: {secret}
+            algorithms: [HS256]
+            audience: gateway
+        routes: []
+    """)
+    )
+    gw = Gateway(root / "routes.yaml", root / "gateway.db", root / "gateway.log")
+    gw.start()
+    try:
+        now = int(time.time())
+        good = pyjwt.encode({"aud": "gateway", "iat": now, "exp": now + 60}, secret, algorithm="HS256")
+        wrong_key = pyjwt.encode({"aud": "gateway", "iat": now, "exp": now + 60}, "x" * 40, algorithm="HS256")
+        expired = pyjwt.encode(
+            {"aud": "gateway", "iat": now - 600, "exp": now - 300}, secret, algorithm="HS256"
+        )
+        for token, status in ((good, 202), (wrong_key, 401), (expired, 401)):
+            response = httpx.post(
+                f"{gw.url}/hooks/internal",
+                content=b"{}",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            assert response.status_code == status, response.text
+    finally:
+        gw.stop()
