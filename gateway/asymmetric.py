@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from gateway.errors import SignatureError
@@ -279,3 +279,44 @@ def _paypal_certificate(pem: bytes, anchors_pem: Sequence[bytes], now: float) ->
     if not isinstance(key, rsa.RSAPublicKey):
         raise SignatureError("untrusted_certificate", "the PayPal certificate does not hold an RSA key")
     return key
+
+
+# -- signing with a test private key (for `gateway sign` and tests; the gateway never needs one) ----------
+
+
+def sign_public_key_scheme(fmt: str, private_key: str, body: bytes, timestamp: int) -> list[tuple[str, str]]:
+    """The headers Discord (``fmt="discord"``) or SendGrid (``"sendgrid"``) would send, signed with a private
+    key the operator configured for testing (``signing_key:``): Discord a 64-hex Ed25519 seed or a PEM key,
+    SendGrid a PEM P-256 key. Raises ValueError with a clear message for anything else."""
+    stamp = str(timestamp)
+    message = stamp.encode() + body
+    key = _private_key(private_key)
+    if fmt == "discord":
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("a Discord signing_key must be an Ed25519 private key (64 hex digits or PEM)")
+        return [(DISCORD_SIGNATURE, key.sign(message).hex()), (DISCORD_TIMESTAMP, stamp)]
+    if fmt == "sendgrid":
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("a SendGrid signing_key must be a PEM P-256 (prime256v1) private key")
+        signature = base64.b64encode(key.sign(message, ec.ECDSA(hashes.SHA256()))).decode()
+        return [(SENDGRID_SIGNATURE, signature), (SENDGRID_TIMESTAMP, stamp)]
+    raise ValueError(f"no test signing for {fmt}")
+
+
+def signing_key_problem(fmt: str, text: str) -> str | None:
+    """Why ``text`` cannot sign test deliveries for ``fmt`` (config loader), or None; never shows it."""
+    try:
+        sign_public_key_scheme(fmt, text, b"", 0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _private_key(text: str) -> object:
+    stripped = text.strip()
+    if _HEX.fullmatch(stripped) and len(stripped) == 64:
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(stripped))
+    try:
+        return serialization.load_pem_private_key(stripped.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("signing_key must be a private key: 64 hex digits (Ed25519 seed) or PEM") from None

@@ -231,7 +231,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
 
 
 def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    from gateway.verify import sign
+    from gateway.verify import PUBLIC_KEY_CHECKS, sign
 
     loaded = _load(args, env, err)
     if loaded is None:
@@ -256,7 +256,13 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
         try:
             port = env.get("GATEWAY_PORT") or "8000"
             url = args.url or source.public_url or f"http://127.0.0.1:{port}{source.path}"
-            headers = sign(source.scheme, _signing_key(source.secrets), body, now=time.time(), url=url)
+            if source.scheme.signature_format in PUBLIC_KEY_CHECKS and source.signing_key is None:
+                raise ValueError(
+                    f"{source.scheme.name} signs with its private key and the gateway holds only the public "
+                    "key: set signing_key: (a test private key) on the source"
+                )
+            key = source.signing_key or _signing_key(source.secrets)
+            headers = sign(source.scheme, key, body, now=time.time(), url=url)
         except (GatewayError, ValueError) as exc:
             print(f"cannot sign for source {source.name}: {exc}", file=err)
             return 1

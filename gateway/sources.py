@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.asymmetric import signing_key_problem
 from gateway.errors import Problem, unknown_key
 from gateway.model import Secret
 from gateway.paths import check_path
@@ -34,6 +35,7 @@ SOURCE_KEYS = (
     "path",
     "max_body",
     "public_url",
+    "signing_key",
     "client_id",
     "environment",
     "audience",
@@ -75,6 +77,8 @@ class Source:
     # gateway changes it; the app then verifies against public_url + the received query string.
     public_url: str | None = None
     remote: RemoteSettings | None = None  # plaid, pubsub, paypal and jwt settings
+    # A test private key for `gateway sign` (discord, sendgrid); it never verifies anything.
+    signing_key: Secret | None = None
 
 
 def source_warnings(source: Source) -> list[str]:
@@ -247,6 +251,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         _public_url(raw["public_url"], f"{where}.public_url", problems) if "public_url" in raw else None
     )
     remote = parse_settings(scheme, raw, where, problems, base_dir)
+    signing_key = _signing_key(scheme, raw, where, problems)
     if scheme is None:
         return None
     return Source(
@@ -260,7 +265,33 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         max_body,
         public_url,
         remote,
+        signing_key,
     )
+
+
+def _signing_key(
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+) -> Secret | None:
+    """``signing_key:``: a test private key so `gateway sign` can sign for a public-key preset."""
+    if "signing_key" not in raw or scheme is None:
+        return None
+    value, at = raw["signing_key"], f"{where}.signing_key"
+    if scheme.signature_format not in ("discord", "sendgrid"):
+        problems.append(
+            Problem(
+                at,
+                f"signing_key is only for discord and sendgrid; verify: {scheme.name} signs with its secret",
+            )
+        )
+        return None
+    if not isinstance(value, str) or not value:
+        problems.append(Problem(at, "expected a private key (the value is not shown)"))
+        return None
+    problem = signing_key_problem(scheme.signature_format, value)
+    if problem:
+        problems.append(Problem(at, problem))
+        return None
+    return Secret(value)
 
 
 def parse_sources(

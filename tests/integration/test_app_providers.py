@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -247,5 +248,91 @@ def test_public_key_presets_check_their_keys_and_cannot_sign(load_config: Callab
     with pytest.raises(ConfigError) as refused:
         load_config(keyed_routes("not-hex"))
     assert str(refused.value).startswith("routes.yaml: sources.discord.public_key: ")
-    with pytest.raises(ValueError, match="holds only the public key"):
-        sign(PRESETS["discord"], Secret("00" * 32), b"{}", now=0)
+    with pytest.raises(ValueError, match="signing_key must be a private key"):
+        sign(PRESETS["discord"], Secret("not a key"), b"{}", now=0)
+
+
+def test_gateway_sign_signs_public_key_presets_with_a_configured_test_key(
+    write_routes: Callable[..., Any], tmp_path: Any
+) -> None:
+    import io
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gateway import config as config_mod
+    from gateway.cli import main
+    from tests.integration.test_cli import deliver
+
+    discord_private, discord_public = discord_setup()
+    discord_seed = discord_private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    ).hex()
+    sg_private = ec.generate_private_key(ec.SECP256R1())
+    sg_public = base64.b64encode(
+        sg_private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode()
+    sg_pem = sg_private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    routes_text = f"""
+tasks: [{{module}}]
+sources:
+  discord:
+    verify: discord
+    public_key: {discord_public}
+    signing_key: {discord_seed}
+  sendgrid:
+    verify: sendgrid
+    public_key: {sg_public}
+    signing_key: "{sg_pem.replace(chr(10), chr(92) + "n")}"
+  unsignable:
+    verify: discord
+    public_key: {discord_public}
+routes: []
+"""
+    routes = write_routes(routes_text)
+    config = config_mod.load(routes, {})
+    body = tmp_path / "b.json"
+    body.write_bytes(b'{"type": 2, "id": "i-1"}')
+    for source in ("discord", "sendgrid"):
+        out, err = io.StringIO(), io.StringIO()
+        assert (
+            main(["sign", source, "--body", str(body), "--routes", str(routes)], env={}, out=out, err=err)
+            == 0
+        )
+        assert discord_seed not in out.getvalue() and "PRIVATE KEY" not in out.getvalue()
+        headers = dict(line.split(": ", 1) for line in out.getvalue().strip().splitlines())
+        [response] = deliver(
+            config, tmp_path / f"{source}.db", [(f"/hooks/{source}", body.read_bytes(), headers)]
+        )
+        assert response.status_code == 202, (source, response.text)
+    out, err = io.StringIO(), io.StringIO()
+    assert (
+        main(["sign", "unsignable", "--body", str(body), "--routes", str(routes)], env={}, out=out, err=err)
+        == 1
+    )
+    assert "set signing_key: (a test private key)" in err.getvalue()
+
+
+def test_a_signing_key_is_refused_where_it_means_nothing(load_config: Callable[..., Any]) -> None:
+    from gateway.errors import ConfigError
+
+    routes = "tasks: [{module}]\nsources:\n  gh:\n    verify: github\n    secret: s\n    signing_key: abc\n"
+    with pytest.raises(ConfigError) as refused:
+        load_config(routes)
+    assert str(refused.value) == (
+        "routes.yaml: sources.gh.signing_key: signing_key is only for discord and sendgrid; "
+        "verify: github signs with its secret"
+    )
+    bad = keyed_routes(discord_setup()[1]).replace(
+        "verify: discord\n", "verify: discord\n    signing_key: nope\n", 1
+    )
+    with pytest.raises(ConfigError) as malformed:
+        load_config(bad)
+    assert str(malformed.value) == (
+        "routes.yaml: sources.discord.signing_key: signing_key must be a private key: 64 hex digits "
+        "(Ed25519 seed) or PEM"
+    )
