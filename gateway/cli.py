@@ -262,7 +262,7 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
                     "key: set signing_key: (a test private key) on the source"
                 )
             key = source.signing_key or _signing_key(source.secrets)
-            headers = sign(source.scheme, key, body, now=time.time(), url=url)
+            headers = sign(source.scheme, key, body, now=time.time(), url=url, remote=source.remote)
         except (GatewayError, ValueError) as exc:
             print(f"cannot sign for source {source.name}: {exc}", file=err)
             return 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -280,3 +281,17 @@ def jwt_key_problem(value: str) -> str | None:
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         return "a PEM key for jwt must be an RSA or EC public key or certificate"
     return None
+
+
+def sign_jwt(secret: Secret, remote: RemoteSettings, now: int) -> str:
+    """A short-lived token a ``jwt`` source with a shared HMAC secret accepts (for `gateway sign`): aud/iss
+    from the source's settings, ``iat`` now, ``exp`` 5 minutes on. Public keys cannot sign: ValueError."""
+    algorithm = next((a for a in remote.algorithms if a.startswith("HS")), None)
+    if algorithm is None or "-----BEGIN" in secret.reveal():
+        raise ValueError("only a jwt source with a shared HMAC secret (HS256/384/512) can be signed here")
+    claims: dict[str, Any] = {"iat": now, "exp": now + 300}
+    if remote.audience:
+        claims["aud"] = remote.audience
+    if remote.issuer:
+        claims["iss"] = remote.issuer
+    return str(jwt.encode(claims, secret.reveal(), algorithm=algorithm))

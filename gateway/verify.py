@@ -29,7 +29,7 @@ from gateway.asymmetric import (
 )
 from gateway.errors import SignatureError
 from gateway.model import Headers, Request, Secret, Verdict, new_id
-from gateway.remote import jwt_key_problem, verify_remote
+from gateway.remote import jwt_key_problem, sign_jwt, verify_remote
 from gateway.schemes import GITLAB_SIGNING, GITLAB_TOKEN, PLACEHOLDER, RemoteSettings, Scheme
 
 __all__ = ["MAX_HEADER", "MAX_SIGNATURES", "secret_problem", "sign", "verify"]
@@ -149,6 +149,7 @@ def sign(
     now: float,
     msg_id: str | None = None,
     url: str | None = None,
+    remote: RemoteSettings | None = None,
 ) -> list[tuple[str, str]]:
     """The signature-related headers the provider would send with ``body`` at ``now``.
 
@@ -159,6 +160,8 @@ def sign(
     """
     if not scheme.verified:
         return []
+    if scheme.signature_format == "jwt" and remote is not None and not remote.jwks_url and secret is not None:
+        return [(scheme.signature_headers[0], "Bearer " + sign_jwt(secret, remote, int(now)))]
     if scheme.remote_keys:
         raise ValueError(
             f"{scheme.name} deliveries are signed with a key only the sender holds; the gateway fetches "

@@ -236,6 +236,16 @@ def test_a_jwt_source_with_a_static_key_on_the_running_gateway(
         expired = pyjwt.encode(
             {"aud": "gateway", "iat": now - 600, "exp": now - 300}, secret, algorithm="HS256"
         )
+        import io
+
+        from gateway.cli import main
+
+        (root / "body.json").write_bytes(b"{}")
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["sign", "internal", "--body", str(root / "body.json"), "--routes", str(root / "routes.yaml")]
+        assert main(argv, env={}, out=out, err=err) == 0, err.getvalue()
+        signed = dict(line.split(": ", 1) for line in out.getvalue().strip().splitlines())
+        assert httpx.post(f"{gw.url}/hooks/internal", content=b"{}", headers=signed).status_code == 202
         for token, status in ((good, 202), (wrong_key, 401), (expired, 401)):
             response = httpx.post(
                 f"{gw.url}/hooks/internal",
