@@ -231,7 +231,8 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
 
 
 def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    from gateway.verify import PUBLIC_KEY_CHECKS, sign
+    from gateway.signing import sign
+    from gateway.verify import PUBLIC_KEY_CHECKS
 
     loaded = _load(args, env, err)
     if loaded is None:

@@ -1,4 +1,4 @@
-"""Check a delivery's signature against a scheme row, and sign bodies the way each provider does.
+"""Check a delivery's signature against a scheme row (signing, for tests and `gateway sign`: signing.py).
 
 Pure: no clock, no environment, no I/O; ``now`` is passed in. Vendor formats are thin adapters
 (``gateway/adapters.py``) in front of one verifier.
@@ -6,39 +6,35 @@ Pure: no clock, no environment, no I/O; ``now`` is passed in. Vendor formats are
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.adapters import ADAPTERS, MAX_HEADER, MAX_SIGNATURES, decode, first_header, twilio_string
+from gateway.adapters import ADAPTERS, MAX_HEADER, MAX_SIGNATURES, decode, first_header
 from gateway.asymmetric import (
     discord_key_problem,
     sendgrid_key_problem,
-    sign_public_key_scheme,
     verify_discord,
     verify_sendgrid,
 )
 from gateway.errors import SignatureError
-from gateway.model import Headers, Request, Secret, Verdict, new_id
-from gateway.remote import jwt_key_problem, sign_jwt, verify_remote
+from gateway.model import Headers, Request, Secret, Verdict
+from gateway.remote import jwt_key_problem, verify_remote
 from gateway.schemes import GITLAB_SIGNING, GITLAB_TOKEN, PLACEHOLDER, RemoteSettings, Scheme
 
-__all__ = ["MAX_HEADER", "MAX_SIGNATURES", "secret_problem", "sign", "verify"]
+__all__ = ["MAX_HEADER", "MAX_SIGNATURES", "key_for", "secret_problem", "signed_bytes", "verify"]
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class _Key:
+class DecodedKey:
     """One configured secret decoded for its scheme: an HMAC key or an Ed25519 key. Never printed."""
 
     mac: bytes | None = None
@@ -46,7 +42,7 @@ class _Key:
     private: Ed25519PrivateKey | None = None
 
     def __repr__(self) -> str:
-        return "_Key(**********)"
+        return "DecodedKey(**********)"
 
 
 def verify(
@@ -78,7 +74,7 @@ def verify(
     timestamp = _parse_timestamp(scheme, *presented.timestamp) if presented.timestamp else None
     ts_text = presented.timestamp[1] if presented.timestamp else None
     messages = presented.messages or (
-        _signed_bytes(scheme.signed, request.body, ts_text, presented.msg_id, request.url),
+        signed_bytes(scheme.signed, request.body, ts_text, presented.msg_id, request.url),
     )
     algorithm = presented.algorithm or scheme.algorithm
     key_index = _match(algorithm, keys, presented.signatures, messages)
@@ -141,143 +137,6 @@ def _public_key(
     return Verdict(verified=True, scheme=scheme.name, timestamp=timestamp)
 
 
-def sign(
-    scheme: Scheme,
-    secret: Secret | None,
-    body: bytes,
-    *,
-    now: float,
-    msg_id: str | None = None,
-    url: str | None = None,
-    remote: RemoteSettings | None = None,
-) -> list[tuple[str, str]]:
-    """The signature-related headers the provider would send with ``body`` at ``now``.
-
-    ``url`` is the URL the delivery is sent to, needed by the schemes that sign it (Twilio, Square). For
-    Linear the body must carry its ``webhookTimestamp``; Mailgun signs inside the body, so it cannot be
-    signed here. Raises ``SignatureError("no_secret", …)`` without a secret, ``ValueError`` if the
-    secret or the inputs cannot be signed.
-    """
-    if not scheme.verified:
-        return []
-    if scheme.signature_format == "jwt" and remote is not None and not remote.jwks_url and secret is not None:
-        return [(scheme.signature_headers[0], "Bearer " + sign_jwt(secret, remote, int(now)))]
-    if scheme.remote_keys:
-        raise ValueError(
-            f"{scheme.name} deliveries are signed with a key only the sender holds; the gateway fetches "
-            "public keys to check them, so it cannot sign them"
-        )
-    if secret is None or not secret.reveal():
-        raise SignatureError("no_secret", f"{scheme.name} needs a secret to sign")
-    fmt = scheme.signature_format
-    if fmt == "gitlab":
-        signing = secret.reveal().startswith("whsec_")
-        return sign(GITLAB_SIGNING if signing else GITLAB_TOKEN, secret, body, now=now, msg_id=msg_id)
-    if fmt in PUBLIC_KEY_CHECKS:
-        # `secret` must be a test private key (a source's signing_key:); a public key cannot sign.
-        return sign_public_key_scheme(fmt, secret.reveal(), body, int(now))
-    if fmt == "mailgun":
-        raise ValueError(
-            "mailgun signs inside the body (signature.timestamp, token, signature), not in headers; "
-            "put a signature object into the body instead"
-        )
-    if fmt in ("token", "basic"):
-        return _credential_headers(scheme, secret)
-    key = _key(scheme, secret)
-    timestamp = str(int(now))
-    if msg_id is None and "{id}" in scheme.signed:
-        msg_id = new_id("msg", now)
-    if fmt == "standard-webhooks":
-        message = _signed_bytes(scheme.signed, body, timestamp, msg_id)
-        return _sign_standard_webhooks(scheme, key, message, msg_id or "", timestamp)
-    if key.mac is None:
-        raise ValueError(f"{scheme.name} signs with an HMAC secret, not an Ed25519 key")
-    digest = hmac.new(key.mac, _message_to_sign(scheme, body, timestamp, msg_id, url), scheme.algorithm)
-    return _hmac_headers(scheme, digest.digest(), body, timestamp, msg_id)
-
-
-def _message_to_sign(
-    scheme: Scheme, body: bytes, timestamp: str, msg_id: str | None, url: str | None
-) -> bytes:
-    if scheme.signature_format == "twilio":
-        return _twilio_message(body, url)
-    if "{url}" in scheme.signed and not url:
-        raise ValueError(f"{scheme.name} signs the notification URL: pass the URL the delivery is sent to")
-    if scheme.timestamp_field:
-        _require_body_field(scheme, body)
-    return _signed_bytes(scheme.signed, body, timestamp, msg_id, url)
-
-
-def _hmac_headers(
-    scheme: Scheme, digest: bytes, body: bytes, timestamp: str, msg_id: str | None
-) -> list[tuple[str, str]]:
-    if scheme.signature_format == "stripe":
-        return [(scheme.signature_headers[0], f"t={timestamp},v1={digest.hex()}")]
-    if scheme.signature_format == "paddle":
-        return [(scheme.signature_headers[0], f"ts={timestamp};h1={digest.hex()}")]
-    encoded = digest.hex() if scheme.encoding == "hex" else base64.b64encode(digest).decode()
-    headers = [(scheme.signature_headers[0], scheme.prefix + encoded)]
-    if "{timestamp}" in scheme.signed:
-        headers.append((scheme.timestamp_headers[0], timestamp))
-    if "{id}" in scheme.signed:
-        headers.append((scheme.id_headers[0], msg_id or ""))
-    return headers
-
-
-def _sign_standard_webhooks(
-    scheme: Scheme, key: _Key, message: bytes, msg_id: str, timestamp: str
-) -> list[tuple[str, str]]:
-    if key.private is not None:
-        signature = "v1a," + base64.b64encode(key.private.sign(message)).decode()
-    elif key.mac is not None:
-        signature = "v1," + base64.b64encode(hmac.new(key.mac, message, scheme.algorithm).digest()).decode()
-    else:
-        raise ValueError("a whpk_ public key can only verify; sign with the matching whsk_ private key")
-    return [
-        (scheme.id_headers[0], msg_id),
-        (scheme.timestamp_headers[0], timestamp),
-        (scheme.signature_headers[0], signature),
-    ]
-
-
-def _credential_headers(scheme: Scheme, secret: Secret) -> list[tuple[str, str]]:
-    """The credential itself, as the sender would send it (a token or Basic auth), for `gateway sign`."""
-    value = _key(scheme, secret).mac or b""
-    if scheme.signature_format == "basic":
-        return [("Authorization", "Basic " + base64.b64encode(value).decode())]
-    if not scheme.signature_headers:
-        raise ValueError(
-            f"this token source reads the secret from the {scheme.secret_query[0]} query parameter; "
-            "put it into the URL yourself (sign only prints headers)"
-        )
-    return [(scheme.signature_headers[0], value.decode())]
-
-
-def _twilio_message(body: bytes, url: str | None) -> bytes:
-    if not url:
-        raise ValueError("twilio signs the URL it calls: pass the URL the delivery is sent to")
-    query = parse_qs(urlsplit(url).query)
-    if "bodySHA256" in query:
-        return url.encode()
-    if body[:1] in (b"{", b"["):
-        sep = "&" if urlsplit(url).query else "?"
-        digest = hashlib.sha256(body).hexdigest()
-        raise ValueError(
-            f"twilio binds a JSON body through the URL: send it to {url}{sep}bodySHA256={digest}"
-        )
-    return twilio_string(url, parse_qsl(body.decode("utf-8"), keep_blank_values=True)).encode()
-
-
-def _require_body_field(scheme: Scheme, body: bytes) -> None:
-    field = scheme.timestamp_field or ""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        data = None
-    if not isinstance(data, dict) or field not in data:
-        raise ValueError(f"{scheme.name} signs the body, which must carry its {field} (unix milliseconds)")
-
-
 def secret_problem(scheme: Scheme, secret: Secret) -> str | None:
     """Why ``secret`` cannot be used with ``scheme`` (for the config loader), or None. Never shows it."""
     if scheme.signature_format == "jwt":
@@ -285,7 +144,7 @@ def secret_problem(scheme: Scheme, secret: Secret) -> str | None:
     if scheme.signature_format in _PUBLIC_KEY_PROBLEMS:
         return _PUBLIC_KEY_PROBLEMS[scheme.signature_format](secret.reveal())
     try:
-        _key(scheme, secret)
+        key_for(scheme, secret)
     except ValueError as exc:
         return str(exc)
     return None
@@ -296,7 +155,7 @@ def secret_problem(scheme: Scheme, secret: Secret) -> str | None:
 
 def _match(
     algorithm: str,
-    keys: list[tuple[int, _Key]],
+    keys: list[tuple[int, DecodedKey]],
     signatures: tuple[tuple[str, bytes], ...],
     messages: tuple[bytes, ...],
 ) -> int | None:
@@ -340,7 +199,7 @@ def _ed25519_ok(public: Ed25519PublicKey, signature: bytes, message: bytes) -> b
     return True
 
 
-def _signed_bytes(
+def signed_bytes(
     template: str, body: bytes, timestamp: str | None, msg_id: str | None, url: str | None = None
 ) -> bytes:
     """The exact bytes a scheme signs: its template with the raw body and header values put in."""
@@ -380,12 +239,12 @@ def _check_fresh(scheme: Scheme, timestamp: int, now: float, tolerance: int) -> 
 # -- keys -------------------------------------------------------------------------------------------------
 
 
-def _usable_keys(scheme: Scheme, secrets: Sequence[Secret]) -> list[tuple[int, _Key]]:
-    keys: list[tuple[int, _Key]] = []
+def _usable_keys(scheme: Scheme, secrets: Sequence[Secret]) -> list[tuple[int, DecodedKey]]:
+    keys: list[tuple[int, DecodedKey]] = []
     problems: list[str] = []
     for index, secret in enumerate(secrets):
         try:
-            keys.append((index, _key(scheme, secret)))
+            keys.append((index, key_for(scheme, secret)))
         except ValueError as exc:
             problems.append(f"secret {index}: {exc}")
     if not secrets:
@@ -395,7 +254,7 @@ def _usable_keys(scheme: Scheme, secrets: Sequence[Secret]) -> list[tuple[int, _
     return keys
 
 
-def _key(scheme: Scheme, secret: Secret) -> _Key:
+def key_for(scheme: Scheme, secret: Secret) -> DecodedKey:
     """Decode a secret for its scheme. Error messages describe the shape, never the value."""
     value = secret.reveal()
     if not value:
@@ -405,22 +264,22 @@ def _key(scheme: Scheme, secret: Secret) -> _Key:
     if scheme.key_format in ("raw", "basic") or (
         scheme.key_format == "gitlab" and not value.startswith("whsec_")
     ):
-        return _Key(mac=value.encode())  # Stripe, GitHub…: the string itself, `whsec_` and all
+        return DecodedKey(mac=value.encode())  # Stripe, GitHub…: the string itself, `whsec_` and all
     if value.startswith("whpk_"):
         raw = _decode_key(value[5:])
         if raw is None or len(raw) != 32:
             raise ValueError("a whpk_ key must be base64 of a 32-byte Ed25519 public key")
-        return _Key(public=Ed25519PublicKey.from_public_bytes(raw))
+        return DecodedKey(public=Ed25519PublicKey.from_public_bytes(raw))
     if value.startswith("whsk_"):
         raw = _decode_key(value[5:])
         if raw is None or len(raw) not in (32, 64):  # the 32-byte seed, or seed + public key (Go's layout)
             raise ValueError("a whsk_ key must be base64 of a 32-byte Ed25519 seed")
-        return _Key(private=Ed25519PrivateKey.from_private_bytes(raw[:32]))
+        return DecodedKey(private=Ed25519PrivateKey.from_private_bytes(raw[:32]))
     # Standard Webhooks: strip whsec_ and base64-decode; the spec also allows the bare base64.
     raw = _decode_key(value.removeprefix("whsec_"))
     if not raw:
         raise ValueError("a Standard Webhooks secret must be base64 (optionally after 'whsec_')")
-    return _Key(mac=raw)
+    return DecodedKey(mac=raw)
 
 
 def _decode_key(text: str) -> bytes | None:

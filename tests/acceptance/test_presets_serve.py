@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.model import Secret
 from gateway.schemes import PRESETS
-from gateway.verify import sign
+from gateway.signing import sign
 from tests.acceptance.conftest import Gateway
 from tests.unit.test_asymmetric import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
 

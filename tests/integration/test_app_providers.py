@@ -243,7 +243,7 @@ def test_public_key_presets_check_their_keys_and_cannot_sign(load_config: Callab
     from gateway.errors import ConfigError
     from gateway.model import Secret
     from gateway.schemes import PRESETS
-    from gateway.verify import sign
+    from gateway.signing import sign
 
     with pytest.raises(ConfigError) as refused:
         load_config(keyed_routes("not-hex"))

@@ -14,7 +14,7 @@ import stripe
 
 from gateway import config as config_mod
 from gateway.executor import Executor, ExecutorOptions
-from gateway.verify import sign
+from gateway.signing import sign
 
 REPO = Path(__file__).resolve().parents[1].parent
 SAMPLES = REPO / "docs" / "samples"

@@ -14,8 +14,9 @@ from gateway.model import Headers, Request, Secret
 from gateway.recipes import scheme_from_spec
 from gateway.remote import bearer
 from gateway.schemes import PRESETS, RemoteSettings
+from gateway.signing import sign
 from gateway.sources import Source, parse_sources, source_warnings
-from gateway.verify import sign, verify
+from gateway.verify import verify
 from tests.unit.test_tokens import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
 
 REMOTE = ("plaid", "pubsub", "paypal", "jwt")

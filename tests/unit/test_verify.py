@@ -19,7 +19,8 @@ from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
 from gateway.recipes import scheme_from_spec
 from gateway.schemes import PRESETS, Scheme
-from gateway.verify import MAX_HEADER, secret_problem, sign, verify
+from gateway.signing import sign
+from gateway.verify import MAX_HEADER, secret_problem, verify
 
 GITHUB, STRIPE, SW, SVIX, NONE = (
     PRESETS[n] for n in ("github", "stripe", "standard-webhooks", "svix", "none")
