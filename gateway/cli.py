@@ -7,114 +7,84 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
-import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from gateway import config as config_mod
-from gateway.errors import ConfigError, GatewayError, NotFound
+from gateway import history
+from gateway.errors import ConfigError, GatewayError
 from gateway.model import RUN_STATUSES, Secret
-from gateway.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
 
 Env = Mapping[str, str]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _env_default(env: Env, name: str, fallback: str) -> str:
     return env.get(name) or fallback
 
 
-def parse_since(value: str, now: float) -> float:
-    """``30m``, ``24h``, ``7d`` (ago) or an ISO-8601 time → unix seconds."""
-    m = _DURATION.match(value.strip())
-    if m:
-        return now - float(m.group(1)) * _SECONDS[m.group(2)]
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since: expected a duration like 30m, 24h, 7d or an ISO time, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+def _env_flag(
+    p: argparse.ArgumentParser, flag: str, env: Env, var: str, fallback: str, help: str, **kwargs: Any
+) -> None:
+    """A flag whose default comes from ``var`` in the environment; --help shows the variable and its value."""
+    value = _env_default(env, var, fallback)
+    p.add_argument(flag, default=value, help=f"{help} (env {var}; now: {value})", **kwargs)
 
 
 def build_parser(env: Env) -> argparse.ArgumentParser:
-    routes_default = _env_default(env, "GATEWAY_ROUTES", "./routes.yaml")
-    db_default = _env_default(env, "GATEWAY_DB", "./gateway.db")
     parser = argparse.ArgumentParser(
         prog="gateway",
         description="Self-hosted webhook gateway: verify signed webhooks, route them by routes.yaml, "
-        "store them "
-        "durably (fsync before 2xx), and run your tasks.",
+        "store them durably (fsync before 2xx), and run your tasks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        return p
+        return sub.add_parser(name, help=help, description=help)
 
     def routes_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--routes",
-            default=routes_default,
-            metavar="FILE",
-            help=f"routes file (env GATEWAY_ROUTES; now: {routes_default})",
-        )
+        _env_flag(p, "--routes", env, "GATEWAY_ROUTES", "./routes.yaml", "routes file", metavar="FILE")
 
     def db_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--db",
-            default=db_default,
-            metavar="FILE",
-            help=f"SQLite database file (env GATEWAY_DB; now: {db_default})",
-        )
+        _env_flag(p, "--db", env, "GATEWAY_DB", "./gateway.db", "SQLite database file", metavar="FILE")
 
     p = add("serve", "Run the gateway: receive webhooks on /hooks/<source> until SIGTERM or Ctrl-C.")
     routes_arg(p)
     db_arg(p)
-    host = _env_default(env, "GATEWAY_HOST", "127.0.0.1")
-    p.add_argument("--host", default=host, help=f"address to listen on (env GATEWAY_HOST; now: {host})")
-    port = _env_default(env, "GATEWAY_PORT", "8000")
-    p.add_argument(
-        "--port", default=port, type=int, help=f"port to listen on (env GATEWAY_PORT; now: {port})"
-    )
-    conc = _env_default(env, "GATEWAY_CONCURRENCY", "100")
-    p.add_argument(
+    _env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
+    _env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
+    _env_flag(
+        p,
         "--concurrency",
-        default=conc,
+        env,
+        "GATEWAY_CONCURRENCY",
+        "100",
+        "runs executing at once, across all tasks",
         type=int,
-        help=f"runs executing at once, all tasks together (env GATEWAY_CONCURRENCY; now: {conc})",
     )
-    drain = _env_default(env, "GATEWAY_DRAIN_TIMEOUT", "30")
-    p.add_argument(
+    _env_flag(
+        p,
         "--drain-timeout",
-        default=drain,
+        env,
+        "GATEWAY_DRAIN_TIMEOUT",
+        "30",
+        "seconds running tasks get to finish after SIGTERM before they are interrupted and queued again",
         type=float,
-        help="seconds running tasks get to finish after SIGTERM before they are interrupted and "
-        f"queued again (env GATEWAY_DRAIN_TIMEOUT; now: {drain})",
     )
-    threads = _env_default(env, "GATEWAY_THREADS", "8")
-    p.add_argument(
-        "--threads",
-        default=threads,
-        type=int,
-        help=f"worker threads for sync (def) tasks (env GATEWAY_THREADS; now: {threads})",
-    )
-    level = _env_default(env, "GATEWAY_LOG_LEVEL", "info")
-    p.add_argument(
+    _env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
+    _env_flag(
+        p,
         "--log-level",
-        default=level,
+        env,
+        "GATEWAY_LOG_LEVEL",
+        "info",
+        "log level",
         choices=["debug", "info", "warning", "error"],
-        help=f"log level (env GATEWAY_LOG_LEVEL; now: {level})",
     )
 
     p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
@@ -286,122 +256,15 @@ def _signing_key(secrets: Sequence[Secret]) -> Secret:
     return secrets[0]
 
 
-def _on_store(args: argparse.Namespace, err: TextIO, work: Callable[[Any], Awaitable[int]]) -> int:
-    """Run ``work(store)`` on the existing database named by --db (never creates one)."""
-    from gateway.store import Store
-
-    path = Path(args.db)
-    if not path.exists():
-        print(f"no database at {path} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
-        return 1
-
-    async def go() -> int:
-        store = await Store.open(path)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
-def _since(args: argparse.Namespace) -> float | None:
-    return parse_since(args.since, time.time()) if args.since else None
-
-
-def _print_rows(
-    args: argparse.Namespace, out: TextIO, rows: list[dict[str, Any]], columns: list[str], empty: str
-) -> int:
-    print(json.dumps(rows, indent=2) if args.json else render_table(rows, columns) or empty, file=out)
-    return 0
-
-
-def _print_detail(args: argparse.Namespace, out: TextIO, detail: dict[str, Any]) -> int:
-    text = detail.pop("_text")
-    print(json.dumps(detail, indent=2) if args.json else text, file=out)
-    return 0
-
-
-def _cmd_events(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
-
-    async def work(store: Any) -> int:
-        events = await store.list_events(
-            source=args.source, status=args.status, since=since, limit=args.limit
-        )
-        columns = ["id", "received_at", "source", "event_type", "status", "verification"]
-        return _print_rows(args, out, [event_row(e) for e in events], columns, "no events")
-
-    return _on_store(args, err, work)
-
-
-def _cmd_runs(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
-
-    async def work(store: Any) -> int:
-        runs = await store.list_runs(
-            status=args.status, task=args.task, source=args.source, since=since, limit=args.limit
-        )
-        columns = ["id", "created_at", "task", "status", "attempts", "duration", "event_id"]
-        return _print_rows(args, out, [run_row(r) for r in runs], columns, "no runs")
-
-    return _on_store(args, err, work)
-
-
-def _cmd_rejections(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
-
-    async def work(store: Any) -> int:
-        rejections = await store.list_rejections(source=args.source, since=since, limit=args.limit)
-        columns = ["received_at", "source", "reason", "remote_addr", "body_size", "detail"]
-        return _print_rows(args, out, [rejection_row(r) for r in rejections], columns, "no rejections")
-
-    return _on_store(args, err, work)
-
-
-def _cmd_show(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    async def work(store: Any) -> int:
-        if args.id.startswith("run_"):
-            run = await store.get_run(args.id)
-            if run is not None:
-                return _print_detail(args, out, run_detail(run, await store.attempts_for_run(run.id)))
-        else:
-            event = await store.get_event(args.id)
-            if event is not None:
-                return _print_detail(args, out, event_detail(event, await store.runs_for_event(event.id)))
-        print(f"no {'run' if args.id.startswith('run_') else 'event'} with id {args.id}", file=err)
-        return 1
-
-    return _on_store(args, err, work)
-
-
-def _cmd_cancel(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    async def work(store: Any) -> int:
-        try:
-            run = await store.cancel(args.id, now=time.time())
-        except NotFound:
-            print(f"no run with id {args.id}", file=err)
-            return 1
-        if run is None:
-            current = await store.get_run(args.id)
-            status = current.status if current else "unknown"
-            print(f"run {args.id} is {status}: only queued or retrying runs can be canceled", file=err)
-            return 1
-        print(f"run {run.id} canceled", file=out)
-        return 0
-
-    return _on_store(args, err, work)
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = {
     "serve": _cmd_serve,
     "check": _cmd_check,
     "sign": _cmd_sign,
-    "events": _cmd_events,
-    "show": _cmd_show,
-    "rejections": _cmd_rejections,
-    "runs": _cmd_runs,
-    "cancel": _cmd_cancel,
+    "events": history.events_command,
+    "show": history.show_command,
+    "rejections": history.rejections_command,
+    "runs": history.runs_command,
+    "cancel": history.cancel_command,
 }
 
 
