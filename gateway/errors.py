@@ -4,6 +4,8 @@
     ├── ConfigError            routes.yaml or a task module is wrong; carries every Problem found
     ├── SignatureError         a delivery failed verification (reason + detail, never a secret)
     ├── NotFound               an id or a source that does not exist
+    ├── Invalid                a request the gateway understood but cannot do (bad filter, gone task)
+    ├── AccessDenied           an admin API call without a valid token (401) or scope (403)
     ├── StoreError             the database could not do what was asked
     │   └── StoreUnavailable   a write could not be committed: the caller must not acknowledge
     └── TaskError              a task was registered or called wrongly
@@ -72,6 +74,27 @@ class SignatureError(GatewayError):
 
 class NotFound(GatewayError):
     """An event, run or source that does not exist."""
+
+
+class Invalid(GatewayError):
+    """A request that names something wrong: a bad filter value, a task or source that is gone, a bad body.
+
+    The message says what was wrong and what to do; it is shown to the caller as it is.
+    """
+
+
+class AccessDenied(GatewayError):
+    """An admin API request without a valid token (``status`` 401) or without the scope it needs (403).
+
+    ``reason`` is a short code (``missing_token``, ``bad_token``, ``expired_token``, ``missing_scope``);
+    ``detail`` a sentence for people. Neither ever contains the token or a key.
+    """
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class StoreError(GatewayError):

@@ -1,20 +1,23 @@
 """Turn a verified request into the event and runs to record. Pure: no I/O; ``now`` and ids come in.
 
 parse_payload(content-type, body) -> Payload           json | form | raw
-admit(config, source, request, verdict, now) -> Admission(event, runs)
+admit(config, source, request, verdict, now) -> Admission(event, runs)      a delivery
+readmit(config, event, now) -> Admission                 a stored event, routed again (replay)
+new_run(config, task_id, input, event_id, now) -> Run    a rerun or a triggered run
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.config import Config
+from gateway.errors import Invalid
 from gateway.mapping import map_input
-from gateway.match import match
+from gateway.match import Route, match
 from gateway.model import Event, Headers, Payload, Request, Run, Verdict, new_id
 from gateway.paths import EventView, lookup
 from gateway.sources import Source
@@ -139,34 +142,7 @@ def admit(
     stored_url, stored_query = redact_query(request.url, request.query, source.scheme.secret_query)
     # Input mapping sees the redacted headers, so a credential never lands in a run's stored input.
     mapping_view = EventView(event_id, source.name, event_type, stored_headers, stored_query, payload.data)
-    runs = []
-    for route in match(config.routes, view):
-        task = config.tasks[route.task]
-        options = resolve_options(task.options(), route.options)
-        run_input = map_input(route.input, mapping_view)
-        key = None
-        if task.concurrency_key:
-            key = _text(
-                lookup(
-                    EventView(event_id, source.name, event_type, request.headers, request.query, run_input),
-                    "body" + task.concurrency_key[len("payload") :],
-                )
-            )
-        runs.append(
-            Run(
-                id=new_id("run", now),
-                event_id=event_id,
-                route_id=route.id,
-                task_id=task.id,
-                input=run_input,
-                status="queued",
-                created_at=now,
-                queue=options["queue"],
-                priority=options["priority"],
-                concurrency_key=key,
-                options=options,
-            )
-        )
+    runs = plan_runs(config, view, mapping_view, now)
     event = Event(
         id=event_id,
         source=source.name,
@@ -183,4 +159,99 @@ def admit(
         verification=verdict.label,
         remote_addr=request.remote_addr,
     )
-    return Admission(event, tuple(runs))
+    return Admission(event, runs)
+
+
+def plan_runs(config: Config, view: EventView, mapping_view: EventView, now: float) -> tuple[Run, ...]:
+    """One queued run per route of ``config`` that matches ``view``, its input mapped from ``mapping_view``
+    (the same delivery with credentials redacted)."""
+    return tuple(
+        new_run(config, route.task, map_input(route.input, mapping_view), view.id, now, route=route)
+        for route in match(config.routes, view)
+    )
+
+
+def new_run(
+    config: Config,
+    task_id: str,
+    run_input: Any,
+    event_id: str,
+    now: float,
+    *,
+    route: Route | None = None,
+    rerun_of: str | None = None,
+    idempotency_key: str | None = None,
+) -> Run:
+    """A queued run of ``task_id`` with the task's current options and ``route``'s overrides on top.
+
+    Raises Invalid when the task is not in ``config`` (any more).
+    """
+    task = config.tasks.get(task_id)
+    if task is None:
+        known = ", ".join(sorted(config.tasks)) or "none"
+        raise Invalid(f"task {task_id!r} is not defined in {config.file.name} any more (tasks: {known})")
+    options = resolve_options(task.options(), route.options if route is not None else {})
+    key = None
+    if task.concurrency_key:
+        key_view = EventView(event_id, "", None, Headers(), (), run_input)
+        key = _text(lookup(key_view, "body" + task.concurrency_key[len("payload") :]))
+    return Run(
+        id=new_id("run", now),
+        event_id=event_id,
+        route_id=route.id if route is not None else None,
+        task_id=task.id,
+        input=run_input,
+        status="queued",
+        created_at=now,
+        queue=options["queue"],
+        priority=options["priority"],
+        concurrency_key=key,
+        options=options,
+        rerun_of=rerun_of,
+        idempotency_key=idempotency_key,
+    )
+
+
+def stored_view(event: Event, event_type: str | None = None) -> EventView:
+    """What matching and mapping see of a stored event (its headers as stored: credentials redacted)."""
+    return EventView(
+        event.id,
+        event.source,
+        event.event_type if event_type is None else event_type,
+        event.headers,
+        event.query,
+        event.payload.data,
+    )
+
+
+def current_type(config: Config, event: Event) -> str | None:
+    """The event type under the current config: looked up again with the source's ``event_type`` path
+    (it may have been fixed since), else the type stored when the event arrived."""
+    source = config.sources.get(event.source)
+    if source is None or not source.event_type:
+        return event.event_type
+    found = _text(_find(stored_view(event), source.event_type))
+    return event.event_type if found is None else found
+
+
+def readmit(config: Config, event: Event, now: float) -> Admission:
+    """Route a stored event again through the current config: a new event (``replay_of`` the original,
+    no dedupe key) and one queued run per route that matches it now. Raises Invalid for a source that is
+    no longer configured."""
+    if event.source not in config.sources:
+        raise Invalid(
+            f"event {event.id} came from source {event.source!r}, which is not in {config.file.name} any "
+            "more; nothing could match it"
+        )
+    event_type = current_type(config, event)
+    replay = replace(
+        event,
+        id=new_id("evt", now),
+        event_type=event_type,
+        dedupe_key=None,
+        received_at=now,
+        replay_of=event.id,
+    )
+    view = stored_view(replay)
+    runs = plan_runs(config, view, view, now)
+    return Admission(replace(replay, status="routed" if runs else "unrouted"), runs)
