@@ -17,11 +17,12 @@ import yaml
 from gateway.errors import ConfigError, Problem, unknown_key
 from gateway.mapping import compile_input
 from gateway.match import Route, compile_events, compile_when
+from gateway.retention import parse_retention
 from gateway.retry import parse_retry
 from gateway.sources import SECRET_KEYS, Source, parse_sources, source_warnings
 from gateway.tasks import Task, load_tasks
 
-TOP_KEYS = ("tasks", "queues", "sources", "routes")
+TOP_KEYS = ("tasks", "queues", "sources", "routes", "retention")
 ROUTE_KEYS = (
     "id",
     "source",
@@ -46,6 +47,7 @@ class Config:
     tasks: Mapping[str, Task]
     warnings: tuple[str, ...] = field(default=())
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name → how many runs at once
+    retention: float | None = None  # seconds to keep records of a source that sets none; None: forever
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -279,6 +281,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     assert isinstance(doc, dict)
     tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
     queues = _queues(doc.get("queues") or {}, problems)
+    retention = parse_retention(doc.get("retention"), "retention", problems)
     raw_sources = doc.get("sources") or {}
     sources = parse_sources(raw_sources, problems, file.parent)
     routes = _routes(
@@ -286,7 +289,8 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     )
     if problems:
         raise ConfigError(problems, label)
-    return Config(file, sources, tuple(routes), tasks, _warnings(label, env.defaulted, sources), queues)
+    warnings = _warnings(label, env.defaulted, sources)
+    return Config(file, sources, tuple(routes), tasks, warnings, queues, retention)
 
 
 def load(path: str | Path, environ: Mapping[str, str]) -> Config:

@@ -19,6 +19,7 @@ from gateway.model import Secret
 from gateway.paths import check_path
 from gateway.recipes import scheme_from_spec
 from gateway.remote import check_keys, parse_settings
+from gateway.retention import parse_retention
 from gateway.schemes import RemoteSettings, Scheme
 from gateway.verify import secret_problem
 
@@ -45,6 +46,7 @@ SOURCE_KEYS = (
     "jwks_url",
     "issuer",
     "algorithms",
+    "retention",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -79,6 +81,10 @@ class Source:
     remote: RemoteSettings | None = None  # plaid, pubsub, paypal and jwt settings
     # A test private key for `gateway sign` (discord, sendgrid); it never verifies anything.
     signing_key: Secret | None = None
+    # `retention:` in seconds (None: forever), used only when retention_set; a source that says nothing
+    # inherits the top-level default (see gateway/retention.py).
+    retention: float | None = None
+    retention_set: bool = False
 
 
 def source_warnings(source: Source) -> list[str]:
@@ -252,6 +258,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
     )
     remote = parse_settings(scheme, raw, where, problems, base_dir)
     signing_key = _signing_key(scheme, raw, where, problems)
+    retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
     if scheme is None:
         return None
     return Source(
@@ -266,6 +273,8 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         public_url,
         remote,
         signing_key,
+        retention=retention,
+        retention_set="retention" in raw,
     )
 
 

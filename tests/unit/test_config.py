@@ -342,3 +342,23 @@ def test_trust_anchor_files_are_read_relative_to_routes_yaml(
     """
     loaded = load_config(routes)
     assert loaded.sources["paypal"].remote.trust_anchors == (cert.public_bytes(serialization.Encoding.PEM),)
+
+
+def test_retention_is_read_at_the_top_level_and_per_source(load_config: Callable[..., Any]) -> None:
+    routes = MINIMAL.replace("sources:", "retention: 30d\nsources:").replace(
+        "    secret: s3cr3t-value-github", "    secret: x\n    retention: forever"
+    )
+    loaded = load_config(routes)
+    assert loaded.retention == 30 * 86400
+    assert (loaded.sources["github"].retention, loaded.sources["github"].retention_set) == (None, True)
+    assert load_config(MINIMAL).retention is None
+
+
+def test_a_misspelt_retention_key_gets_a_suggestion(load_config: Callable[..., Any]) -> None:
+    routes = MINIMAL.replace("sources:", "retension: 30d\nsources:").replace(
+        "    secret: s3cr3t-value-github", "    secret: x\n    retension: 7d"
+    )
+    assert problems_of(load_config, routes) == [
+        "routes.yaml: retension: unknown key 'retension' (did you mean 'retention'?)",
+        "routes.yaml: sources.github.retension: unknown key 'retension' (did you mean 'retention'?)",
+    ]
