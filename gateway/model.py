@@ -261,3 +261,77 @@ class Recorded:
     event_id: str
     runs: tuple[Run, ...]
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which stored events a listing or a bulk replay takes; None means any.
+
+    ``task`` / ``run_status`` keep events that have at least one run of that task / in that status.
+    """
+
+    source: str | None = None
+    event_type: str | None = None
+    status: str | None = None  # routed | unrouted
+    since: float | None = None  # received at or after
+    until: float | None = None  # received at or before
+    task: str | None = None
+    run_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which stored runs a listing or a bulk rerun takes; None means any."""
+
+    status: str | None = None
+    task: str | None = None
+    source: str | None = None  # the source of the run's event
+    event_id: str | None = None
+    since: float | None = None  # created at or after
+    until: float | None = None  # created at or before
+
+
+# Kinds of bulk job: route stored events again, or rerun stored runs.
+REPLAY, RERUN = "replay", "rerun"
+JOB_STATUSES = ("running", "completed", "canceled", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A bulk replay or rerun, processed in chunks; each chunk's new records and the job's progress are
+    committed in one transaction, so a job interrupted by a crash resumes where it was, without doubles."""
+
+    id: str
+    kind: str  # replay | rerun
+    filter: EventFilter | RunFilter
+    status: str  # running | completed | canceled | failed
+    total: int  # items selected when the job was created
+    done: int  # items processed so far
+    created: int  # runs created so far
+    upto: float  # only items recorded at or before this time (the job's start): never its own output
+    created_at: float
+    updated_at: float
+    cursor: tuple[float, str] | None = None  # the last item processed, in (time, id) order
+    finished_at: float | None = None
+    error: str | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one prune pass removed (or, for a dry run, would remove)."""
+
+    events: int = 0
+    runs: int = 0
+    attempts: int = 0
+    rejections: int = 0
+    jobs: int = 0
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            self.events + other.events,
+            self.runs + other.runs,
+            self.attempts + other.attempts,
+            self.rejections + other.rejections,
+            self.jobs + other.jobs,
+        )

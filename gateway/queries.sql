@@ -175,23 +175,6 @@ SELECT id, source, event_type, dedupe_key, status, received_at, method, url, hea
 FROM events
 WHERE id = :id;
 
--- name: list_events
--- Newest first; rowid breaks ties in arrival order and lets the index serve the ORDER BY.
-SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
-       payload_kind, payload, verification, remote_addr, replay_of
-FROM events
-WHERE received_at >= :since AND (:status IS NULL OR status = :status)
-ORDER BY received_at DESC, rowid DESC
-LIMIT :limit;
-
--- name: list_events_for_source
-SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
-       payload_kind, payload, verification, remote_addr, replay_of
-FROM events
-WHERE source = :source AND received_at >= :since AND (:status IS NULL OR status = :status)
-ORDER BY received_at DESC, rowid DESC
-LIMIT :limit;
-
 -- name: get_run
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
        crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
@@ -205,20 +188,6 @@ SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurre
 FROM runs
 WHERE event_id = :event_id
 ORDER BY created_at, rowid;
-
--- name: list_rejections
-SELECT id, source, reason, detail, received_at, remote_addr, body_prefix, body_size
-FROM rejections
-WHERE received_at >= :since
-ORDER BY received_at DESC, id DESC
-LIMIT :limit;
-
--- name: list_rejections_for_source
-SELECT id, source, reason, detail, received_at, remote_addr, body_prefix, body_size
-FROM rejections
-WHERE source = :source AND received_at >= :since
-ORDER BY received_at DESC, id DESC
-LIMIT :limit;
 
 -- name: heartbeat_pragmas
 PRAGMA busy_timeout = 5000;
@@ -343,19 +312,258 @@ FROM attempts
 WHERE run_id = :run_id
 ORDER BY number;
 
--- name: list_runs
--- Newest first; the event is joined only to filter by source (a run without one has source '').
+-- name: schema_v4
+-- Replay, inspection and retention. Listings page by (time, id) keysets; bulk jobs keep their progress.
+DROP INDEX events_received;
+CREATE INDEX events_received ON events (received_at, id);
+DROP INDEX events_source_received;
+CREATE INDEX events_source_received ON events (source, received_at, id);
+DROP INDEX runs_created;
+CREATE INDEX runs_created ON runs (created_at, id);
+CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
+CREATE INDEX runs_rerun_of ON runs (rerun_of) WHERE rerun_of IS NOT NULL;
+CREATE TABLE jobs (
+    id           TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('replay', 'rerun')),
+    filter       TEXT NOT NULL,            -- JSON: the EventFilter or RunFilter
+    status       TEXT NOT NULL CHECK (status IN ('running', 'completed', 'canceled', 'failed')),
+    total        INTEGER NOT NULL,         -- items selected when the job was created
+    done         INTEGER NOT NULL DEFAULT 0,
+    created      INTEGER NOT NULL DEFAULT 0,  -- runs created
+    upto         REAL NOT NULL,            -- only items recorded at or before this time
+    cursor_time  REAL,                     -- the last item processed, in (time, id) order
+    cursor_id    TEXT,
+    owner        TEXT,                     -- the process working on it, while its lease lasts
+    lease_until  REAL,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    finished_at  REAL,
+    error        TEXT,
+    requested_by TEXT
+);
+CREATE INDEX jobs_created ON jobs (created_at, id);
+
+-- name: filter_events_newest
+-- Listings, newest first, after the keyset cursor (:before_time, :before_id). Every filter is optional (NULL).
+-- :source IS NULL picks the index without a source prefix; SQLite plans the OR once per statement.
+SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
+       payload_kind, payload, verification, remote_addr, replay_of
+FROM events AS e
+WHERE (e.received_at, e.id) < (:before_time, :before_id)
+  AND e.received_at >= :since AND e.received_at <= :until
+  AND (:source IS NULL OR e.source = :source)
+  AND (:event_type IS NULL OR e.event_type = :event_type)
+  AND (:status IS NULL OR e.status = :status)
+  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
+        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
+ORDER BY e.received_at DESC, e.id DESC
+LIMIT :limit;
+
+-- name: filter_events_oldest
+-- Bulk replays walk oldest first, after the job's cursor (:after_time, :after_id), up to the job's start.
+SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
+       payload_kind, payload, verification, remote_addr, replay_of
+FROM events AS e
+WHERE (e.received_at, e.id) > (:after_time, :after_id)
+  AND e.received_at >= :since AND e.received_at <= :until
+  AND (:source IS NULL OR e.source = :source)
+  AND (:event_type IS NULL OR e.event_type = :event_type)
+  AND (:status IS NULL OR e.status = :status)
+  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
+        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
+ORDER BY e.received_at, e.id
+LIMIT :limit;
+
+-- name: count_events
+SELECT count(*)
+FROM events AS e
+WHERE e.received_at >= :since AND e.received_at <= :until
+  AND (:source IS NULL OR e.source = :source)
+  AND (:event_type IS NULL OR e.event_type = :event_type)
+  AND (:status IS NULL OR e.status = :status)
+  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
+        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)));
+
+-- name: filter_runs_newest
+-- The event is joined only to filter by source (a run without one has source '').
 SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
        r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
        r.duration, r.idempotency_key, r.rerun_of
 FROM runs AS r
 LEFT JOIN events AS e ON e.id = r.event_id
-WHERE r.created_at >= :since
+WHERE (r.created_at, r.id) < (:before_time, :before_id)
+  AND r.created_at >= :since AND r.created_at <= :until
   AND (:status IS NULL OR r.status = :status)
   AND (:task IS NULL OR r.task_id = :task)
+  AND (:event_id IS NULL OR r.event_id = :event_id)
   AND (:source IS NULL OR COALESCE(e.source, '') = :source)
-ORDER BY r.created_at DESC, r.rowid DESC
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT :limit;
+
+-- name: filter_runs_oldest
+SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
+       r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
+       r.duration, r.idempotency_key, r.rerun_of
+FROM runs AS r
+LEFT JOIN events AS e ON e.id = r.event_id
+WHERE (r.created_at, r.id) > (:after_time, :after_id)
+  AND r.created_at >= :since AND r.created_at <= :until
+  AND (:status IS NULL OR r.status = :status)
+  AND (:task IS NULL OR r.task_id = :task)
+  AND (:event_id IS NULL OR r.event_id = :event_id)
+  AND (:source IS NULL OR COALESCE(e.source, '') = :source)
+ORDER BY r.created_at, r.id
 LIMIT :limit;
 
 -- name: count_runs
-SELECT count(*) FROM runs WHERE status = :status;
+SELECT count(*)
+FROM runs AS r
+LEFT JOIN events AS e ON e.id = r.event_id
+WHERE r.created_at >= :since AND r.created_at <= :until
+  AND (:status IS NULL OR r.status = :status)
+  AND (:task IS NULL OR r.task_id = :task)
+  AND (:event_id IS NULL OR r.event_id = :event_id)
+  AND (:source IS NULL OR COALESCE(e.source, '') = :source);
+
+-- name: list_rejections
+-- Newest first, before the cursor :before_id (rejection ids grow).
+SELECT id, source, reason, detail, received_at, remote_addr, body_prefix, body_size
+FROM rejections
+WHERE id < :before_id AND received_at >= :since AND received_at <= :until
+  AND (:source IS NULL OR source = :source)
+  AND (:reason IS NULL OR reason = :reason)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: runs_for_events
+SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+FROM runs
+WHERE event_id IN (SELECT value FROM json_each(:ids))
+ORDER BY created_at, rowid;
+
+-- name: replays_of_event
+SELECT id, received_at, status FROM events WHERE replay_of = :id ORDER BY received_at, id;
+
+-- name: reruns_of_run
+SELECT id, created_at, status FROM runs WHERE rerun_of = :id ORDER BY created_at, id;
+
+-- name: event_counts
+SELECT source, status, count(*) AS n FROM events WHERE received_at >= :since GROUP BY source, status;
+
+-- name: run_counts
+SELECT task_id, status, count(*) AS n FROM runs WHERE created_at >= :since GROUP BY task_id, status;
+
+-- name: rejection_counts
+SELECT source, reason, count(*) AS n FROM rejections WHERE received_at >= :since GROUP BY source, reason;
+
+-- name: queue_depth
+SELECT queue, count(*) AS n, MIN(available_at) AS oldest
+FROM runs WHERE status IN ('queued', 'retrying') GROUP BY queue;
+
+-- name: insert_job
+INSERT INTO jobs (id, kind, filter, status, total, upto, owner, lease_until, created_at, updated_at,
+                  requested_by)
+VALUES (:id, :kind, :filter, 'running', :total, :upto, :owner, :lease_until, :created_at, :created_at,
+        :requested_by);
+
+-- name: get_job
+SELECT id, kind, filter, status, total, done, created, upto, cursor_time, cursor_id, owner, lease_until,
+       created_at, updated_at, finished_at, error, requested_by
+FROM jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT id, kind, filter, status, total, done, created, upto, cursor_time, cursor_id, owner, lease_until,
+       created_at, updated_at, finished_at, error, requested_by
+FROM jobs
+WHERE (created_at, id) < (:before_time, :before_id) AND (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: take_job
+-- A running job nobody holds (its owner's lease lapsed: that process died), or :id if it is free.
+UPDATE jobs SET owner = :owner, lease_until = :lease_until, updated_at = :now
+WHERE id = (SELECT id FROM jobs
+            WHERE status = 'running' AND (lease_until IS NULL OR lease_until < :now)
+              AND (:id IS NULL OR id = :id)
+            ORDER BY created_at, id
+            LIMIT 1)
+RETURNING id, kind, filter, status, total, done, created, upto, cursor_time, cursor_id, owner, lease_until,
+          created_at, updated_at, finished_at, error, requested_by;
+
+-- name: advance_job
+-- A chunk's progress, in the chunk's own transaction; changes nothing unless :owner still holds the job.
+UPDATE jobs
+SET done = done + :items, created = created + :runs, cursor_time = :cursor_time, cursor_id = :cursor_id,
+    lease_until = :lease_until, updated_at = :now,
+    status = CASE WHEN :finished THEN 'completed' ELSE status END,
+    finished_at = CASE WHEN :finished THEN :now ELSE finished_at END,
+    owner = CASE WHEN :finished THEN NULL ELSE owner END
+WHERE id = :id AND owner = :owner AND status = 'running';
+
+-- name: release_job
+-- The owner stops without finishing (shutdown): anyone may take it at once.
+UPDATE jobs SET owner = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :id AND owner = :owner AND status = 'running';
+
+-- name: end_job
+-- Cancel (anyone) or fail (its owner) a running job.
+UPDATE jobs SET status = :status, error = :error, finished_at = :now, updated_at = :now, owner = NULL,
+                lease_until = NULL
+WHERE id = :id AND status = 'running' AND (:owner IS NULL OR owner = :owner);
+
+-- name: prune_candidates
+-- Up to :limit events of one retention class received before :cutoff, oldest first, none with a run still
+-- to finish. :sources is a JSON list; :inside 1 takes events of those sources, 0 events of every other one.
+SELECT e.id
+FROM events AS e
+WHERE e.received_at < :cutoff
+  AND ((:inside AND e.source IN (SELECT value FROM json_each(:sources)))
+       OR (NOT :inside AND e.source NOT IN (SELECT value FROM json_each(:sources))))
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+                  AND r.status IN ('queued', 'executing', 'retrying'))
+ORDER BY e.received_at
+LIMIT :limit;
+
+-- name: prune_attempts
+DELETE FROM attempts
+WHERE run_id IN (SELECT id FROM runs WHERE event_id IN (SELECT value FROM json_each(:ids)));
+
+-- name: prune_runs
+DELETE FROM runs WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: prune_events
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: prune_rejections
+DELETE FROM rejections
+WHERE id IN (SELECT id FROM rejections
+             WHERE received_at < :cutoff
+               AND ((:inside AND source IN (SELECT value FROM json_each(:sources)))
+                    OR (NOT :inside AND source NOT IN (SELECT value FROM json_each(:sources))))
+             ORDER BY id
+             LIMIT :limit);
+
+-- name: prune_jobs
+DELETE FROM jobs WHERE status != 'running' AND finished_at < :cutoff;
+
+-- name: count_prunable
+-- For `gateway prune --dry-run`: the events, runs and attempts a prune of one retention class would remove.
+WITH doomed AS (
+    SELECT e.id FROM events AS e
+    WHERE e.received_at < :cutoff
+      AND ((:inside AND e.source IN (SELECT value FROM json_each(:sources)))
+           OR (NOT :inside AND e.source NOT IN (SELECT value FROM json_each(:sources))))
+      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+                      AND r.status IN ('queued', 'executing', 'retrying')))
+SELECT (SELECT count(*) FROM doomed) AS events,
+       (SELECT count(*) FROM runs WHERE event_id IN doomed) AS runs,
+       (SELECT count(*) FROM attempts WHERE run_id IN (SELECT id FROM runs WHERE event_id IN doomed))
+           AS attempts,
+       (SELECT count(*) FROM rejections
+        WHERE received_at < :cutoff
+          AND ((:inside AND source IN (SELECT value FROM json_each(:sources)))
+               OR (NOT :inside AND source NOT IN (SELECT value FROM json_each(:sources))))) AS rejections;

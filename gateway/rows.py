@@ -6,6 +6,7 @@ Pure: no I/O. Only gateway/store.py uses it; a Postgres store could reuse it as 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -14,14 +15,18 @@ from gateway.model import (
     COMPLETED,
     EXECUTING,
     FINAL_STATUSES,
+    REPLAY,
     Attempt,
     AttemptEnd,
     Claim,
     Event,
+    EventFilter,
     Headers,
+    Job,
     Payload,
     Rejection,
     Run,
+    RunFilter,
 )
 
 UNFINISHED_STATUSES = frozenset({"queued", "executing", "retrying"})
@@ -252,3 +257,37 @@ def _json(value: Any) -> str:
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((name, value) for name, value in json.loads(text))
+
+
+def filter_params(f: EventFilter | RunFilter) -> dict[str, Any]:
+    """A filter as query parameters: open ends become ±infinity so one statement serves every filter."""
+    params = {k: getattr(f, k) for k in f.__slots__}
+    params["since"] = -math.inf if f.since is None else f.since
+    params["until"] = math.inf if f.until is None else f.until
+    return params
+
+
+def filter_to_json(f: EventFilter | RunFilter) -> str:
+    return _json({k: v for k in f.__slots__ if (v := getattr(f, k)) is not None})
+
+
+def job_from_row(row: Row) -> Job:
+    kind = row["kind"]
+    raw = json.loads(row["filter"])
+    cursor = None if row["cursor_id"] is None else (row["cursor_time"], row["cursor_id"])
+    return Job(
+        id=row["id"],
+        kind=kind,
+        filter=EventFilter(**raw) if kind == REPLAY else RunFilter(**raw),
+        status=row["status"],
+        total=row["total"],
+        done=row["done"],
+        created=row["created"],
+        upto=row["upto"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        cursor=cursor,
+        finished_at=row["finished_at"],
+        error=row["error"],
+        requested_by=row["requested_by"],
+    )

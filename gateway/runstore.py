@@ -17,8 +17,8 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import NotFound
-from gateway.model import CANCELED, CRASHED, FINAL_STATUSES, QUEUED, RETRYING, Attempt, AttemptEnd, Claim, Run
-from gateway.rows import attempt_end_row, attempt_from_row, claim_from_row, key_of, run_from_row, with_blocked
+from gateway.model import CANCELED, CRASHED, FINAL_STATUSES, QUEUED, RETRYING, AttemptEnd, Claim, Run
+from gateway.rows import attempt_end_row, claim_from_row, key_of, run_from_row, with_blocked
 
 log = logging.getLogger("gateway.store")
 
@@ -111,14 +111,14 @@ async def apply(conn: aiosqlite.Connection, ops: Sequence[RunOp], sql: Mapping[s
             await _claim(conn, op, sql)
 
 
-def settle(op: RunOp) -> None:
-    """Answer the op's caller, once its batch is committed."""
+def settle(op: Any) -> None:
+    """Answer the caller of an op (``done``, ``result``, ``error``) once its batch is committed."""
     if op.done.done():  # the caller gave up waiting
         return
     if op.error is not None:
         op.done.set_exception(op.error)
     else:
-        op.done.set_result(op.result)  # type: ignore[arg-type]  # each op's result matches its future
+        op.done.set_result(op.result)
 
 
 async def _claim(conn: aiosqlite.Connection, op: ClaimOp, sql: Mapping[str, str]) -> None:
@@ -338,33 +338,3 @@ class RunStore:
         rows = await self._read("next_available_at", {"after": after})
         when: float | None = rows[0][0]
         return when
-
-    async def attempts_for_run(self, run_id: str) -> list[Attempt]:
-        rows = await self._read("attempts_for_run", {"run_id": run_id})
-        return [attempt_from_row(row) for row in rows]
-
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        task: str | None = None,
-        source: str | None = None,
-        since: float | None = None,
-        limit: int = 50,
-    ) -> list[Run]:
-        """Newest first, at most ``limit``; ``since`` keeps runs created at or after it."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        params = {
-            "status": status,
-            "task": task,
-            "source": source,
-            "since": float("-inf") if since is None else since,
-            "limit": limit,
-        }
-        return [run_from_row(row) for row in await self._read("list_runs", params)]
-
-    async def count_runs(self, *, status: str) -> int:
-        rows = await self._read("count_runs", {"status": status})
-        n: int = rows[0][0]
-        return n

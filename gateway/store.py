@@ -22,8 +22,10 @@ from typing import Any, Self
 import aiosqlite
 
 from gateway.errors import StoreError, StoreUnavailable
+from gateway.jobstore import JOB_OPS, AddOp, JobOp, JobStore, apply_jobs
 from gateway.model import Event, Recorded, Rejection, Run
-from gateway.rows import event_from_row, event_row, rejection_from_row, rejection_row, run_from_row, run_row
+from gateway.reader import Reader
+from gateway.rows import event_row, rejection_row, run_row
 from gateway.runstore import RUN_OPS, Heartbeat, RunOp, RunStore, apply, insert_runs, settle
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def load_queries(text: str) -> dict[str, str]:
 QUERIES = load_queries(resources.files("gateway").joinpath("queries.sql").read_text("utf-8"))
 
 # Applied in order; PRAGMA user_version counts how many a file has. Append, never edit or reorder.
-MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2", "schema_v3")
+MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2", "schema_v3", "schema_v4")
 
 # Errors caused by one write's own data rather than by the disk: a batch that hits one is retried
 # write by write, so only the bad write fails (with StoreError) and its neighbours still commit.
@@ -81,10 +83,11 @@ class _RowWrite:
     done: asyncio.Future[None]
 
 
-_Write = _EventWrite | _RowWrite | RunOp
+_Write = _EventWrite | _RowWrite | RunOp | JobOp
+_OPS = RUN_OPS + JOB_OPS
 
 
-class Store(RunStore):
+class Store(RunStore, JobStore, Reader):
     """SQLite in WAL mode with ``synchronous=FULL``: a write returns only once it is on disk."""
 
     def __init__(
@@ -226,6 +229,7 @@ class Store(RunStore):
             return
         self._count(batch, recorded)
         created = [run for r in recorded if not r.duplicate for run in r.runs]
+        created += [run for op in batch if isinstance(op, AddOp) and op.error is None for run in op.runs]
         if created and self._on_commit is not None:
             try:
                 self._on_commit(tuple(created))
@@ -233,7 +237,7 @@ class Store(RunStore):
                 log.exception("store: the on_commit callback failed")
         answers = iter(recorded)
         for item in batch:
-            if isinstance(item, RUN_OPS):
+            if isinstance(item, _OPS):
                 settle(item)
             else:
                 _settle(item.done, next(answers) if isinstance(item, _EventWrite) else None)
@@ -275,6 +279,7 @@ class Store(RunStore):
                 by_query.setdefault(item.query, []).append(item.row)
         for query, query_rows in by_query.items():
             await conn.executemany(QUERIES[query], query_rows)
+        await apply_jobs(conn, [item for item in items if isinstance(item, JOB_OPS)], QUERIES)
         await apply(conn, [item for item in items if isinstance(item, RUN_OPS)], QUERIES)  # claims last
         return recorded
 
@@ -305,40 +310,7 @@ class Store(RunStore):
             if item is not None:
                 _fail(item.done, StoreUnavailable(self._refusal))
 
-    # -- reads ----------------------------------------------------------------------------------------
-
-    async def get_event(self, event_id: str) -> Event | None:
-        rows = await self._read("get_event", {"id": event_id})
-        return event_from_row(rows[0]) if rows else None
-
-    async def list_events(
-        self,
-        *,
-        source: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        limit: int = 50,
-    ) -> list[Event]:
-        """Newest first, at most ``limit``; ``since`` keeps events received at or after it."""
-        params = {"source": source, "status": status, **_window(since, limit)}
-        rows = await self._read("list_events" if source is None else "list_events_for_source", params)
-        return [event_from_row(row) for row in rows]
-
-    async def runs_for_event(self, event_id: str) -> list[Run]:
-        """The event's runs in the order they were recorded (its routes' order)."""
-        return [run_from_row(row) for row in await self._read("runs_for_event", {"event_id": event_id})]
-
-    async def get_run(self, run_id: str) -> Run | None:
-        rows = await self._read("get_run", {"id": run_id})
-        return run_from_row(rows[0]) if rows else None
-
-    async def list_rejections(
-        self, *, source: str | None = None, since: float | None = None, limit: int = 50
-    ) -> list[Rejection]:
-        """Newest first, at most ``limit``."""
-        params = {"source": source, **_window(since, limit)}
-        rows = await self._read("list_rejections" if source is None else "list_rejections_for_source", params)
-        return [rejection_from_row(row) for row in rows]
+    # -- reads (the queries are in gateway/reader.py) -------------------------------------------------
 
     async def _read(self, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
         try:
@@ -398,9 +370,3 @@ def _failure(exc: Exception) -> StoreError:
     if isinstance(exc, _DATA_ERRORS):
         return StoreError(f"the database refused this write ({type(exc).__name__}: {exc}); nothing was kept")
     return StoreUnavailable(f"the write could not be committed ({exc}); nothing of it was kept")
-
-
-def _window(since: float | None, limit: int) -> dict[str, Any]:
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    return {"since": float("-inf") if since is None else since, "limit": limit}

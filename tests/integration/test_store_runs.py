@@ -828,9 +828,10 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
     assert caplog.messages == [
         f"store: migrated {path} to schema version 2",
         f"store: migrated {path} to schema version 3",
+        f"store: migrated {path} to schema version 4",
     ]
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
         assert conn.execute("SELECT id, sort_key FROM runs ORDER BY id").fetchall() == [
             ("high", NOW - 35),
             ("low", NOW - 10),
@@ -872,7 +873,10 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
         conn.commit()
 
     store = await open_store()
-    assert caplog.messages == [f"store: migrated {path} to schema version 3"]
+    assert caplog.messages == [
+        f"store: migrated {path} to schema version 3",
+        f"store: migrated {path} to schema version 4",
+    ]
     assert blocked(path) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
     assert await claim_ids(store) == ["a2", "b1", "c1", "n1"]
     await store.finish_attempt(end("a2", 1, NOW + 1, "completed", COMPLETED))
