@@ -14,10 +14,11 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from gateway.config import Config
-from gateway.errors import SignatureError, StoreError
+from gateway.errors import Invalid, SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
 from gateway.keyring import Keyring
@@ -29,6 +30,7 @@ from gateway.verify import verify
 log = logging.getLogger("gateway.app")
 REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
 RETRY_AFTER = "5"  # seconds a sender should wait when the store cannot commit
+API_PREFIX = "/api"
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,15 +103,30 @@ def _acknowledge(recorded: Recorded) -> JSONResponse:
     return JSONResponse(content, status_code=202)
 
 
+def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
+    """The admin API at /api, ahead of the hooks; refused when a source's path is under /api."""
+    if api is None:
+        return []
+    for source in config.sources.values():
+        if source.path == API_PREFIX or source.path.startswith(API_PREFIX + "/"):
+            raise Invalid(
+                f"source {source.name} is served at {source.path}, under the admin API's {API_PREFIX}: "
+                "give it another path:, or serve the API on its own port (--admin-port)"
+            )
+    return [Mount(API_PREFIX, app=api)]
+
+
 def create_app(
     config: Config,
     store: Store,
     *,
     clock: Callable[[], float] = time.time,
     keyring: Keyring | None = None,
+    api: ASGIApp | None = None,
 ) -> Starlette:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
-    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it."""
+    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
+    admin API, gateway/api.py) is mounted at /api when given."""
     by_path = {source.path: source for source in config.sources.values()}
 
     async def reject(
@@ -190,10 +207,15 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", readyz, methods=["GET", "HEAD"]),
-            Route("/{path:path}", hook, methods=methods),
-        ]
-    )
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        *_api_mount(config, api),
+        Route("/{path:path}", hook, methods=methods),
+    ]
+    return Starlette(routes=routes)
+
+
+def create_admin_app(api: ASGIApp) -> Starlette:
+    """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
+    return Starlette(routes=[Mount(API_PREFIX, app=api)])

@@ -1,4 +1,5 @@
-"""The ``gateway`` command: serve, check, sign, events, runs, show, cancel, rejections. ``main(argv) -> int``.
+"""The ``gateway`` command: ``main(argv) -> int``. serve, check and sign are here; the commands on stored
+records are in gateway/history.py (find, inspect) and gateway/replay.py (replay, rerun, jobs, prune, token).
 
 I/O: reads the environment, routes.yaml, the database; prints to stdout/stderr.
 """
@@ -14,26 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from gateway import config as config_mod
-from gateway import history
-from gateway.errors import ConfigError, GatewayError
-from gateway.model import RUN_STATUSES, Secret
+from gateway import auth, flags, history, replay
+from gateway.errors import GatewayError, Invalid
+from gateway.flags import env_flag
+from gateway.model import Secret
 
 Env = Mapping[str, str]
-
-
-def _env_default(env: Env, name: str, fallback: str) -> str:
-    return env.get(name) or fallback
-
-
-def _env_flag(
-    p: argparse.ArgumentParser, flag: str, env: Env, var: str, fallback: str, help: str, **kwargs: Any
-) -> None:
-    """A flag whose default comes from ``var`` in the environment; --help shows the variable and its value."""
-    value = _env_default(env, var, fallback)
-    p.add_argument(flag, default=value, help=f"{help} (env {var}; now: {value})", **kwargs)
 
 
 def build_parser(env: Env) -> argparse.ArgumentParser:
@@ -48,17 +37,17 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help)
 
     def routes_arg(p: argparse.ArgumentParser) -> None:
-        _env_flag(p, "--routes", env, "GATEWAY_ROUTES", "./routes.yaml", "routes file", metavar="FILE")
+        flags.routes_arg(p, env)
 
     def db_arg(p: argparse.ArgumentParser) -> None:
-        _env_flag(p, "--db", env, "GATEWAY_DB", "./gateway.db", "SQLite database file", metavar="FILE")
+        flags.db_arg(p, env)
 
     p = add("serve", "Run the gateway: receive webhooks on /hooks/<source> until SIGTERM or Ctrl-C.")
     routes_arg(p)
     db_arg(p)
-    _env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
-    _env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
-    _env_flag(
+    env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
+    env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
+    env_flag(
         p,
         "--concurrency",
         env,
@@ -67,7 +56,7 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "runs executing at once, across all tasks",
         type=int,
     )
-    _env_flag(
+    env_flag(
         p,
         "--drain-timeout",
         env,
@@ -76,8 +65,28 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "seconds running tasks get to finish after SIGTERM before they are interrupted and queued again",
         type=float,
     )
-    _env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
-    _env_flag(
+    env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
+    env_flag(
+        p,
+        "--admin-public-key",
+        env,
+        "GATEWAY_ADMIN_PUBLIC_KEY",
+        "",
+        "PEM public key (RSA or EC P-256) that checks RS256/ES256 admin tokens; or set the env "
+        "GATEWAY_ADMIN_SECRET for HS256 tokens. Without either, /api is off",
+        metavar="PEM",
+    )
+    env_flag(p, "--admin-host", env, "GATEWAY_ADMIN_HOST", "", "serve /api on this address instead of --host")
+    env_flag(
+        p,
+        "--admin-port",
+        env,
+        "GATEWAY_ADMIN_PORT",
+        "0",
+        "serve /api on this port, apart from /hooks (0: on --port, beside the hooks)",
+        type=int,
+    )
+    env_flag(
         p,
         "--log-level",
         env,
@@ -112,59 +121,13 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         help="event type header to add where the provider sends one (e.g. push for GitHub)",
     )
 
-    p = add("events", "List recent events, newest first.")
-    db_arg(p)
-    p.add_argument("--source", help="only this source")
-    p.add_argument("--status", choices=["routed", "unrouted"], help="only events with this status")
-    p.add_argument("--since", help="only events received since a duration ago (30m, 24h, 7d) or an ISO time")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true", help="machine-readable output (one JSON array)")
-
-    p = add(
-        "show",
-        "Show one event (evt_…: headers, payload, runs) or one run (run_…: attempts, errors, logs, output).",
-    )
-    db_arg(p)
-    p.add_argument("id", metavar="EVENT_ID|RUN_ID")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = add("runs", "List runs, newest first.")
-    db_arg(p)
-    p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
-    p.add_argument("--task", help="only runs of this task id")
-    p.add_argument("--source", help="only runs of events from this source")
-    p.add_argument("--since", help="only runs created since a duration ago (30m, 24h, 7d) or an ISO time")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = add(
-        "cancel", "Cancel a run that is queued or waiting for a retry (a running attempt is not stopped)."
-    )
-    db_arg(p)
-    p.add_argument("id", metavar="RUN_ID")
-
-    p = add("rejections", "List refused deliveries (bad signature, stale, too large), newest first.")
-    db_arg(p)
-    p.add_argument("--source", help="only this source")
-    p.add_argument("--since", help="only since a duration ago (30m, 24h, 7d) or an ISO time")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    history.add_parsers(add, env)
+    replay.add_parsers(add, env)
     return parser
 
 
-def _load(args: argparse.Namespace, env: Env, err: TextIO) -> config_mod.Config | None:
-    try:
-        loaded = config_mod.load(args.routes, env)
-    except ConfigError as exc:
-        print(exc, file=err)
-        return None
-    for warning in loaded.warnings:
-        print(f"WARNING: {warning}", file=err)
-    return loaded
-
-
 def _cmd_check(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    loaded = _load(args, env, err)
+    loaded = flags.load_config(args, env, err)
     if loaded is None:
         return 1
     print(
@@ -181,10 +144,18 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     logging.basicConfig(
         level=args.log_level.upper(), stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    loaded = _load(args, env, err)
+    loaded = flags.load_config(args, env, err)
     if loaded is None:
         return 1
+    try:
+        admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
+    except Invalid as exc:
+        print(f"gateway serve: {exc}", file=err)
+        return 1
     options = ServeOptions(
+        admin_key=admin_key,
+        admin_host=args.admin_host or None,
+        admin_port=args.admin_port or None,
         db=Path(args.db),
         host=args.host,
         port=args.port,
@@ -204,7 +175,7 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
     from gateway.signing import sign
     from gateway.verify import PUBLIC_KEY_CHECKS
 
-    loaded = _load(args, env, err)
+    loaded = flags.load_config(args, env, err)
     if loaded is None:
         return 1
     source = loaded.sources.get(args.source)
@@ -265,6 +236,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "rejections": history.rejections_command,
     "runs": history.runs_command,
     "cancel": history.cancel_command,
+    **replay.COMMANDS,
 }
 
 

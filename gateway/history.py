@@ -1,144 +1,156 @@
-"""Read and change stored records from the terminal: `gateway events | runs | show | cancel | rejections`.
+"""Find and inspect stored records from the terminal: `gateway events | runs | show | cancel | rejections`.
 
-I/O: opens the database named by --db (never creates one) and prints to the streams it is given.
+I/O: opens the database named by --db (never creates one) through the service, and prints to the streams
+it is given. The admin API answers the same questions from the same service.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.errors import NotFound
+from gateway.flags import Env, db_arg, parse_since, print_json, window, window_args, with_service
+from gateway.model import RUN_STATUSES, EventFilter, RunFilter
+from gateway.service import Page, Service
 from gateway.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
 
-Env = Mapping[str, str]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+__all__ = ["add_parsers", "parse_since"]
 
 
-def parse_since(value: str, now: float) -> float:
-    """``30m``, ``24h``, ``7d`` (ago) or an ISO-8601 time → unix seconds."""
-    m = _DURATION.match(value.strip())
-    if m:
-        return now - float(m.group(1)) * _SECONDS[m.group(2)]
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since: expected a duration like 30m, 24h, 7d or an ISO time, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+def add_parsers(add: Any, env: Env) -> None:
+    """Add this module's subcommands; ``add(name, help)`` makes a subparser."""
+
+    def listing(p: argparse.ArgumentParser, what: str) -> None:
+        db_arg(p, env)
+        window_args(p, what)
+        p.add_argument("--limit", type=int, default=50, help="at most this many (default 50, at most 500)")
+        p.add_argument("--cursor", help="continue a listing where the previous one said `more: --cursor …`")
+        p.add_argument("--json", action="store_true", help="machine-readable output (one JSON object)")
+
+    p = add("events", "List stored events, newest first.")
+    listing(p, "events received")
+    p.add_argument("--source", help="only this source")
+    p.add_argument("--type", dest="event_type", metavar="TYPE", help="only this event type (e.g. push)")
+    p.add_argument("--status", choices=["routed", "unrouted"], help="only events with this status")
+    p.add_argument("--task", help="only events with a run of this task")
+    p.add_argument("--run-status", choices=RUN_STATUSES, help="only events with a run in this status")
+
+    p = add(
+        "show",
+        "Show one event (evt_…: headers, payload, runs, replays) or one run (run_…: attempts, errors, "
+        "logs, output, reruns).",
+    )
+    db_arg(p, env)
+    p.add_argument("id", metavar="EVENT_ID|RUN_ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("runs", "List runs, newest first.")
+    listing(p, "runs created")
+    p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    p.add_argument("--task", help="only runs of this task id")
+    p.add_argument("--source", help="only runs of events from this source")
+    p.add_argument("--event", dest="event_id", metavar="EVENT_ID", help="only runs of this event")
+
+    p = add(
+        "cancel", "Cancel a run that is queued or waiting for a retry (a running attempt is not stopped)."
+    )
+    db_arg(p, env)
+    p.add_argument("id", metavar="RUN_ID")
+
+    p = add("rejections", "List refused deliveries (bad signature, stale, too large), newest first.")
+    listing(p, "rejections")
+    p.add_argument("--source", help="only this source")
+    p.add_argument("--reason", help="only this reason (bad_signature, stale_timestamp, too_large, …)")
 
 
-def _on_store(args: argparse.Namespace, err: TextIO, work: Callable[[Any], Awaitable[int]]) -> int:
-    """Run ``work(store)`` on the existing database named by --db (never creates one)."""
-    from gateway.store import Store
-
-    path = Path(args.db)
-    if not path.exists():
-        print(f"no database at {path} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
-        return 1
-
-    async def go() -> int:
-        store = await Store.open(path)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
-def _since(args: argparse.Namespace) -> float | None:
-    return parse_since(args.since, time.time()) if args.since else None
-
-
-def _print_rows(
-    args: argparse.Namespace, out: TextIO, rows: list[dict[str, Any]], columns: list[str], empty: str
+def _print_page(
+    args: argparse.Namespace, out: TextIO, page: Page[Any], rows: list[dict[str, Any]], columns: list[str]
 ) -> int:
-    print(json.dumps(rows, indent=2) if args.json else render_table(rows, columns) or empty, file=out)
+    if args.json:
+        print_json({"data": rows, "next_cursor": page.next}, out)
+        return 0
+    print(render_table(rows, columns) or f"no {args.command}", file=out)
+    if page.next:
+        print(f"more: --cursor {page.next}", file=out)
     return 0
 
 
 def _print_detail(args: argparse.Namespace, out: TextIO, detail: dict[str, Any]) -> int:
     text = detail.pop("_text")
-    print(json.dumps(detail, indent=2) if args.json else text, file=out)
+    if args.json:
+        print_json(detail, out)
+    else:
+        print(text, file=out)
     return 0
 
 
 def events_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
+    since, until = window(args)
+    f = EventFilter(args.source, args.event_type, args.status, since, until, args.task, args.run_status)
 
-    async def work(store: Any) -> int:
-        events = await store.list_events(
-            source=args.source, status=args.status, since=since, limit=args.limit
-        )
+    async def work(service: Service) -> int:
+        page = await service.events(f, cursor=args.cursor, limit=args.limit)
         columns = ["id", "received_at", "source", "event_type", "status", "verification"]
-        return _print_rows(args, out, [event_row(e) for e in events], columns, "no events")
+        return _print_page(args, out, page, [event_row(e) for e in page.items], columns)
 
-    return _on_store(args, err, work)
+    return with_service(args, env, err, work)
 
 
 def runs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
+    since, until = window(args)
+    f = RunFilter(args.status, args.task, args.source, args.event_id, since, until)
 
-    async def work(store: Any) -> int:
-        runs = await store.list_runs(
-            status=args.status, task=args.task, source=args.source, since=since, limit=args.limit
-        )
+    async def work(service: Service) -> int:
+        page = await service.runs(f, cursor=args.cursor, limit=args.limit)
         columns = ["id", "created_at", "task", "status", "attempts", "duration", "event_id"]
-        return _print_rows(args, out, [run_row(r) for r in runs], columns, "no runs")
+        return _print_page(args, out, page, [run_row(r) for r in page.items], columns)
 
-    return _on_store(args, err, work)
+    return with_service(args, env, err, work)
 
 
 def rejections_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    since = _since(args)
+    since, until = window(args)
 
-    async def work(store: Any) -> int:
-        rejections = await store.list_rejections(source=args.source, since=since, limit=args.limit)
+    async def work(service: Service) -> int:
+        page = await service.rejections(
+            source=args.source,
+            reason=args.reason,
+            since=since,
+            until=until,
+            cursor=args.cursor,
+            limit=args.limit,
+        )
         columns = ["received_at", "source", "reason", "remote_addr", "body_size", "detail"]
-        return _print_rows(args, out, [rejection_row(r) for r in rejections], columns, "no rejections")
+        return _print_page(args, out, page, [rejection_row(r) for r in page.items], columns)
 
-    return _on_store(args, err, work)
+    return with_service(args, env, err, work)
 
 
 def show_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    async def work(store: Any) -> int:
+    async def work(service: Service) -> int:
         if args.id.startswith("run_"):
-            run = await store.get_run(args.id)
-            if run is not None:
-                return _print_detail(args, out, run_detail(run, await store.attempts_for_run(run.id)))
+            r = await service.run(args.id)
+            detail = run_detail(r.run, r.attempts)
+            links = [{"id": i, "created_at": t, "status": s} for i, t, s in r.reruns]
+            detail["reruns"] = links
+            lines = [f"  {i}  {s}" for i, _, s in r.reruns]
+            detail["_text"] += "\nreruns" + ("\n" + "\n".join(lines) if lines else "       none")
         else:
-            event = await store.get_event(args.id)
-            if event is not None:
-                return _print_detail(args, out, event_detail(event, await store.runs_for_event(event.id)))
-        print(f"no {'run' if args.id.startswith('run_') else 'event'} with id {args.id}", file=err)
-        return 1
+            e = await service.event(args.id)
+            detail = event_detail(e.event, e.runs)
+            detail["replays"] = [{"id": i, "received_at": t, "status": s} for i, t, s in e.replays]
+            lines = [f"  {i}  {s}" for i, _, s in e.replays]
+            replay_of = f"\nreplay of    {e.event.replay_of}" if e.event.replay_of else ""
+            detail["_text"] += replay_of + "\nreplays" + ("\n" + "\n".join(lines) if lines else "      none")
+        return _print_detail(args, out, detail)
 
-    return _on_store(args, err, work)
+    return with_service(args, env, err, work)
 
 
 def cancel_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    async def work(store: Any) -> int:
-        try:
-            run = await store.cancel(args.id, now=time.time())
-        except NotFound:
-            print(f"no run with id {args.id}", file=err)
-            return 1
-        if run is None:
-            current = await store.get_run(args.id)
-            status = current.status if current else "unknown"
-            print(f"run {args.id} is {status}: only queued or retrying runs can be canceled", file=err)
-            return 1
+    async def work(service: Service) -> int:
+        run = await service.cancel(args.id)
         print(f"run {run.id} canceled", file=out)
         return 0
 
-    return _on_store(args, err, work)
+    return with_service(args, env, err, work)

@@ -125,3 +125,8 @@ def describe(config: Config) -> list[str]:
     ]
     lines.append(f"(other sources): {format_duration(config.retention)}")
     return lines
+
+
+def prunes(config: Config) -> bool:
+    """Whether routes.yaml sets any retention, so that a prune can remove anything."""
+    return config.retention is not None or any(s.retention is not None for s in config.sources.values())

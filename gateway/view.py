@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.model import Attempt, Event, Rejection, Run
+from gateway.model import Attempt, Event, Job, Rejection, Run
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
 
@@ -158,6 +158,25 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
     ]
     detail["_text"] = "\n".join(lines)
     return detail
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job for people and machines (the CLI's --json and the admin API)."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "filter": {k: v for k in job.filter.__slots__ if (v := getattr(job.filter, k)) is not None},
+        "status": job.status,
+        "total": job.total,
+        "done": job.done,
+        "created": job.created,
+        "progress": round(job.done / job.total, 4) if job.total else 1.0,
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "finished_at": iso(job.finished_at),
+        "error": job.error,
+        "requested_by": job.requested_by,
+    }
 
 
 def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -161,7 +161,7 @@ def populated(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, 
 def test_events_lists_newest_first_with_filters(populated: tuple[Path, list[Any]]) -> None:
     db, responses = populated
     code, out, _ = run("events", "--db", str(db), "--json")
-    rows = json.loads(out)
+    rows = json.loads(out)["data"]
     assert code == 0
     assert [r["id"] for r in rows] == [responses[1].json()["event_id"], responses[0].json()["event_id"]]
     code, out, _ = run("events", "--db", str(db), "--source", "github", "--status", "routed", "--since", "1h")
@@ -193,13 +193,25 @@ def test_show_prints_the_event_and_its_runs(populated: tuple[Path, list[Any]]) -
 
 def test_rejections_are_listed(populated: tuple[Path, list[Any]]) -> None:
     db, _ = populated
-    rows = json.loads(run("rejections", "--db", str(db), "--json")[1])
+    rows = json.loads(run("rejections", "--db", str(db), "--json")[1])["data"]
     assert [(r["source"], r["reason"]) for r in rows] == [("github", "bad_signature")]
 
 
 def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, list[Any]]) -> None:
     db, _ = populated
-    assert run("show", "evt_nope", "--db", str(db))[:3:2] == (1, "no event with id evt_nope\n")
+    assert run("show", "evt_nope", "--db", str(db))[:3:2] == (
+        1,
+        "gateway show: no event with id 'evt_nope'\n",
+    )
+    code, _, err = run("events", "--db", str(db), "--cursor", "garbage")
+    assert (code, err.strip()) == (
+        1,
+        "gateway events: cursor: not a cursor this gateway handed out (pass the previous page's `next` as it is)",
+    )
+    assert run("events", "--db", str(db), "--limit", "0")[:3:2] == (
+        1,
+        "gateway events: limit: expected a whole number from 1 to 500, got 0\n",
+    )
     code, _, err = run("events", "--db", str(tmp_path / "none.db"))
     assert code == 1 and err.startswith(f"no database at {tmp_path / 'none.db'}")
     code, _, err = run("events", "--db", str(db), "--since", "yesterday")
@@ -264,14 +276,14 @@ def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path)
 
     # Before execution: both queued; one is canceled.
     code, out, _ = run("runs", "--db", str(db), "--status", "queued", "--json")
-    assert code == 0 and {r["status"] for r in json.loads(out)} == {"queued"}
+    assert code == 0 and {r["status"] for r in json.loads(out)["data"]} == {"queued"}
     assert run("cancel", runs["record-payment"], "--db", str(db))[:2] == (
         0,
         f"run {runs['record-payment']} canceled\n",
     )
     execute(config, db)
 
-    rows = json.loads(run("runs", "--db", str(db), "--json")[1])
+    rows = json.loads(run("runs", "--db", str(db), "--json")[1])["data"]
     assert {r["task"]: r["status"] for r in rows} == {
         "deploy-preview": "failed",
         "record-payment": "canceled",
@@ -298,8 +310,11 @@ def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path)
     code, _, err = run("cancel", runs["deploy-preview"], "--db", str(db))
     assert (code, err) == (
         1,
-        f"run {runs['deploy-preview']} is failed: only queued or retrying runs can be canceled\n",
+        f"gateway cancel: run {runs['deploy-preview']} is failed: only queued or retrying runs can be canceled\n",
     )
-    assert run("cancel", "run_nope", "--db", str(db))[::2] == (1, "no run with id run_nope\n")
-    assert run("show", "run_nope", "--db", str(db))[::2] == (1, "no run with id run_nope\n")
+    assert run("cancel", "run_nope", "--db", str(db))[::2] == (
+        1,
+        "gateway cancel: no run with id 'run_nope'\n",
+    )
+    assert run("show", "run_nope", "--db", str(db))[::2] == (1, "gateway show: no run with id 'run_nope'\n")
     assert run("runs", "--db", str(db), "--status", "weird")[0] == 2
