@@ -19,11 +19,15 @@ from pathlib import Path
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
-from gateway.app import create_app
+from gateway.api import create_api
+from gateway.app import create_admin_app, create_app
+from gateway.auth import AdminKey
 from gateway.config import Config
 from gateway.errors import StoreError
 from gateway.executor import Executor, ExecutorOptions
+from gateway.jobs import Worker
 from gateway.keyring import Keyring
+from gateway.service import Service
 from gateway.store import Store
 
 log = logging.getLogger("gateway.server")
@@ -38,15 +42,20 @@ class ServeOptions:
     concurrency: int = 100  # runs executing at once
     threads: int = 8  # worker threads for sync tasks
     drain_timeout: float = 30.0  # seconds running attempts get after SIGTERM before being requeued
+    admin_key: AdminKey | None = None  # the admin API is served only with a key to check its tokens
+    admin_host: str | None = None  # serve the admin API on its own listener (else at /api beside /hooks)
+    admin_port: int | None = None
 
 
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def hypercorn_config(options: ServeOptions) -> HypercornConfig:
+def hypercorn_config(
+    options: ServeOptions, host: str | None = None, port: int | None = None
+) -> HypercornConfig:
     hc = HypercornConfig()
-    hc.bind = [_bind(options.host, options.port)]
+    hc.bind = [_bind(host or options.host, port or options.port)]
     hc.accesslog = None  # one structured line per request is the app's job, not the server's
     hc.graceful_timeout = options.shutdown_grace
     hc.keep_alive_timeout = 75  # longer than common load-balancer idle timeouts
@@ -111,7 +120,12 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
                 drain_timeout=options.drain_timeout,
             ),
         )
-        app = create_app(config, store, keyring=keyring)
+        service = Service(store, config)
+        worker = Worker(service)
+        key = options.admin_key
+        api = None if key is None else create_api(service, key, on_job=worker.notify)
+        separate = api is not None and (options.admin_port is not None or options.admin_host is not None)
+        app = create_app(config, store, keyring=keyring, api=None if separate else api)
         log.info(
             "gateway listening on http://%s with %d source(s), %d route(s), %d task(s), database %s",
             _bind(options.host, options.port),
@@ -120,9 +134,21 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
             len(config.tasks),
             options.db,
         )
+        servers = [hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
+        if api is None or key is None:
+            log.info("admin API off: set GATEWAY_ADMIN_SECRET or --admin-public-key to serve /api")
+        elif separate:
+            host, port = options.admin_host or options.host, options.admin_port or options.port
+            log.info("admin API on http://%s/api (%s tokens)", _bind(host, port), key.algorithm)
+            admin = hypercorn_config(options, host, port)
+            servers.append(hypercorn_serve(create_admin_app(api), admin, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        else:
+            log.info("admin API at /api (%s tokens)", key.algorithm)
         async with asyncio.TaskGroup() as group:
-            group.create_task(hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            for server in servers:
+                group.create_task(server)
             group.create_task(executor.run(stop))
+            group.create_task(worker.run(stop))
     finally:
         await keyring.aclose()
         await store.close()

@@ -161,21 +161,17 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    """A job for people and machines (the CLI's --json and the admin API)."""
+    """A bulk job for people and machines (the CLI's --json and the admin API); ``progress`` is done/total
+    (1.0 for a job that selected nothing); ``worked_by`` the process holding a running job."""
+    chosen = {k: getattr(job.filter, k) for k in job.filter.__slots__}
+    shown = {k: (iso(v) if k in ("since", "until") else v) for k, v in chosen.items() if v is not None}
+    plain = ("id", "kind", "status", "total", "done", "created", "error", "requested_by")
     return {
-        "id": job.id,
-        "kind": job.kind,
-        "filter": {k: v for k in job.filter.__slots__ if (v := getattr(job.filter, k)) is not None},
-        "status": job.status,
-        "total": job.total,
-        "done": job.done,
-        "created": job.created,
+        **{name: getattr(job, name) for name in plain},
+        "filter": shown,
         "progress": round(job.done / job.total, 4) if job.total else 1.0,
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "finished_at": iso(job.finished_at),
-        "error": job.error,
-        "requested_by": job.requested_by,
+        **{name: iso(getattr(job, name)) for name in ("created_at", "updated_at", "finished_at")},
+        "worked_by": job.owner if job.status == "running" else None,
     }
 
 
