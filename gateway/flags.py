@@ -72,14 +72,17 @@ def window(args: argparse.Namespace) -> tuple[float | None, float | None]:
     return bounds[0], bounds[1]
 
 
-def load_config(args: argparse.Namespace, env: Env, err: TextIO) -> config_mod.Config | None:
-    """routes.yaml from --routes, its warnings printed; None (problems printed) when it does not load."""
+def load_config(
+    args: argparse.Namespace, env: Env, err: TextIO, *, warn: bool = True
+) -> config_mod.Config | None:
+    """routes.yaml from --routes, its warnings printed (``warn``: serve and check show them, the commands on
+    stored records do not); None (problems printed) when it does not load."""
     try:
         loaded = config_mod.load(args.routes, env)
     except ConfigError as exc:
         print(exc, file=err)
         return None
-    for warning in loaded.warnings:
+    for warning in loaded.warnings if warn else ():
         print(f"WARNING: {warning}", file=err)
     return loaded
 
@@ -100,7 +103,7 @@ def with_service(
         return 1
     config = None
     if needs_routes:
-        config = load_config(args, env, err)
+        config = load_config(args, env, err, warn=False)
         if config is None:
             return 1
 

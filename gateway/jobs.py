@@ -28,6 +28,24 @@ def owner_name(kind: str) -> str:
     return f"{kind}:{os.getpid()}@{os.uname().nodename}"
 
 
+def holder_gone(owner: str | None) -> bool:
+    """Whether ``owner`` names a process on this machine that no longer runs (its job can be taken at once,
+    without waiting for its lease to lapse). False when it cannot tell: another host, or not our format."""
+    if owner is None:
+        return False
+    _, _, rest = owner.partition(":")
+    pid, _, host = rest.partition("@")
+    if not pid.isdigit() or host != os.uname().nodename:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 async def work(
     service: Service,
     job: Job,
@@ -81,6 +99,7 @@ class Worker:
 
     async def _jobs(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()  # before looking, so a notify() that comes during the look is not lost
             try:
                 job = await self.service.store.take_job(
                     owner=self.owner, now=self.service.clock(), lease=LEASE
@@ -101,7 +120,6 @@ class Worker:
                     continue
             except StoreError as exc:
                 log.warning("jobs: the store failed (%s); trying again in %.0f s", exc, self.poll)
-            self._wake.clear()
             await _first(self._wake.wait(), stop.wait(), timeout=self.poll)
 
     async def _prunes(self, stop: asyncio.Event) -> None:

@@ -178,10 +178,17 @@ class JobStore:
         await self._submit(JobUpdateOp("insert_job", params, self._loop.create_future()))
 
     async def take_job(
-        self, *, owner: str, now: float, lease: float, job_id: str | None = None
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        job_id: str | None = None,
+        from_dead: str | None = None,
     ) -> Job | None:
-        """Hold a running job nobody holds (the oldest, or ``job_id``) until now + lease; None if none."""
-        params = {"owner": owner, "now": now, "lease_until": now + lease, "id": job_id}
+        """Hold a running job nobody holds (the oldest, or ``job_id``) until now + lease; None if none.
+        ``from_dead`` takes ``job_id`` from that holder even within its lease (its process is gone)."""
+        params = {"owner": owner, "now": now, "lease_until": now + lease, "id": job_id, "holder": from_dead}
         result: Job | None = await self._submit(TakeJobOp(params, self._loop.create_future()))
         return result
 
@@ -248,4 +255,7 @@ class JobStore:
         for cls in prune_classes(default, per_source):
             [row] = await self._read("count_prunable", cls)
             total = total + Pruned(row["events"], row["runs"], row["attempts"], row["rejections"])
+        if default is not None:  # finished jobs go by the default retention, as in prune()
+            [row] = await self._read("count_prunable_jobs", {"cutoff": default})
+            total = total + Pruned(jobs=row[0])
         return total

@@ -315,6 +315,7 @@ class Job:
     finished_at: float | None = None
     error: str | None = None
     requested_by: str | None = None
+    owner: str | None = None  # the process working on it (``serve:pid@host``, ``cli:pid@host``), if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -446,10 +446,11 @@ WHERE event_id IN (SELECT value FROM json_each(:ids))
 ORDER BY created_at, rowid;
 
 -- name: replays_of_event
-SELECT id, received_at, status FROM events WHERE replay_of = :id ORDER BY received_at, id;
+-- Oldest first in the order recorded: ids made in one millisecond do not sort by time.
+SELECT id, received_at, status FROM events WHERE replay_of = :id ORDER BY received_at, rowid;
 
 -- name: reruns_of_run
-SELECT id, created_at, status FROM runs WHERE rerun_of = :id ORDER BY created_at, id;
+SELECT id, created_at, status FROM runs WHERE rerun_of = :id ORDER BY created_at, rowid;
 
 -- name: event_counts
 SELECT source, status, count(*) AS n FROM events WHERE received_at >= :since GROUP BY source, status;
@@ -484,10 +485,12 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: take_job
--- A running job nobody holds (its owner's lease lapsed: that process died), or :id if it is free.
+-- A running job nobody holds (its owner's lease lapsed: that process died), or :id if it is free. :holder,
+-- when given, takes :id from that holder at once (the caller saw that the holder's process is gone).
 UPDATE jobs SET owner = :owner, lease_until = :lease_until, updated_at = :now
 WHERE id = (SELECT id FROM jobs
-            WHERE status = 'running' AND (lease_until IS NULL OR lease_until < :now)
+            WHERE status = 'running'
+              AND (lease_until IS NULL OR lease_until < :now OR (:holder IS NOT NULL AND owner = :holder))
               AND (:id IS NULL OR id = :id)
             ORDER BY created_at, id
             LIMIT 1)
@@ -549,6 +552,9 @@ WHERE id IN (SELECT id FROM rejections
 
 -- name: prune_jobs
 DELETE FROM jobs WHERE status != 'running' AND finished_at < :cutoff;
+
+-- name: count_prunable_jobs
+SELECT count(*) FROM jobs WHERE status != 'running' AND finished_at < :cutoff;
 
 -- name: count_prunable
 -- For `gateway prune --dry-run`: the events, runs and attempts a prune of one retention class would remove.

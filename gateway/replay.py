@@ -262,15 +262,16 @@ def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
             job = await service.cancel_job(args.id)
         elif args.resume:
             owner = jobs.owner_name("cli")
+            current = await service.job(args.id)
+            dead = current.owner if jobs.holder_gone(current.owner) else None  # no need to wait for its lease
+            now = service.clock()
             taken = await service.store.take_job(
-                owner=owner, now=service.clock(), lease=jobs.LEASE, job_id=args.id
+                owner=owner, now=now, lease=jobs.LEASE, job_id=args.id, from_dead=dead
             )
             if taken is None:
                 current = await service.job(args.id)
-                raise Invalid(
-                    f"job {args.id} is {current.status}"
-                    + (", and held by a live process" if current.status == "running" else "")
-                )
+                held = f", held by {current.owner} until its lease lapses" if current.owner else ""
+                raise Invalid(f"job {args.id} is {current.status}{held}")
             job = await _work_here(service, taken, owner, err)
         else:
             job = await service.job(args.id)

@@ -290,4 +290,5 @@ def job_from_row(row: Row) -> Job:
         finished_at=row["finished_at"],
         error=row["error"],
         requested_by=row["requested_by"],
+        owner=row["owner"],
     )

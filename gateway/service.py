@@ -327,8 +327,8 @@ class Service:
         return job
 
     async def cancel_job(self, job_id: str) -> Job:
-        job = await self.job(job_id)
         if not await self.store.end_job(job_id, status="canceled", now=self.clock()):
+            job = await self.job(job_id)  # read after: the status that kept it from being canceled
             raise Invalid(f"job {job_id} is {job.status}: only running jobs can be canceled")
         return await self.job(job_id)
 

@@ -206,7 +206,8 @@ def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, l
     code, _, err = run("events", "--db", str(db), "--cursor", "garbage")
     assert (code, err.strip()) == (
         1,
-        "gateway events: cursor: not a cursor this gateway handed out (pass the previous page's `next` as it is)",
+        "gateway events: cursor: not a cursor this gateway handed out "
+        "(pass the previous page's `next` as it is)",
     )
     assert run("events", "--db", str(db), "--limit", "0")[:3:2] == (
         1,
@@ -310,7 +311,8 @@ def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path)
     code, _, err = run("cancel", runs["deploy-preview"], "--db", str(db))
     assert (code, err) == (
         1,
-        f"gateway cancel: run {runs['deploy-preview']} is failed: only queued or retrying runs can be canceled\n",
+        f"gateway cancel: run {runs['deploy-preview']} is failed: "
+        "only queued or retrying runs can be canceled\n",
     )
     assert run("cancel", "run_nope", "--db", str(db))[::2] == (
         1,
