@@ -26,7 +26,8 @@ from gateway.auth import AdminKey, Principal
 from gateway.errors import AccessDenied, GatewayError, Invalid, NotFound, StoreError, unknown_key
 from gateway.history import parse_since
 from gateway.model import JOB_STATUSES, REPLAY, RERUN, RUN_STATUSES, EventFilter, Headers, RunFilter
-from gateway.service import PAGE_MAX, Page, Service
+from gateway.page import PAGE_MAX, Page
+from gateway.service import Service
 from gateway.view import event_detail, event_row, iso, job_json, rejection_row, run_detail, run_row
 
 log = logging.getLogger("gateway.api")

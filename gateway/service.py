@@ -5,14 +5,12 @@ in one place that the CLI and the admin API both call. Does I/O through the stor
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from gateway.compare import Report, Tally
 from gateway.config import Config
@@ -32,21 +30,12 @@ from gateway.model import (
     RunFilter,
     new_id,
 )
+from gateway.page import Page, decode_cursor, limited, paged
 from gateway.retention import cutoffs
 from gateway.store import Store
 
-T = TypeVar("T")
 API_SOURCE = "@api"  # the source of events made by POST /api/tasks/{id}/trigger (not a valid source name)
-PAGE_MAX = 500  # the most items one page may ask for
 SAMPLE = 5  # ids a dry run shows
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a listing, newest first; ``next`` is the cursor of the following page (None: the last)."""
-
-    items: list[T]
-    next: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,40 +70,6 @@ class Preview:
     sample: list[str]
 
 
-def encode_cursor(at: float, item_id: str) -> str:
-    raw = json.dumps([at, item_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Raises Invalid for anything this gateway did not hand out."""
-    try:
-        at, item_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(at, bool) or not isinstance(at, int | float) or not isinstance(item_id, str):
-            raise ValueError
-        if not math.isfinite(at):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error, RecursionError):
-        raise Invalid(
-            "cursor: not a cursor this gateway handed out (pass the previous page's `next` as it is)"
-        ) from None
-    return float(at), item_id
-
-
-def _limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:
-        raise Invalid(f"limit: expected a whole number from 1 to {PAGE_MAX}, got {limit!r}")
-    return limit
-
-
-def _page(items: list[T], limit: int, key: Callable[[T], tuple[float, str]]) -> Page[T]:
-    """``items`` were read with limit + 1: the extra one only says whether another page exists."""
-    if len(items) <= limit:
-        return Page(items, None)
-    kept = items[:limit]
-    return Page(kept, encode_cursor(*key(kept[-1])))
-
-
 class Service:
     """The operations on stored records. ``config`` is needed only by what routes or runs tasks (replay,
     rerun, trigger, bulk jobs, routes test, prune); reads work without it."""
@@ -134,8 +89,8 @@ class Service:
 
     async def events(self, f: EventFilter, *, cursor: str | None = None, limit: int = 50) -> Page[Event]:
         before = decode_cursor(cursor) if cursor else None
-        items = await self.store.events_page(f, before=before, limit=_limit(limit) + 1)
-        return _page(items, limit, lambda e: (e.received_at, e.id))
+        items = await self.store.events_page(f, before=before, limit=limited(limit) + 1)
+        return paged(items, limit, lambda e: (e.received_at, e.id))
 
     async def event(self, event_id: str) -> EventDetail:
         event = await self.store.get_event(event_id)
@@ -146,8 +101,8 @@ class Service:
 
     async def runs(self, f: RunFilter, *, cursor: str | None = None, limit: int = 50) -> Page[Run]:
         before = decode_cursor(cursor) if cursor else None
-        items = await self.store.runs_page(f, before=before, limit=_limit(limit) + 1)
-        return _page(items, limit, lambda r: (r.created_at, r.id))
+        items = await self.store.runs_page(f, before=before, limit=limited(limit) + 1)
+        return paged(items, limit, lambda r: (r.created_at, r.id))
 
     async def run(self, run_id: str) -> RunDetail:
         run = await self.store.get_run(run_id)
@@ -173,9 +128,9 @@ class Service:
                 raise Invalid("cursor: not a cursor of the rejections listing")
             before = int(raw_id)
         items = await self.store.list_rejections(
-            source=source, reason=reason, since=since, until=until, before=before, limit=_limit(limit) + 1
+            source=source, reason=reason, since=since, until=until, before=before, limit=limited(limit) + 1
         )
-        return _page(items, limit, lambda r: (r.received_at, str(r.id)))
+        return paged(items, limit, lambda r: (r.received_at, str(r.id)))
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]:
         return await self.store.counts(since=since)
@@ -184,8 +139,8 @@ class Service:
         self, *, status: str | None = None, cursor: str | None = None, limit: int = 50
     ) -> Page[Job]:
         before = decode_cursor(cursor) if cursor else None
-        items = await self.store.list_jobs(status=status, before=before, limit=_limit(limit) + 1)
-        return _page(items, limit, lambda j: (j.created_at, j.id))
+        items = await self.store.list_jobs(status=status, before=before, limit=limited(limit) + 1)
+        return paged(items, limit, lambda j: (j.created_at, j.id))
 
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
