@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from gateway.api import create_api
 from gateway.app import create_admin_app, create_app
 from gateway.auth import AdminKey
 from gateway.config import Config
-from gateway.errors import StoreError
+from gateway.errors import GatewayError, StoreError
 from gateway.executor import Executor, ExecutorOptions
 from gateway.jobs import Worker
 from gateway.keyring import Keyring
@@ -63,6 +64,22 @@ def hypercorn_config(
     return hc
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address this process cannot listen on (Hypercorn would fail later, with
+    a traceback, after starting the app's lifespan)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise GatewayError(
+            f"cannot listen on {_bind(host, port)}: {exc.strerror or exc}; is another process using it? "
+            "choose another --port (or --admin-port)"
+        ) from None
+
+
 @contextmanager
 def database_lock(db: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the database: one gateway process per database file.
@@ -88,6 +105,18 @@ def database_lock(db: Path) -> Iterator[None]:
 
 async def serve(config: Config, options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain and close the store."""
+    admin = (options.admin_host or options.host, options.admin_port or options.port)
+    separate = options.admin_host is not None or options.admin_port is not None
+    if options.admin_key is not None and separate and admin == (options.host, options.port):
+        raise GatewayError(
+            f"--admin-host/--admin-port give {_bind(*admin)}, the address of /hooks too: give the admin API "
+            "another port (--admin-port), or set neither to serve /api beside the hooks"
+        )
+    addresses = [(options.host, options.port)]
+    if options.admin_key is not None and separate:
+        addresses.append(admin)
+    for host, port in addresses:
+        _check_free(host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,7 +156,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
         separate = api is not None and (options.admin_port is not None or options.admin_host is not None)
         app = create_app(config, store, keyring=keyring, api=None if separate else api)
         log.info(
-            "gateway listening on http://%s with %d source(s), %d route(s), %d task(s), database %s",
+            "gateway starting on http://%s with %d source(s), %d route(s), %d task(s), database %s",
             _bind(options.host, options.port),
             len(config.sources),
             len(config.routes),
@@ -144,11 +173,18 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
             servers.append(hypercorn_serve(create_admin_app(api), admin, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         else:
             log.info("admin API at /api (%s tokens)", key.algorithm)
-        async with asyncio.TaskGroup() as group:
-            for server in servers:
-                group.create_task(server)
-            group.create_task(executor.run(stop))
-            group.create_task(worker.run(stop))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for server in servers:
+                    group.create_task(server)
+                group.create_task(executor.run(stop))
+                group.create_task(worker.run(stop))
+        except* OSError as failed:  # a listener could not bind: say so in one line, not a traceback
+            reason = "; ".join(str(exc) for exc in failed.exceptions)
+            raise GatewayError(
+                f"cannot listen ({reason}); is another process using the port? choose another --port "
+                "or --admin-port"
+            ) from None
     finally:
         await keyring.aclose()
         await store.close()

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,10 +26,20 @@ def free_port() -> int:
 
 
 class Gateway:
-    """One `gateway serve` process; restartable on the same database."""
+    """One `gateway serve` process; restartable on the same database. ``args`` are added to the command line
+    and ``env`` over the inherited environment, at every start."""
 
-    def __init__(self, routes: Path, db: Path, log: Path) -> None:
+    def __init__(
+        self,
+        routes: Path,
+        db: Path,
+        log: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.routes, self.db, self.log = routes, db, log
+        self.args, self.env = tuple(args), dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -38,7 +48,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -52,6 +62,7 @@ class Gateway:
                     str(self.db),
                     "--port",
                     str(self.port),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -87,9 +98,15 @@ class Gateway:
 def gateway(write_routes: Callable[..., Path], tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def make(routes: str | None = None, tasks_code: str | None = None) -> Gateway:
+    def make(
+        routes: str | None = None,
+        tasks_code: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Gateway:
         path = write_routes(routes or ROUTES, tasks_code or TASKS_CODE)
-        gw = Gateway(path, tmp_path / "gateway.db", tmp_path / "gateway.log")
+        gw = Gateway(path, tmp_path / "gateway.db", tmp_path / "gateway.log", args=args, env=env)
         gw.start()
         started.append(gw)
         return gw
