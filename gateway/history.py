@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from gateway.flags import Env, db_arg, parse_since, print_json, window, window_args, with_service
+from gateway.flags import Env, db_arg, print_json, window, window_args, with_service
 from gateway.model import RUN_STATUSES, EventFilter, RunFilter
 from gateway.page import Page
 from gateway.service import Service
 from gateway.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
-
-__all__ = ["add_parsers", "parse_since"]
 
 
 def add_parsers(add: Any, env: Env) -> None:
