@@ -328,6 +328,27 @@ def _signing_material(
 _NEEDS = {"RS256": "an RSA key", "ES256": "an EC P-256 key"}
 
 
+def signing_algorithm(pem: str | bytes) -> str:
+    """RS256 or ES256, as the PEM private key's type decides; Invalid for anything else."""
+    raw = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError):
+        raise Invalid(
+            "--private-key: not a PEM private key without a passphrase (-----BEGIN PRIVATE KEY-----)"
+        ) from None
+    algorithm = (
+        _algorithm_of(key.public_key())
+        if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        else None
+    )
+    if algorithm is None:
+        raise Invalid(
+            f"--private-key: a {_kind(key)} key; admin tokens are signed with an RSA or EC P-256 key"
+        )
+    return algorithm
+
+
 # -- keys -------------------------------------------------------------------------------------------------
 
 

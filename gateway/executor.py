@@ -329,7 +329,7 @@ class Executor:
                         "executor paused: the store failed (%s); retrying in %.0f s", exc, self.options.poll
                     )
                     idle = self.options.poll
-                await _first(self._wake.wait(), stop.wait(), timeout=idle)
+                await wait_first(self._wake.wait(), stop.wait(), timeout=idle)
             await self._drain()
         finally:
             for task in self._running.values():  # only non-empty when run() itself was cancelled
@@ -366,7 +366,8 @@ class Executor:
                 self.store.heartbeat_blocking(ids, self.clock() + self.options.lease)
 
 
-async def _first(*waits: Any, timeout: float) -> None:
+async def wait_first(*waits: Any, timeout: float) -> None:
+    """Wait until the first of ``waits`` is done, or ``timeout`` seconds; cancel the rest."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 
 from gateway.errors import GatewayError, Invalid, StoreError
+from gateway.executor import wait_first
 from gateway.model import Job
 from gateway.retention import prunes
 from gateway.service import Service
@@ -120,13 +121,13 @@ class Worker:
                     continue
             except StoreError as exc:
                 log.warning("jobs: the store failed (%s); trying again in %.0f s", exc, self.poll)
-            await _first(self._wake.wait(), stop.wait(), timeout=self.poll)
+            await wait_first(self._wake.wait(), stop.wait(), timeout=self.poll)
 
     async def _prunes(self, stop: asyncio.Event) -> None:
         if not prunes(self.service.config):
             return
         while not stop.is_set():
-            await _first(stop.wait(), timeout=self.prune_every)
+            await wait_first(stop.wait(), timeout=self.prune_every)
             if stop.is_set():
                 return
             try:
@@ -143,12 +144,3 @@ class Worker:
                     pruned.rejections,
                     pruned.jobs,
                 )
-
-
-async def _first(*waits: object, timeout: float) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[call-overload]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()

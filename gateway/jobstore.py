@@ -16,7 +16,7 @@ import aiosqlite
 
 from gateway.errors import Invalid
 from gateway.model import Event, Job, Pruned, Run
-from gateway.rows import event_row, job_from_row, run_row
+from gateway.rows import event_row, filter_to_json, job_from_row, run_row
 from gateway.runstore import insert_runs
 
 
@@ -162,8 +162,6 @@ class JobStore:
 
     async def create_job(self, job: Job, *, owner: str | None, lease_until: float | None) -> None:
         """Store a new running job, held by ``owner`` until ``lease_until`` (None: for anyone to take)."""
-        from gateway.rows import filter_to_json
-
         params = {
             "id": job.id,
             "kind": job.kind,

@@ -334,7 +334,7 @@ def token_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) 
         ttl = auth.parse_ttl(args.ttl)
         if args.private_key:
             pem = Path(args.private_key).read_text("utf-8")
-            algorithm = "ES256" if "EC PRIVATE" in pem or _is_ec(pem) else "RS256"
+            algorithm = auth.signing_algorithm(pem)
             key: str = pem
         else:
             secret = env.get("GATEWAY_ADMIN_SECRET")
@@ -353,16 +353,6 @@ def token_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) 
         return 1
     print(token, file=out)
     return 0
-
-
-def _is_ec(pem: str) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        return isinstance(load_pem_private_key(pem.encode(), password=None), ec.EllipticCurvePrivateKey)
-    except (ValueError, TypeError):
-        return False
 
 
 COMMANDS = {

@@ -248,3 +248,46 @@ def test_token_create_mints_a_token_the_gateway_accepts() -> None:
     assert code == 1 and err.startswith("gateway token: ")
     assert run("token", "create", "--scope", "admin")[0] == 2
     assert SECRET not in err
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_token_create_signs_with_a_private_key_whose_type_picks_the_algorithm(
+    tmp_path: Path, kind: str
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    private = (
+        rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    )
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public = tmp_path / "pub.pem"
+    public.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    code, token, err = run(
+        "token", "create", "--scope", "trigger", "--subject", "bot", "--private-key", str(pem)
+    )
+    assert (code, err) == (0, "")
+    key = auth.admin_key(None, str(public))
+    assert key is not None and key.algorithm == ("RS256" if kind == "rsa" else "ES256")
+    assert auth.authenticate(f"Bearer {token.strip()}", key, now=time.time()).scopes == {"trigger"}
+
+
+def test_token_create_refuses_a_file_that_is_not_a_private_key(tmp_path: Path) -> None:
+    bad = tmp_path / "key.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n")
+    code, _, err = run("token", "create", "--scope", "read", "--private-key", str(bad))
+    assert (code, err) == (
+        1,
+        "gateway token: --private-key: not a PEM private key without a passphrase "
+        "(-----BEGIN PRIVATE KEY-----)\n",
+    )
+    assert run("token", "create", "--scope", "read", "--private-key", str(tmp_path / "none.pem"))[0] == 1
