@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
+from opentelemetry.trace import Span
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
@@ -22,15 +24,18 @@ from gateway.errors import Invalid, SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
 from gateway.keyring import Keyring
-from gateway.model import Headers, Recorded, Rejection, Request, Verdict
+from gateway.model import Delivery, Gauges, Headers, Recorded, Rejection, Request, Verdict
 from gateway.sources import Source
 from gateway.store import Store
+from gateway.telemetry import Telemetry
+from gateway.tracing import stamp
 from gateway.verify import verify
 
 log = logging.getLogger("gateway.app")
 REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
 RETRY_AFTER = "5"  # seconds a sender should wait when the store cannot commit
 API_PREFIX = "/api"
+METRICS_PATH = "/metrics"
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -103,58 +108,107 @@ def _acknowledge(recorded: Recorded) -> JSONResponse:
     return JSONResponse(content, status_code=202)
 
 
+def _reserved(config: Config, prefix: str, fix: str) -> None:
+    for source in config.sources.values():
+        if source.path == prefix or source.path.startswith(prefix + "/"):
+            raise Invalid(
+                f"source {source.name} is served at {source.path}, under the gateway's {prefix}: {fix}"
+            )
+
+
 def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
     """The admin API at /api, ahead of the hooks; refused when a source's path is under /api."""
     if api is None:
         return []
-    for source in config.sources.values():
-        if source.path == API_PREFIX or source.path.startswith(API_PREFIX + "/"):
-            raise Invalid(
-                f"source {source.name} is served at {source.path}, under the admin API's {API_PREFIX}: "
-                "give it another path:, or serve the API on its own port (--admin-port)"
-            )
+    _reserved(config, API_PREFIX, "give it another path:, or serve the API on its own port (--admin-port)")
     return [Mount(API_PREFIX, app=api)]
 
 
-def create_app(
-    config: Config,
-    store: Store,
-    *,
-    clock: Callable[[], float] = time.time,
-    keyring: Keyring | None = None,
-    api: ASGIApp | None = None,
-) -> Starlette:
-    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
-    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
-    admin API, gateway/api.py) is mounted at /api when given."""
-    by_path = {source.path: source for source in config.sources.values()}
+def metrics_endpoint(
+    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]]
+) -> Callable[[HTTPRequest], Awaitable[Response]]:
+    """GET /metrics: Prometheus' text format, with the queue and executor gauges read at scrape time."""
+
+    async def metrics(request: HTTPRequest) -> Response:
+        assert telemetry.metrics is not None
+        try:
+            snapshot = await gauges()
+        except StoreError as exc:  # the counters still answer; the queue gauges wait for the store
+            log.warning("/metrics: could not read the queues: %s", exc)
+            snapshot = Gauges(now=time.time())
+        return Response(telemetry.metrics.render(snapshot), media_type=telemetry.metrics.content_type)
+
+    return metrics
+
+
+def _metrics_route(
+    config: Config, telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]] | None
+) -> list[BaseRoute]:
+    if telemetry.metrics is None or gauges is None:
+        return []
+    _reserved(
+        config, METRICS_PATH, "give it another path:, or serve /metrics on its own port (--metrics-port)"
+    )
+    return [Route(METRICS_PATH, metrics_endpoint(telemetry, gauges), methods=["GET", "HEAD"])]
+
+
+class _Hooks:
+    """The endpoint of every source path: read, verify, admit, record, answer; and report how it went."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float],
+        keyring: Keyring | None,
+        telemetry: Telemetry,
+    ) -> None:
+        self.config, self.store, self.clock, self.keyring = config, store, clock, keyring
+        self.telemetry = telemetry
+        self.by_path = {source.path: source for source in config.sources.values()}
+
+    async def endpoint(self, request: HTTPRequest) -> Response:
+        started = time.perf_counter()
+        remote = request.client.host if request.client else None
+        path, method = request.url.path, request.method
+        with self.telemetry.tracing.request(method, path, request.headers.get("traceparent"), remote) as span:
+            response, delivery = await self.deliver(request, remote, span)
+            seconds = time.perf_counter() - started
+            self.telemetry.delivered(span, delivery, method=method, path=path, seconds=seconds, remote=remote)
+        return response
 
     async def reject(
-        source: Source, reason: str, detail: str, body: bytes, size: int, remote: str | None
+        self, source: Source, reason: str, detail: str, body: bytes, size: int, remote: str | None
     ) -> None:
         rejection = Rejection(
-            source.name, reason, detail, clock(), remote, body[:REJECTION_BODY_PREFIX], size
+            source.name, reason, detail, self.clock(), remote, body[:REJECTION_BODY_PREFIX], size
         )
         try:
-            await store.record_rejection(rejection)
+            await self.store.record_rejection(rejection)
         except StoreError:
             log.warning(
                 "could not record a rejection for source %s (%s): store unavailable", source.name, reason
             )
 
-    async def hook(request: HTTPRequest) -> Response:
-        source = by_path.get(request.url.path)
+    async def deliver(
+        self, request: HTTPRequest, remote: str | None, span: Span
+    ) -> tuple[Response, Delivery]:
+        source = self.by_path.get(request.url.path)
         if source is None:
-            return _error(404, "unknown_source", f"no webhook source is served at {request.url.path}")
+            detail = f"no webhook source is served at {request.url.path}"
+            return _error(404, "unknown_source", detail), Delivery(404, "unknown_source")
+        said = partial(Delivery, source=source.name, budget=source.sender_timeout)
         if request.method != "POST":
-            return _error(405, "method_not_allowed", "webhooks are delivered with POST", {"Allow": "POST"})
-        remote = request.client.host if request.client else None
+            response = _error(
+                405, "method_not_allowed", "webhooks are delivered with POST", {"Allow": "POST"}
+            )
+            return response, said(405, "method_not_allowed")
         try:
             body = await _read_body(request, source.max_body)
         except _TooLarge as exc:
             detail = f"the body is larger than this source's limit of {source.max_body} bytes"
-            await reject(source, "too_large", detail, exc.prefix, exc.size, remote)
-            return _error(413, "too_large", detail)
+            await self.reject(source, "too_large", detail, exc.prefix, exc.size, remote)
+            return _error(413, "too_large", detail), said(413, "too_large", reason="too_large")
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         inbound = Request(
             method="POST",
@@ -165,34 +219,62 @@ def create_app(
             remote_addr=remote,
         )
         try:
-            verdict, now = await _verify(source, inbound, keyring, clock)
+            verdict, now = await _verify(source, inbound, self.keyring, self.clock)
         except SignatureError as exc:
             failure = exc  # `exc` is unbound after the except block; the lambda runs inside _refuse
-            return await _refuse(
+            response = await _refuse(
                 source,
                 failure,
-                lambda: reject(source, failure.reason, failure.detail, body, len(body), remote),
+                lambda: self.reject(source, failure.reason, failure.detail, body, len(body), remote),
             )
+            outcome = "key_unavailable" if response.status_code == 503 else "rejected"
+            return response, said(response.status_code, outcome, reason=failure.reason)
         payload = parse_payload(inbound.headers.get("content-type"), body)
         reply = respond(source.scheme, source.secrets, inbound, payload, key_index=verdict.key_index or 0)
         if reply is not None:  # a provider handshake (Slack url_verification, Zoom validation): not an event
-            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
-        admission = admit(config, source, inbound, verdict, now, payload)
+            handshake = Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+            return handshake, said(reply.status, "handshake", verification=verdict.label)
+        admission = admit(self.config, source, inbound, verdict, now, payload)
+        event, runs = stamp(admission.event, admission.runs, span.get_span_context())
+        said = partial(said, event_type=event.event_type, verification=verdict.label)
         try:
-            recorded = await store.record(admission.event, admission.runs)
+            recorded = await self.store.record(event, runs)
         except StoreError:
             log.error("store unavailable: answering 503 for a %s delivery", source.name)
-            return _error(
+            response = _error(
                 503,
                 "store_unavailable",
                 "the event could not be stored; retry later",
                 {"Retry-After": RETRY_AFTER},
             )
+            return response, said(503, "store_unavailable", reason="store_unavailable")
         if recorded.duplicate and source.scheme.refuse_replays:
             detail = f"this {source.scheme.name} token was already used by event {recorded.event_id}"
-            await reject(source, "replayed_token", detail, body, len(body), remote)
-            return _error(401, "replayed_token", detail)
-        return _acknowledge(recorded)
+            await self.reject(source, "replayed_token", detail, body, len(body), remote)
+            return _error(401, "replayed_token", detail), said(401, "rejected", reason="replayed_token")
+        outcome = "duplicate" if recorded.duplicate else "accepted"
+        response = _acknowledge(recorded)
+        return response, said(
+            response.status_code, outcome, event_id=recorded.event_id, runs=len(recorded.runs)
+        )
+
+
+def create_app(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    keyring: Keyring | None = None,
+    api: ASGIApp | None = None,
+    telemetry: Telemetry | None = None,
+    gauges: Callable[[], Awaitable[Gauges]] | None = None,
+) -> Starlette:
+    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
+    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
+    admin API, gateway/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
+    metrics and ``gauges`` reads the queue and executor gauges."""
+    telemetry = telemetry or Telemetry.off()
+    hook = _Hooks(config, store, clock, keyring, telemetry)
 
     async def healthz(request: HTTPRequest) -> Response:
         return JSONResponse({"status": "ok"})
@@ -210,8 +292,9 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        *_metrics_route(config, telemetry, gauges),
         *_api_mount(config, api),
-        Route("/{path:path}", hook, methods=methods),
+        Route("/{path:path}", hook.endpoint, methods=methods),
     ]
     return Starlette(routes=routes)
 
@@ -219,3 +302,10 @@ def create_app(
 def create_admin_app(api: ASGIApp) -> Starlette:
     """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
     return Starlette(routes=[Mount(API_PREFIX, app=api)])
+
+
+def create_metrics_app(telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]]) -> Starlette:
+    """/metrics alone, for its own listener (--metrics-port)."""
+    return Starlette(
+        routes=[Route(METRICS_PATH, metrics_endpoint(telemetry, gauges), methods=["GET", "HEAD"])]
+    )

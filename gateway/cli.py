@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -17,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from gateway import auth, flags, history, replay
+from gateway import auth, flags, history, logs, replay
+from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
 from gateway.flags import env_flag
 from gateway.model import Secret
+from gateway.tracing import from_env as tracing_from_env
 
 Env = Mapping[str, str]
 
@@ -92,8 +93,35 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         env,
         "GATEWAY_LOG_LEVEL",
         "info",
-        "log level",
+        "log level; info logs one line per request and per attempt, warning only what needs a look",
         choices=["debug", "info", "warning", "error"],
+    )
+    env_flag(
+        p,
+        "--log-format",
+        env,
+        "GATEWAY_LOG_FORMAT",
+        "auto",
+        "json: one JSON object per line (for log shippers); plain: for a terminal; auto: plain on a "
+        "terminal, else json",
+        choices=["auto", "json", "plain"],
+    )
+    env_flag(
+        p,
+        "--metrics-port",
+        env,
+        "GATEWAY_METRICS_PORT",
+        "0",
+        "serve Prometheus /metrics on this port, apart from /hooks (0: at /metrics on --port)",
+        type=int,
+    )
+    env_flag(p, "--metrics-host", env, "GATEWAY_METRICS_HOST", "", "serve /metrics on this address")
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        default=env.get("GATEWAY_METRICS", "").strip().lower() in ("off", "0", "false", "no"),
+        help="do not serve /metrics (env GATEWAY_METRICS=off). Traces: set the standard OTEL_* variables, "
+        "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318, with the otel extra installed",
     )
 
     p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
@@ -138,18 +166,27 @@ def _cmd_check(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     return 0
 
 
+def secrets_of(config: Config, env: Env) -> list[str]:
+    """Every secret the process knows, for the log filter that keeps them out of every line."""
+    values = [secret.reveal() for source in config.sources.values() for secret in source.secrets]
+    values += [s.signing_key.reveal() for s in config.sources.values() if s.signing_key is not None]
+    admin = env.get("GATEWAY_ADMIN_SECRET")
+    return [*values, admin] if admin else values
+
+
 def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     from gateway.server import ServeOptions, serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(level=args.log_level, fmt=args.log_format, stream=err)
     loaded = flags.load_config(args, env, err)
     if loaded is None:
         return 1
+    # From here on every configured secret is replaced in every log line, whatever logs it.
+    logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets_of(loaded, env))
     try:
         admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
-    except Invalid as exc:
+        tracing = tracing_from_env(env)
+    except (Invalid, GatewayError) as exc:
         print(f"gateway serve: {exc}", file=err)
         return 1
     options = ServeOptions(
@@ -162,9 +199,12 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         concurrency=args.concurrency,
         threads=args.threads,
         drain_timeout=args.drain_timeout,
+        metrics=not args.no_metrics,
+        metrics_host=args.metrics_host or None,
+        metrics_port=args.metrics_port or None,
     )
     try:
-        asyncio.run(serve(loaded, options))
+        asyncio.run(serve(loaded, options, tracing=tracing))
     except GatewayError as exc:
         print(f"gateway serve: {exc}", file=err)
         return 1

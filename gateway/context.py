@@ -6,7 +6,8 @@ Pure: no I/O. The clock is passed in; log lines are kept in memory and written w
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,14 @@ class RunLog:
         return tuple(lines)
 
 
+SpanFactory = Callable[[str, Mapping[str, Any]], AbstractContextManager[Any]]
+
+
+def no_span(name: str, attributes: Mapping[str, Any]) -> AbstractContextManager[None]:
+    """What ``ctx.span`` gives when tracing is off: a context manager that records nothing."""
+    return nullcontext()
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """The second argument of every task: ``async def my_task(payload, ctx)``.
@@ -85,3 +94,17 @@ class Context:
     idempotency_key: str
     headers: Headers
     log: RunLog
+    trace_id: str | None = None  # the run's trace (32 hex digits), when it has one
+    traceparent: str | None = None  # this attempt's span as a W3C traceparent: send it downstream
+    span_factory: SpanFactory = no_span
+
+    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
+        """A span of the task's own, a child of this attempt's span::
+
+            with ctx.span("charge customer", customer=payload["id"]) as span:
+                ...
+
+        Spans started with OpenTelemetry's own API inside a task nest under the attempt the same way.
+        Records nothing when tracing is off.
+        """
+        return self.span_factory(name, attributes)

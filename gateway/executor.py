@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import json
 import logging
@@ -23,10 +24,23 @@ from typing import Any
 
 from gateway.context import Context, RunLog
 from gateway.errors import AbortRun, RetryAfter, StoreError
-from gateway.model import COMPLETED, FAILED, QUEUED, RETRYING, TIMED_OUT, AttemptEnd, Claim, Run
+from gateway.model import (
+    COMPLETED,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    RETRYING,
+    TIMED_OUT,
+    AttemptEnd,
+    AttemptReport,
+    Claim,
+    Run,
+)
 from gateway.retry import next_attempt_at, policy_from
 from gateway.store import Store
 from gateway.tasks import Task
+from gateway.telemetry import Telemetry
+from gateway.tracing import current_traceparent, trace_id_of
 
 log = logging.getLogger("gateway.executor")
 
@@ -52,12 +66,14 @@ class Executor:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.tasks = tasks
         self.options = options or ExecutorOptions()
         self.clock = clock
         self.rand = rand
+        self.telemetry = telemetry or Telemetry.off()
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._ids_lock = threading.Lock()
@@ -146,11 +162,51 @@ class Executor:
         with self._ids_lock:
             self._ids = frozenset(self._running)
 
+    def busy(self) -> dict[str, int]:
+        """Attempts executing now, by queue (for /metrics)."""
+        return {queue: n for queue, n in self._by_queue.items() if n > 0}
+
     # -- running one attempt ------------------------------------------------------------------------------
 
     async def _execute(self, claim: Claim) -> None:
         run = claim.run
-        ctx = Context(
+        started = time.perf_counter()
+        try:
+            with self.telemetry.tracing.attempt(run, claim.attempt) as span:
+                ctx = self._context(claim)
+                try:
+                    end = await self._attempt(run, ctx)
+                except asyncio.CancelledError:
+                    # Shutdown after the drain deadline: requeue without using a retry (at-least-once).
+                    ctx.log.warning("interrupted by shutdown; the run is queued again")
+                    end = AttemptEnd(
+                        run.id,
+                        claim.attempt,
+                        self.clock(),
+                        "interrupted",
+                        QUEUED,
+                        counts=False,
+                        available_at=self.clock(),
+                        error=_error_of("Interrupted", "the gateway shut down before this attempt finished"),
+                        logs=ctx.log.lines(),
+                    )
+                    self._report(span, run, end, time.perf_counter() - started)
+                    with contextlib.suppress(Exception):
+                        await self._finish(end)
+                    raise
+                self._report(span, run, end, time.perf_counter() - started)
+            if await self._finish(end) and end.run_status in FINAL_STATUSES:
+                self.telemetry.run_ended(run, end.run_status, end.finished_at, claim.attempt)
+        finally:
+            self._running.pop(run.id, None)
+            self._release(run)
+            self._publish_ids()
+            self._wake.set()
+
+    def _context(self, claim: Claim) -> Context:
+        """What the task gets beside its payload; made inside the attempt's span, which it can extend."""
+        run, tracer = claim.run, self.telemetry.tracing.tracer
+        return Context(
             run_id=run.id,
             event_id=run.event_id,
             task_id=run.task_id,
@@ -160,39 +216,38 @@ class Executor:
             idempotency_key=run.idempotency_key or run.id,
             headers=claim.headers,
             log=RunLog(self.clock),
+            trace_id=trace_id_of(run.traceparent),
+            traceparent=current_traceparent() or run.traceparent,
+            span_factory=lambda name, attributes: tracer.start_as_current_span(
+                name, attributes=dict(attributes)
+            ),
         )
-        try:
-            end = await self._attempt(run, ctx)
-            await self._finish(end)
-        except asyncio.CancelledError:
-            # Shutdown after the drain deadline: requeue without using a retry (at-least-once).
-            ctx.log.warning("interrupted by shutdown; the run is queued again")
-            end = AttemptEnd(
-                run.id,
-                claim.attempt,
-                self.clock(),
-                "interrupted",
-                QUEUED,
-                counts=False,
-                available_at=self.clock(),
-                error=_error_of("Interrupted", "the gateway shut down before this attempt finished"),
-                logs=ctx.log.lines(),
-            )
-            with contextlib.suppress(Exception):
-                await self._finish(end)
-            raise
-        finally:
-            self._running.pop(run.id, None)
-            self._release(run)
-            self._publish_ids()
-            self._wake.set()
 
-    async def _finish(self, end: AttemptEnd) -> None:
+    def _report(self, span: Any, run: Run, end: AttemptEnd, seconds: float) -> None:
+        retry_in = None if end.available_at is None else max(0.0, end.available_at - end.finished_at)
+        report = AttemptReport(
+            run_id=run.id,
+            event_id=run.event_id,
+            task_id=run.task_id,
+            queue=run.queue,
+            attempt=end.attempt,
+            outcome=end.outcome,
+            status=end.run_status,
+            seconds=seconds,
+            trace_id=trace_id_of(run.traceparent),
+            error_type=None if end.error is None else str(end.error.get("type")),
+            retry_in=retry_in if end.run_status == RETRYING else None,
+        )
+        self.telemetry.attempt_ended(span, report, end.error)
+
+    async def _finish(self, end: AttemptEnd) -> bool:
         try:
             await self.store.finish_attempt(end)
         except Exception:
             # The run stays `executing` on disk; its lease expires and crash recovery runs it again.
             log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
+            return False
+        return True
 
     async def _attempt(self, run: Run, ctx: Context) -> AttemptEnd:
         task = self.tasks.get(run.task_id)
@@ -227,7 +282,9 @@ class Executor:
         if task.is_async:
             return await task.fn(*args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: task.fn(*args))
+        # The copied context carries the attempt's span into the worker thread (ctx.span nests under it).
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._pool, lambda: context.run(task.fn, *args))
 
     def _arity(self, task: Task) -> int:
         if task.id not in self._params:
@@ -297,6 +354,8 @@ class Executor:
             keep=frozenset(self._running),
         )
         for run in recovered:
+            if run.status in FINAL_STATUSES:
+                self.telemetry.run_ended(run, run.status, self.clock(), run.attempts)
             log.warning(
                 "run %s (task %s) was executing when the gateway stopped: now %s after %d crash(es)",
                 run.id,

@@ -158,6 +158,8 @@ class Event:
     verification: str  # Verdict.label
     remote_addr: str | None = None
     replay_of: str | None = None
+    # W3C traceparent of the span that recorded it (the request's, or a replay's); None without a trace
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,10 @@ class Run:
     duration: float = 0.0  # seconds spent executing, summed over attempts
     idempotency_key: str | None = None  # stable across attempts and reruns; None means the run id
     rerun_of: str | None = None
+    # Tracing: the run's span hangs under ``traceparent`` (W3C; the request's or a rerun's span) and has the
+    # id ``span_id`` (16 hex digits), chosen when the run is created so every attempt can be its child.
+    traceparent: str | None = None
+    span_id: str | None = None
 
 
 # Run statuses. Final ones never change again.
@@ -336,3 +342,70 @@ class Pruned:
             self.rejections + other.rejections,
             self.jobs + other.jobs,
         )
+
+
+# -- what telemetry sees (gateway/metrics.py, gateway/logs.py, gateway/tracing.py) ------------------------
+
+# How a request to a hook path ended (Delivery.outcome).
+DELIVERY_OUTCOMES = (
+    "accepted",  # 202: stored with its runs
+    "duplicate",  # 200: its dedupe key was known; nothing new stored
+    "handshake",  # a provider's URL check (Slack url_verification, Zoom validation) answered
+    "rejected",  # 401: failed verification (reason says why) or a replayed one-time token
+    "too_large",  # 413
+    "key_unavailable",  # 503: the provider's public key could not be fetched
+    "store_unavailable",  # 503: the store could not commit
+    "unknown_source",  # 404: no source at that path
+    "method_not_allowed",  # 405
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What happened to one request on a hook path: for its span, its metrics and its log line."""
+
+    status: int  # the HTTP status answered
+    outcome: str  # one of DELIVERY_OUTCOMES
+    source: str | None = None  # None for unknown_source
+    reason: str | None = None  # why it was rejected (missing_signature, stale_timestamp, …)
+    event_id: str | None = None
+    event_type: str | None = None
+    runs: int = 0  # runs created
+    verification: str | None = None  # Verdict.label when it verified
+    budget: float | None = None  # the sender's delivery timeout in seconds, when known
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """How one attempt ended: for its span, its metrics and its log line."""
+
+    run_id: str
+    event_id: str
+    task_id: str
+    queue: str
+    attempt: int
+    outcome: str  # completed | failed | timed_out | aborted | interrupted
+    status: str  # the run's next status
+    seconds: float  # how long the attempt ran
+    trace_id: str | None = None
+    error_type: str | None = None
+    retry_in: float | None = None  # seconds until the next attempt, when the run is retrying
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Runs waiting in one queue (queued or retrying), and when the one waiting longest became ready."""
+
+    queue: str
+    waiting: int
+    oldest_ready_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """What /metrics reads at scrape time: the queues on disk and this process's executor."""
+
+    now: float
+    queues: tuple[QueueDepth, ...] = ()
+    slots: int = 0  # the executor's concurrency limit
+    busy: Mapping[str, int] = field(default_factory=dict)  # executing attempts by queue, in this process

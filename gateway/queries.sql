@@ -137,9 +137,9 @@ JOIN events AS e
 
 -- name: insert_event
 INSERT INTO events (id, source, event_type, dedupe_key, status, received_at, method, url, headers, query,
-                    body, payload_kind, payload, verification, remote_addr, replay_of)
+                    body, payload_kind, payload, verification, remote_addr, replay_of, traceparent)
 VALUES (:id, :source, :event_type, :dedupe_key, :status, :received_at, :method, :url, :headers, :query,
-        :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of);
+        :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of, :traceparent);
 
 -- name: busy_keys
 -- :keys is a JSON list of distinct [task_id, concurrency_key]: those with an unfinished run already. EXISTS
@@ -156,10 +156,10 @@ WHERE EXISTS (
 -- :blocked comes from runstore.insert_runs.
 INSERT INTO runs (id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options,
                   attempts, crashes, created_at, available_at, started_at, finished_at, output, error,
-                  duration, idempotency_key, rerun_of, sort_key, blocked)
+                  duration, idempotency_key, rerun_of, sort_key, blocked, traceparent, span_id)
 VALUES (:id, :event_id, :route_id, :task_id, :input, :status, :queue, :priority, :concurrency_key, :options,
         :attempts, :crashes, :created_at, :created_at, :started_at, :finished_at, :output, :error,
-        :duration, :idempotency_key, :rerun_of, :created_at - :priority, :blocked);
+        :duration, :idempotency_key, :rerun_of, :created_at - :priority, :blocked, :traceparent, :span_id);
 
 -- name: insert_rejection
 INSERT INTO rejections (source, reason, detail, received_at, remote_addr, body_prefix, body_size)
@@ -171,20 +171,20 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- name: get_event
 SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
-       payload_kind, payload, verification, remote_addr, replay_of
+       payload_kind, payload, verification, remote_addr, replay_of, traceparent
 FROM events
 WHERE id = :id;
 
 -- name: get_run
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of, traceparent, span_id
 FROM runs
 WHERE id = :id;
 
 -- name: runs_for_event
 -- In the order they were recorded (route order), not newest first: they share one created_at.
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of, traceparent, span_id
 FROM runs
 WHERE event_id = :event_id
 ORDER BY created_at, rowid;
@@ -199,7 +199,7 @@ PRAGMA busy_timeout = 5000;
 -- LEFT JOIN: a run without its event gets source '' and no headers.
 SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
        r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
-       r.duration, r.idempotency_key, r.rerun_of,
+       r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id,
        COALESCE(e.source, '') AS source, e.event_type AS event_type, COALESCE(e.headers, '[]') AS headers,
        (SELECT COALESCE(MAX(a.number), 0) + 1 FROM attempts AS a WHERE a.run_id = r.id) AS next_attempt
 FROM runs AS r INDEXED BY runs_claim  -- walk in claim order and stop at LIMIT; never sort the backlog
@@ -249,7 +249,7 @@ WHERE id = :run_id AND status = 'executing';
 -- name: executing_runs
 -- Runs whose process died (their lease lapsed), or all of them when :only_expired is 0; minus :keep.
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of, traceparent, span_id
 FROM runs
 WHERE status = 'executing'
   AND (NOT :only_expired OR lease_until IS NULL OR lease_until < :now)
@@ -294,7 +294,7 @@ WHERE rowid IN (
 
 -- name: runs_by_ids
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of, traceparent, span_id
 FROM runs
 WHERE id IN (SELECT value FROM json_each(:ids));
 
@@ -343,11 +343,18 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_created ON jobs (created_at, id);
 
+-- name: schema_v5
+-- Tracing (issue 6): the W3C traceparent of the span that recorded an event, and for a run the span it hangs
+-- under plus its own span id (chosen at creation, so attempts made by any process are its children).
+ALTER TABLE events ADD COLUMN traceparent TEXT;
+ALTER TABLE runs ADD COLUMN traceparent TEXT;
+ALTER TABLE runs ADD COLUMN span_id TEXT;
+
 -- name: filter_events_newest
 -- Listings, newest first, after the keyset cursor (:before_time, :before_id). Every filter is optional (NULL).
 -- :source IS NULL picks the index without a source prefix; SQLite plans the OR once per statement.
 SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
-       payload_kind, payload, verification, remote_addr, replay_of
+       payload_kind, payload, verification, remote_addr, replay_of, traceparent
 FROM events AS e
 WHERE (e.received_at, e.id) < (:before_time, :before_id)
   AND e.received_at >= :since AND e.received_at <= :until
@@ -363,7 +370,7 @@ LIMIT :limit;
 -- name: filter_events_oldest
 -- Bulk replays walk oldest first, after the job's cursor (:after_time, :after_id), up to the job's start.
 SELECT id, source, event_type, dedupe_key, status, received_at, method, url, headers, query, body,
-       payload_kind, payload, verification, remote_addr, replay_of
+       payload_kind, payload, verification, remote_addr, replay_of, traceparent
 FROM events AS e
 WHERE (e.received_at, e.id) > (:after_time, :after_id)
   AND e.received_at >= :since AND e.received_at <= :until
@@ -391,7 +398,7 @@ WHERE e.received_at >= :since AND e.received_at <= :until
 -- The event is joined only to filter by source (a run without one has source '').
 SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
        r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
-       r.duration, r.idempotency_key, r.rerun_of
+       r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id
 FROM runs AS r
 LEFT JOIN events AS e ON e.id = r.event_id
 WHERE (r.created_at, r.id) < (:before_time, :before_id)
@@ -406,7 +413,7 @@ LIMIT :limit;
 -- name: filter_runs_oldest
 SELECT r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
        r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
-       r.duration, r.idempotency_key, r.rerun_of
+       r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id
 FROM runs AS r
 LEFT JOIN events AS e ON e.id = r.event_id
 WHERE (r.created_at, r.id) > (:after_time, :after_id)
@@ -440,7 +447,7 @@ LIMIT :limit;
 
 -- name: runs_for_events
 SELECT id, event_id, route_id, task_id, input, status, queue, priority, concurrency_key, options, attempts,
-       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of
+       crashes, created_at, started_at, finished_at, output, error, duration, idempotency_key, rerun_of, traceparent, span_id
 FROM runs
 WHERE event_id IN (SELECT value FROM json_each(:ids))
 ORDER BY created_at, rowid;

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter
+from gateway.model import Attempt, Event, EventFilter, Job, QueueDepth, Rejection, Run, RunFilter
 from gateway.rows import (
     attempt_from_row,
     event_from_row,
@@ -187,6 +187,11 @@ class Reader:
         t, i = before or _TOP
         params = {"status": status, "before_time": t, "before_id": i, "limit": _limit(limit)}
         return [job_from_row(row) for row in await self._read("list_jobs", params)]
+
+    async def queue_depths(self) -> tuple[QueueDepth, ...]:
+        """Runs waiting (queued or retrying) per queue, and the earliest time one of them became ready."""
+        rows = await self._read("queue_depth", {})
+        return tuple(QueueDepth(row["queue"], row["n"], row["oldest"]) for row in rows)
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]:
         """Events by source and status, runs by task and status, rejections by source and reason, and the

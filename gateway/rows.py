@@ -64,6 +64,7 @@ def event_row(e: Event) -> dict[str, Any]:
         "verification": e.verification,
         "remote_addr": e.remote_addr,
         "replay_of": e.replay_of,
+        "traceparent": e.traceparent,
     }
 
 
@@ -94,6 +95,8 @@ def run_row(r: Run) -> dict[str, Any]:
         "duration": r.duration,
         "idempotency_key": r.idempotency_key,
         "rerun_of": r.rerun_of,
+        "traceparent": r.traceparent,
+        "span_id": r.span_id,
     }
 
 
@@ -182,6 +185,7 @@ def event_from_row(row: Row) -> Event:
         verification=row["verification"],
         remote_addr=row["remote_addr"],
         replay_of=row["replay_of"],
+        traceparent=row["traceparent"],
     )
 
 
@@ -207,6 +211,8 @@ def run_from_row(row: Row) -> Run:
         duration=row["duration"],
         idempotency_key=row["idempotency_key"],
         rerun_of=row["rerun_of"],
+        traceparent=row["traceparent"],
+        span_id=row["span_id"],
     )
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,17 +20,23 @@ from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
+from prometheus_client import disable_created_metrics
 
+from gateway import __version__
 from gateway.api import create_api
-from gateway.app import create_admin_app, create_app
+from gateway.app import create_admin_app, create_app, create_metrics_app
 from gateway.auth import AdminKey
 from gateway.config import Config
 from gateway.errors import GatewayError, StoreError
 from gateway.executor import Executor, ExecutorOptions
 from gateway.jobs import Worker
 from gateway.keyring import Keyring
+from gateway.metrics import Metrics
+from gateway.model import Gauges
 from gateway.service import Service
 from gateway.store import Store
+from gateway.telemetry import Telemetry
+from gateway.tracing import Tracing
 
 log = logging.getLogger("gateway.server")
 
@@ -46,6 +53,9 @@ class ServeOptions:
     admin_key: AdminKey | None = None  # the admin API is served only with a key to check its tokens
     admin_host: str | None = None  # serve the admin API on its own listener (else at /api beside /hooks)
     admin_port: int | None = None
+    metrics: bool = True  # serve Prometheus metrics at /metrics
+    metrics_host: str | None = None  # serve /metrics on its own listener (else beside /hooks)
+    metrics_port: int | None = None
 
 
 def _bind(host: str, port: int) -> str:
@@ -58,6 +68,7 @@ def hypercorn_config(
     hc = HypercornConfig()
     hc.bind = [_bind(host or options.host, port or options.port)]
     hc.accesslog = None  # one structured line per request is the app's job, not the server's
+    hc.errorlog = logging.getLogger("hypercorn.error")  # through our handler and format, not its own
     hc.graceful_timeout = options.shutdown_grace
     hc.keep_alive_timeout = 75  # longer than common load-balancer idle timeouts
     hc.h11_max_incomplete_size = 64 * 1024  # request line + headers; bigger is refused by the server
@@ -103,40 +114,71 @@ def database_lock(db: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-async def serve(config: Config, options: ServeOptions, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain and close the store."""
-    admin = (options.admin_host or options.host, options.admin_port or options.port)
-    separate = options.admin_host is not None or options.admin_port is not None
-    if options.admin_key is not None and separate and admin == (options.host, options.port):
-        raise GatewayError(
-            f"--admin-host/--admin-port give {_bind(*admin)}, the address of /hooks too: give the admin API "
-            "another port (--admin-port), or set neither to serve /api beside the hooks"
+def _listeners(options: ServeOptions) -> list[tuple[str, str, int]]:
+    """(what, host, port) of every listener: the hooks', and the admin API's and /metrics' own if asked for.
+    Raises GatewayError when two of them would share an address."""
+    wanted = [("/hooks", options.host, options.port)]
+    if options.admin_key is not None and (options.admin_host is not None or options.admin_port is not None):
+        wanted.append(
+            ("the admin API", options.admin_host or options.host, options.admin_port or options.port)
         )
-    addresses = [(options.host, options.port)]
-    if options.admin_key is not None and separate:
-        addresses.append(admin)
-    for host, port in addresses:
+    if options.metrics and (options.metrics_host is not None or options.metrics_port is not None):
+        wanted.append(
+            ("/metrics", options.metrics_host or options.host, options.metrics_port or options.port)
+        )
+    seen: dict[tuple[str, int], str] = {}
+    for what, host, port in wanted:
+        if (host, port) in seen:
+            raise GatewayError(
+                f"{what} and {seen[host, port]} would both listen on {_bind(host, port)}: give {what} "
+                "another port (--admin-port, --metrics-port), or set neither to serve it beside the hooks"
+            )
+        seen[host, port] = what
+    return wanted
+
+
+async def serve(
+    config: Config,
+    options: ServeOptions,
+    stop: asyncio.Event | None = None,
+    *,
+    tracing: Tracing | None = None,
+) -> None:
+    """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain and close the store. ``tracing``
+    (from the OTEL_* variables) is shut down, flushing its spans, after the store closes."""
+    listeners = _listeners(options)
+    for _, host, port in listeners:
         _check_free(host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    tracing = tracing or Tracing.off()
     try:
         with database_lock(options.db):
-            await _serve(config, options, stop)
+            await _serve(config, options, stop, tracing)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await asyncio.to_thread(tracing.shutdown)
 
 
-async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> None:
+async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing) -> None:
     executor: Executor | None = None
 
     def wake(runs: object) -> None:
         if executor is not None:
             executor.notify()
 
-    store = await Store.open(options.db, on_commit=wake)
+    metrics = None
+    if options.metrics:
+        # No *_created twin of every series: half the scrape, nothing lost.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        budgets = {s.name: s.sender_timeout for s in config.sources.values() if s.sender_timeout is not None}
+        metrics = Metrics(budgets, version=__version__)
+    tracing.on_export_failure(metrics.trace_export_failed if metrics is not None else None)
+    telemetry = Telemetry(tracing, metrics)
+    store = await Store.open(options.db, on_commit=wake, on_batch=telemetry.committed)
     keyring = Keyring(config.sources.values())
     try:
         executor = Executor(
@@ -148,13 +190,28 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
                 queues=config.queues,
                 drain_timeout=options.drain_timeout,
             ),
+            telemetry=telemetry,
         )
-        service = Service(store, config)
+        running = executor
+
+        async def gauges() -> Gauges:
+            queues = await store.queue_depths()
+            return Gauges(time.time(), queues, running.options.concurrency, running.busy())
+
+        service = Service(store, config, telemetry=telemetry)
         worker = Worker(service)
         key = options.admin_key
         api = None if key is None else create_api(service, key, on_job=worker.notify)
-        separate = api is not None and (options.admin_port is not None or options.admin_host is not None)
-        app = create_app(config, store, keyring=keyring, api=None if separate else api)
+        listeners = _listeners(options)
+        apart = {what for what, _, _ in listeners[1:]}
+        app = create_app(
+            config,
+            store,
+            keyring=keyring,
+            api=None if "the admin API" in apart else api,
+            telemetry=None if "/metrics" in apart else telemetry,
+            gauges=gauges,
+        )
         log.info(
             "gateway starting on http://%s with %d source(s), %d route(s), %d task(s), database %s",
             _bind(options.host, options.port),
@@ -164,15 +221,18 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
             options.db,
         )
         servers = [hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
-        if api is None or key is None:
-            log.info("admin API off: set GATEWAY_ADMIN_SECRET or --admin-public-key to serve /api")
-        elif separate:
-            host, port = options.admin_host or options.host, options.admin_port or options.port
-            log.info("admin API on http://%s/api (%s tokens)", _bind(host, port), key.algorithm)
-            admin = hypercorn_config(options, host, port)
-            servers.append(hypercorn_serve(create_admin_app(api), admin, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        else:
-            log.info("admin API at /api (%s tokens)", key.algorithm)
+        for what, host, port in listeners[1:]:
+            if what == "/metrics":
+                extra = create_metrics_app(telemetry, gauges)
+                log.info("Prometheus metrics on http://%s/metrics", _bind(host, port))
+            elif api is not None and key is not None:
+                extra = create_admin_app(api)
+                log.info("admin API on http://%s/api (%s tokens)", _bind(host, port), key.algorithm)
+            else:
+                continue
+            config_ = hypercorn_config(options, host, port)
+            servers.append(hypercorn_serve(extra, config_, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        _announce(options, key, apart, tracing)
         try:
             async with asyncio.TaskGroup() as group:
                 for server in servers:
@@ -189,3 +249,16 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event) -> 
         await keyring.aclose()
         await store.close()
         log.info("gateway stopped; every acknowledged event is on disk")
+
+
+def _announce(options: ServeOptions, key: AdminKey | None, apart: set[str], tracing: Tracing) -> None:
+    """Say in the log where the admin API, /metrics and traces go (or why they are off)."""
+    if key is None:
+        log.info("admin API off: set GATEWAY_ADMIN_SECRET or --admin-public-key to serve /api")
+    elif "the admin API" not in apart:
+        log.info("admin API at /api (%s tokens)", key.algorithm)
+    if not options.metrics:
+        log.info("/metrics off (--no-metrics)")
+    elif "/metrics" not in apart:
+        log.info("Prometheus metrics at /metrics")
+    log.info("%s", tracing.describe())

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from gateway.compare import Report, Tally
 from gateway.config import Config
 from gateway.errors import Invalid, NotFound
@@ -33,6 +35,8 @@ from gateway.model import (
 from gateway.page import Page, decode_cursor, limited, paged
 from gateway.retention import cutoffs
 from gateway.store import Store
+from gateway.telemetry import Telemetry
+from gateway.tracing import run_traceparent, stamp, stamp_run
 
 API_SOURCE = "@api"  # the source of events made by POST /api/tasks/{id}/trigger (not a valid source name)
 SAMPLE = 5  # ids a dry run shows
@@ -74,10 +78,18 @@ class Service:
     """The operations on stored records. ``config`` is needed only by what routes or runs tasks (replay,
     rerun, trigger, bulk jobs, routes test, prune); reads work without it."""
 
-    def __init__(self, store: Store, config: Config | None = None, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
+    ):
         self.store = store
         self._config = config
         self.clock = clock
+        self.telemetry = telemetry or Telemetry.off()
 
     @property
     def config(self) -> Config:
@@ -156,9 +168,17 @@ class Service:
         event = await self.store.get_event(event_id)
         if event is None:
             raise NotFound(f"no event with id {event_id!r}")
-        admission = readmit(self.config, event, self.clock())
-        await self.store.add([admission.event], admission.runs)
-        return Outcome(admission.event.id, admission.runs)
+        replay, runs = self._readmit(event, self.clock())
+        await self.store.add([replay], runs)
+        return Outcome(replay.id, runs)
+
+    def _readmit(self, event: Event, now: float) -> tuple[Event, tuple[Run, ...]]:
+        """``readmit`` in a span of its own: a new trace, linked to the original event's."""
+        attributes = {"gateway.replay_of": event.id, "gateway.source": event.source}
+        with self.telemetry.tracing.linked("replay", event.traceparent, attributes) as span:
+            admission = readmit(self.config, event, now)
+            span.set_attributes({"gateway.event.id": admission.event.id, "gateway.runs": len(admission.runs)})
+            return stamp(admission.event, admission.runs, span.get_span_context())
 
     async def rerun(self, run_id: str, *, payload: Any = None, edited: bool = False) -> Run:
         """Run a stored run's task again, with the original input or (``edited``) with ``payload``: a new
@@ -175,9 +195,20 @@ class Service:
         config = self.config
         route = next((r for r in config.routes if r.id == run.route_id and r.task == run.task_id), None)
         key = None if edited else (run.idempotency_key or run.id)
-        return new_run(
-            config, run.task_id, payload, run.event_id, now, route=route, rerun_of=run.id, idempotency_key=key
-        )
+        attributes = {"gateway.rerun_of": run.id, "gateway.task": run.task_id, "gateway.edited": edited}
+        with self.telemetry.tracing.linked("rerun", run_traceparent(run), attributes) as span:
+            rerun = new_run(
+                config,
+                run.task_id,
+                payload,
+                run.event_id,
+                now,
+                route=route,
+                rerun_of=run.id,
+                idempotency_key=key,
+            )
+            span.set_attribute("gateway.run.id", rerun.id)
+            return stamp_run(rerun, span.get_span_context())
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a queued or retrying run. Raises NotFound, or Invalid for a run in another status."""
@@ -186,6 +217,7 @@ class Service:
             current = await self.store.get_run(run_id)
             status = current.status if current else "gone"
             raise Invalid(f"run {run_id} is {status}: only queued or retrying runs can be canceled")
+        self.telemetry.run_ended(canceled, canceled.status, self.clock(), canceled.attempts)
         return canceled
 
     async def trigger(
@@ -210,7 +242,30 @@ class Service:
         now = self.clock()
         event_id = new_id("evt", now)
         run = new_run(config, task_id, payload, event_id, now, idempotency_key=idempotency_key)
-        event = Event(
+        attributes = {"gateway.task": task_id, "gateway.event.id": event_id, "gateway.run.id": run.id}
+        with self.telemetry.tracing.linked(
+            f"trigger {task_id}", None, attributes, parent=headers.get("traceparent")
+        ) as span:
+            return await self._record_trigger(
+                self._trigger_event(
+                    event_id, task_id, body, headers, idempotency_key, now, requested_by, remote_addr
+                ),
+                run,
+                span.get_span_context(),
+            )
+
+    def _trigger_event(
+        self,
+        event_id: str,
+        task_id: str,
+        body: bytes,
+        headers: Headers,
+        idempotency_key: str | None,
+        now: float,
+        requested_by: str,
+        remote_addr: str | None,
+    ) -> Event:
+        return Event(
             id=event_id,
             source=API_SOURCE,
             event_type=f"trigger:{task_id}",
@@ -226,9 +281,12 @@ class Service:
             verification=f"token:{requested_by}",
             remote_addr=remote_addr,
         )
-        recorded = await self.store.record(event, [run])
+
+    async def _record_trigger(self, event: Event, run: Run, context: SpanContext) -> Outcome:
+        event, runs = stamp(event, [run], context)
+        recorded = await self.store.record(event, runs)
         if not recorded.duplicate:
-            return Outcome(event_id, (run,))
+            return Outcome(event.id, runs)
         original = await self.store.runs_for_event(recorded.event_id)
         return Outcome(recorded.event_id, tuple(original), duplicate=True)
 
@@ -324,9 +382,9 @@ class Service:
         for event in events:
             if event.source not in self.config.sources:  # a source removed since: nothing can match it
                 continue
-            admission = readmit(self.config, event, now)
-            new_events.append(admission.event)
-            new_runs.extend(admission.runs)
+            replay, runs = self._readmit(event, now)
+            new_events.append(replay)
+            new_runs.extend(runs)
         return new_events, new_runs, [(e.received_at, e.id) for e in events]
 
     def _reruns(self, runs: Sequence[Run], now: float) -> list[Run]:

@@ -47,6 +47,7 @@ SOURCE_KEYS = (
     "issuer",
     "algorithms",
     "retention",
+    "sender_timeout",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -85,6 +86,9 @@ class Source:
     # inherits the top-level default (see gateway/retention.py).
     retention: float | None = None
     retention_set: bool = False
+    # The sender's delivery timeout in seconds (`sender_timeout:`, else the preset's): the ack budget that
+    # /metrics measures acks against. None: unknown, no budget metrics.
+    sender_timeout: float | None = None
 
 
 def source_warnings(source: Source) -> list[str]:
@@ -259,6 +263,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
     remote = parse_settings(scheme, raw, where, problems, base_dir)
     signing_key = _signing_key(scheme, raw, where, problems)
     retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
+    sender_timeout = _sender_timeout(scheme, raw.get("sender_timeout"), f"{where}.sender_timeout", problems)
     if scheme is None:
         return None
     return Source(
@@ -275,7 +280,25 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         signing_key,
         retention=retention,
         retention_set="retention" in raw,
+        sender_timeout=sender_timeout,
     )
+
+
+def _sender_timeout(
+    scheme: Scheme | None, value: object, where: str, problems: list[Problem]
+) -> float | None:
+    """``sender_timeout:`` in seconds (how long the provider waits for an answer), else the preset's."""
+    if value is None:
+        return scheme.sender_timeout if scheme is not None else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        problems.append(
+            Problem(
+                where,
+                f"expected the sender's delivery timeout in seconds (e.g. 10; at most 3600), got {value!r}",
+            )
+        )
+        return None
+    return float(value)
 
 
 def _signing_key(

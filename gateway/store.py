@@ -47,7 +47,7 @@ def load_queries(text: str) -> dict[str, str]:
 QUERIES = load_queries(resources.files("gateway").joinpath("queries.sql").read_text("utf-8"))
 
 # Applied in order; PRAGMA user_version counts how many a file has. Append, never edit or reorder.
-MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2", "schema_v3", "schema_v4")
+MIGRATIONS: tuple[str, ...] = ("schema_v1", "schema_v2", "schema_v3", "schema_v4", "schema_v5")
 
 # Errors caused by one write's own data rather than by the disk: a batch that hits one is retried
 # write by write, so only the bad write fails (with StoreError) and its neighbours still commit.
@@ -98,6 +98,7 @@ class Store(RunStore, JobStore, Reader):
         location: str,
         max_batch: int,
         on_commit: Callable[[Sequence[Run]], None] | None,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> None:
         """Use :meth:`open`; this takes connections that are already configured and migrated."""
         self._writer = writer
@@ -105,6 +106,7 @@ class Store(RunStore, JobStore, Reader):
         self._beats = Heartbeat(location, QUERIES["heartbeat_pragmas"], QUERIES["renew_leases"])
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._on_batch = on_batch
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()  # None asks the writer to stop
         self._inflight: list[_Write] = []
@@ -122,10 +124,12 @@ class Store(RunStore, JobStore, Reader):
         *,
         max_batch: int = 256,
         on_commit: Callable[[Sequence[Run]], None] | None = None,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> Self:
         """Open (creating if needed) the database at ``path``, migrate it, and start the writer.
 
-        ``on_commit`` is called in the event loop, after each durable commit, with the runs it created.
+        ``on_commit`` is called in the event loop, after each durable commit, with the runs it created;
+        ``on_batch`` after every transaction with its size, its seconds and whether it committed (metrics).
         """
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
@@ -144,7 +148,9 @@ class Store(RunStore, JobStore, Reader):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {location}: {exc}") from exc
         writer.row_factory = reader.row_factory = sqlite3.Row
-        return cls(writer, reader, location=location, max_batch=max_batch, on_commit=on_commit)
+        return cls(
+            writer, reader, location=location, max_batch=max_batch, on_commit=on_commit, on_batch=on_batch
+        )
 
     @property
     def stats(self) -> StoreStats:
@@ -211,6 +217,7 @@ class Store(RunStore, JobStore, Reader):
 
     async def _commit(self, batch: list[_Write]) -> None:
         """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK."""
+        started = time.perf_counter()
         try:
             await self._writer.execute("BEGIN IMMEDIATE")
             recorded = await self._write_batch(self._writer, batch)
@@ -218,6 +225,7 @@ class Store(RunStore, JobStore, Reader):
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 await self._writer.execute("ROLLBACK")
+            self._observe(len(batch), started, ok=False)
             if isinstance(exc, _DATA_ERRORS) and len(batch) > 1:
                 for item in batch:
                     await self._commit([item])
@@ -227,6 +235,7 @@ class Store(RunStore, JobStore, Reader):
             for item in batch:
                 _fail(item.done, _failure(exc))
             return
+        self._observe(len(batch), started, ok=True)
         self._count(batch, recorded)
         created = [run for r in recorded if not r.duplicate for run in r.runs]
         created += [run for op in batch if isinstance(op, AddOp) and op.error is None for run in op.runs]
@@ -282,6 +291,13 @@ class Store(RunStore, JobStore, Reader):
         await apply_jobs(conn, [item for item in items if isinstance(item, JOB_OPS)], QUERIES)
         await apply(conn, [item for item in items if isinstance(item, RUN_OPS)], QUERIES)  # claims last
         return recorded
+
+    def _observe(self, size: int, started: float, *, ok: bool) -> None:
+        if self._on_batch is not None:
+            try:
+                self._on_batch(size, time.perf_counter() - started, ok)
+            except Exception:
+                log.exception("store: the on_batch callback failed")
 
     def _count(self, batch: list[_Write], recorded: list[Recorded]) -> None:
         fresh = [r for r in recorded if not r.duplicate]

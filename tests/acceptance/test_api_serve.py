@@ -289,6 +289,6 @@ def test_an_admin_port_equal_to_the_hooks_port_is_refused(
     secret = {"GATEWAY_ADMIN_SECRET": "a" * 40}
     line = _serve_fails(write_routes(), tmp_path, "--port", port, "--admin-port", port, env=secret)
     assert line == (
-        f"gateway serve: --admin-host/--admin-port give 127.0.0.1:{port}, the address of /hooks too: "
-        "give the admin API another port (--admin-port), or set neither to serve /api beside the hooks"
+        f"gateway serve: the admin API and /hooks would both listen on 127.0.0.1:{port}: give the admin API "
+        "another port (--admin-port, --metrics-port), or set neither to serve it beside the hooks"
     )

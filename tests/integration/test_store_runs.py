@@ -829,15 +829,17 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
         f"store: migrated {path} to schema version 2",
         f"store: migrated {path} to schema version 3",
         f"store: migrated {path} to schema version 4",
+        f"store: migrated {path} to schema version 5",
     ]
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
         assert conn.execute("SELECT id, sort_key FROM runs ORDER BY id").fetchall() == [
             ("high", NOW - 35),
             ("low", NOW - 10),
         ]
     low = await store.get_run("low")
     assert low is not None and (low.duration, low.idempotency_key, low.rerun_of) == (0.0, None, None)
+    assert (low.traceparent, low.span_id) == (None, None)
     assert await claim_ids(store) == ["high", "low"]
 
 
@@ -876,6 +878,7 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     assert caplog.messages == [
         f"store: migrated {path} to schema version 3",
         f"store: migrated {path} to schema version 4",
+        f"store: migrated {path} to schema version 5",
     ]
     assert blocked(path) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
     assert await claim_ids(store) == ["a2", "b1", "c1", "n1"]
