@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway import config as config_mod
-from gateway.errors import ConfigError, Invalid, NotFound, StoreError
+from gateway.errors import ConfigError, GatewayError, Invalid, NotFound, StoreError
 from gateway.service import Service
+from gateway.telemetry import Telemetry
+from gateway.tracing import Tracing
+from gateway.tracing import from_env as tracing_from_env
 
 Env = Mapping[str, str]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -107,12 +110,19 @@ def with_service(
         if config is None:
             return 1
 
+    try:
+        # With OTEL_* set, a replay or rerun made here starts a trace too (linked to the original).
+        tracing = tracing_from_env(env) if needs_routes else Tracing.off()
+    except GatewayError as exc:
+        print(f"gateway {args.command}: {exc}", file=err)
+        return 1
+
     async def go() -> int:
         from gateway.store import Store
 
         store = await Store.open(path)
         try:
-            return await work(Service(store, config))
+            return await work(Service(store, config, telemetry=Telemetry(tracing)))
         finally:
             await store.close()
 
@@ -121,6 +131,8 @@ def with_service(
     except (NotFound, Invalid, StoreError) as exc:
         print(f"gateway {args.command}: {exc}", file=err)
         return 1
+    finally:
+        tracing.shutdown()
 
 
 def print_json(value: Any, out: TextIO) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.model import Attempt, Event, Job, Rejection, Run
+from gateway.tracing import trace_id_of
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
 
@@ -27,6 +28,7 @@ def event_row(event: Event) -> dict[str, Any]:
         "status": event.status,
         "verification": event.verification,
         "dedupe_key": event.dedupe_key,
+        "trace_id": trace_id_of(event.traceparent),
     }
 
 
@@ -43,6 +45,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "finished_at": iso(run.finished_at),
         "duration": round(run.duration, 3),
         "event_id": run.event_id,
+        "trace_id": trace_id_of(run.traceparent),
     }
 
 
@@ -83,6 +86,7 @@ def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
         f"created      {iso(run.created_at)}",
         f"started      {iso(run.started_at) or '-'}",
         f"finished     {iso(run.finished_at) or '-'}",
+        f"trace        {trace_id_of(run.traceparent) or '-'}",
         "input",
         *["  " + line for line in _json_block(run.input).splitlines()],
     ]
@@ -148,6 +152,7 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         f"received     {iso(event.received_at)} from {event.remote_addr or '-'}",
         f"verification {event.verification}",
         f"dedupe key   {event.dedupe_key or '-'}",
+        f"trace        {trace_id_of(event.traceparent) or '-'}",
         f"request      {event.method} {event.url} ({len(event.body)} bytes, {event.payload.kind})",
         "headers",
         *[f"  {k}: {v}" for k, v in event.headers.pairs],
