@@ -19,12 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from gateway.auth import check_bearer
 from gateway.config import Config
-from gateway.errors import Invalid, SignatureError, StoreError
+from gateway.errors import AccessDenied, Invalid, SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
 from gateway.keyring import Keyring
-from gateway.model import Delivery, Gauges, Headers, Recorded, Rejection, Request, Verdict
+from gateway.model import Delivery, Gauges, Headers, Recorded, Rejection, Request, Secret, Verdict
 from gateway.sources import Source
 from gateway.store import Store
 from gateway.telemetry import Telemetry
@@ -125,12 +126,19 @@ def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
 
 
 def metrics_endpoint(
-    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]]
+    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
 ) -> Callable[[HTTPRequest], Awaitable[Response]]:
-    """GET /metrics: Prometheus' text format, with the queue and executor gauges read at scrape time."""
+    """GET /metrics: Prometheus' text format, with the queue and executor gauges read at scrape time. With a
+    ``token`` (GATEWAY_METRICS_TOKEN) a scrape needs ``Authorization: Bearer <token>``."""
 
     async def metrics(request: HTTPRequest) -> Response:
         assert telemetry.metrics is not None
+        if token is not None:
+            try:
+                check_bearer(request.headers.get("authorization"), token)
+            except AccessDenied as exc:
+                challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                return _error(exc.status, exc.reason, exc.detail, challenge)
         try:
             snapshot = await gauges()
         except StoreError as exc:  # the counters still answer; the queue gauges wait for the store
@@ -142,14 +150,17 @@ def metrics_endpoint(
 
 
 def _metrics_route(
-    config: Config, telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]] | None
+    config: Config,
+    telemetry: Telemetry,
+    gauges: Callable[[], Awaitable[Gauges]] | None,
+    token: Secret | None,
 ) -> list[BaseRoute]:
     if telemetry.metrics is None or gauges is None:
         return []
     _reserved(
         config, METRICS_PATH, "give it another path:, or serve /metrics on its own port (--metrics-port)"
     )
-    return [Route(METRICS_PATH, metrics_endpoint(telemetry, gauges), methods=["GET", "HEAD"])]
+    return [Route(METRICS_PATH, metrics_endpoint(telemetry, gauges, token), methods=["GET", "HEAD"])]
 
 
 class _Hooks:
@@ -268,11 +279,12 @@ def create_app(
     api: ASGIApp | None = None,
     telemetry: Telemetry | None = None,
     gauges: Callable[[], Awaitable[Gauges]] | None = None,
+    metrics_token: Secret | None = None,
 ) -> Starlette:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
     the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
     admin API, gateway/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
-    metrics and ``gauges`` reads the queue and executor gauges."""
+    metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given)."""
     telemetry = telemetry or Telemetry.off()
     hook = _Hooks(config, store, clock, keyring, telemetry)
 
@@ -292,7 +304,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        *_metrics_route(config, telemetry, gauges),
+        *_metrics_route(config, telemetry, gauges, metrics_token),
         *_api_mount(config, api),
         Route("/{path:path}", hook.endpoint, methods=methods),
     ]
@@ -304,8 +316,9 @@ def create_admin_app(api: ASGIApp) -> Starlette:
     return Starlette(routes=[Mount(API_PREFIX, app=api)])
 
 
-def create_metrics_app(telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]]) -> Starlette:
+def create_metrics_app(
+    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
+) -> Starlette:
     """/metrics alone, for its own listener (--metrics-port)."""
-    return Starlette(
-        routes=[Route(METRICS_PATH, metrics_endpoint(telemetry, gauges), methods=["GET", "HEAD"])]
-    )
+    endpoint = metrics_endpoint(telemetry, gauges, token)
+    return Starlette(routes=[Route(METRICS_PATH, endpoint, methods=["GET", "HEAD"])])

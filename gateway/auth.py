@@ -176,6 +176,12 @@ def require(principal: Principal, scope: str) -> None:
         raise AccessDenied(403, "missing_scope", f"this token {has}; this call needs {scope}")
 
 
+def check_bearer(authorization: str | None, expected: Secret) -> None:
+    """A fixed bearer token (the /metrics scrape token), compared in constant time; AccessDenied (401)."""
+    if not Secret(_bearer(authorization)) == expected:
+        raise _bad("this is not the scrape token (GATEWAY_METRICS_TOKEN)")
+
+
 def _bearer(authorization: str | None) -> str:
     # The header is never quoted back: without a scheme, its first word may be the token itself.
     scheme, _, token = (authorization or "").strip().partition(" ")

@@ -120,8 +120,9 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "--no-metrics",
         action="store_true",
         default=env.get("GATEWAY_METRICS", "").strip().lower() in ("off", "0", "false", "no"),
-        help="do not serve /metrics (env GATEWAY_METRICS=off). Traces: set the standard OTEL_* variables, "
-        "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318, with the otel extra installed",
+        help="do not serve /metrics (env GATEWAY_METRICS=off). Set the env GATEWAY_METRICS_TOKEN to make "
+        "scrapes send 'Authorization: Bearer <token>'. Traces: set the standard OTEL_* variables, e.g. "
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318, with the otel extra installed",
     )
 
     p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
@@ -170,8 +171,8 @@ def secrets_of(config: Config, env: Env) -> list[str]:
     """Every secret the process knows, for the log filter that keeps them out of every line."""
     values = [secret.reveal() for source in config.sources.values() for secret in source.secrets]
     values += [s.signing_key.reveal() for s in config.sources.values() if s.signing_key is not None]
-    admin = env.get("GATEWAY_ADMIN_SECRET")
-    return [*values, admin] if admin else values
+    values += [env[name] for name in ("GATEWAY_ADMIN_SECRET", "GATEWAY_METRICS_TOKEN") if env.get(name)]
+    return values
 
 
 def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
@@ -182,7 +183,8 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     if loaded is None:
         return 1
     # From here on every configured secret is replaced in every log line, whatever logs it.
-    logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets_of(loaded, env))
+    secrets = secrets_of(loaded, env)
+    logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets)
     try:
         admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
         tracing = tracing_from_env(env)
@@ -202,9 +204,10 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         metrics=not args.no_metrics,
         metrics_host=args.metrics_host or None,
         metrics_port=args.metrics_port or None,
+        metrics_token=Secret(env["GATEWAY_METRICS_TOKEN"]) if env.get("GATEWAY_METRICS_TOKEN") else None,
     )
     try:
-        asyncio.run(serve(loaded, options, tracing=tracing))
+        asyncio.run(serve(loaded, options, tracing=tracing, scrub=logs.Scrub(secrets)))
     except GatewayError as exc:
         print(f"gateway serve: {exc}", file=err)
         return 1

@@ -325,6 +325,9 @@ class Executor:
         output: Any = None,
         available_at: float | None = None,
     ) -> AttemptEnd:
+        scrub = self.telemetry.scrub
+        if error is not None:  # a task may put a secret into its exception: keep it out of the record
+            error = {k: scrub(v) if isinstance(v, str) else v for k, v in error.items()}
         return AttemptEnd(
             run.id,
             ctx.attempt,
@@ -334,7 +337,7 @@ class Executor:
             available_at=available_at,
             output=output,
             error=error,
-            logs=ctx.log.lines(),
+            logs=tuple({**line, "message": scrub(str(line["message"]))} for line in ctx.log.lines()),
         )
 
     # -- stepping and running -----------------------------------------------------------------------------

@@ -133,14 +133,26 @@ def attempt(r: AttemptReport) -> None:
     run_log.log(level, message, extra={k: v for k, v in fields.items() if v is not None})
 
 
+class Scrub:
+    """``scrub(text)``: ``text`` with every configured secret of at least MIN_SECRET characters replaced by
+    ``[redacted]``. The executor scrubs what it stores of a failure (message, traceback, ctx.log lines), so a
+    task that puts a secret into an exception does not leak it to the database, the API or a span."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        kept = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)  # longest first
+        self.pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
+
+    def __call__(self, text: str) -> str:
+        return text if self.pattern is None else self.pattern.sub(REDACTED, text)
+
+
 class Redact(logging.Filter):
     """Replace every configured secret of at least MIN_SECRET characters with ``[redacted]`` in a record's
     message, its string ``extra`` fields and its exception text. Never raises; never drops a line."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        kept = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)  # longest first
-        self._pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
+        self._pattern = Scrub(secrets).pattern
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +31,9 @@ from gateway.errors import GatewayError, StoreError
 from gateway.executor import Executor, ExecutorOptions
 from gateway.jobs import Worker
 from gateway.keyring import Keyring
+from gateway.logs import Scrub
 from gateway.metrics import Metrics
-from gateway.model import Gauges
+from gateway.model import Gauges, QueueDepth, Secret
 from gateway.service import Service
 from gateway.store import Store
 from gateway.telemetry import Telemetry
@@ -56,6 +57,7 @@ class ServeOptions:
     metrics: bool = True  # serve Prometheus metrics at /metrics
     metrics_host: str | None = None  # serve /metrics on its own listener (else beside /hooks)
     metrics_port: int | None = None
+    metrics_token: Secret | None = None  # GATEWAY_METRICS_TOKEN: scrapes need it as a bearer token
 
 
 def _bind(host: str, port: int) -> str:
@@ -143,9 +145,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     *,
     tracing: Tracing | None = None,
+    scrub: Scrub | None = None,
 ) -> None:
     """Run until ``stop`` is set (SIGTERM and SIGINT set it); then drain and close the store. ``tracing``
-    (from the OTEL_* variables) is shut down, flushing its spans, after the store closes."""
+    (from the OTEL_* variables) is shut down, flushing its spans, after the store closes; ``scrub`` removes
+    the configured secrets from what is stored of failed attempts."""
     listeners = _listeners(options)
     for _, host, port in listeners:
         _check_free(host, port)
@@ -156,14 +160,16 @@ async def serve(
     tracing = tracing or Tracing.off()
     try:
         with database_lock(options.db):
-            await _serve(config, options, stop, tracing)
+            await _serve(config, options, stop, tracing, scrub or Scrub())
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await asyncio.to_thread(tracing.shutdown)
 
 
-async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing) -> None:
+async def _serve(
+    config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing, scrub: Scrub
+) -> None:
     executor: Executor | None = None
 
     def wake(runs: object) -> None:
@@ -177,7 +183,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tra
         budgets = {s.name: s.sender_timeout for s in config.sources.values() if s.sender_timeout is not None}
         metrics = Metrics(budgets, version=__version__)
     tracing.on_export_failure(metrics.trace_export_failed if metrics is not None else None)
-    telemetry = Telemetry(tracing, metrics)
+    telemetry = Telemetry(tracing, metrics, scrub)
     store = await Store.open(options.db, on_commit=wake, on_batch=telemetry.committed)
     keyring = Keyring(config.sources.values())
     try:
@@ -192,12 +198,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tra
             ),
             telemetry=telemetry,
         )
-        running = executor
-
-        async def gauges() -> Gauges:
-            queues = await store.queue_depths()
-            return Gauges(time.time(), queues, running.options.concurrency, running.busy())
-
+        gauges = gauge_reader(config, store, executor)
         service = Service(store, config, telemetry=telemetry)
         worker = Worker(service)
         key = options.admin_key
@@ -211,6 +212,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tra
             api=None if "the admin API" in apart else api,
             telemetry=None if "/metrics" in apart else telemetry,
             gauges=gauges,
+            metrics_token=options.metrics_token,
         )
         log.info(
             "gateway starting on http://%s with %d source(s), %d route(s), %d task(s), database %s",
@@ -223,7 +225,7 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tra
         servers = [hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
         for what, host, port in listeners[1:]:
             if what == "/metrics":
-                extra = create_metrics_app(telemetry, gauges)
+                extra = create_metrics_app(telemetry, gauges, options.metrics_token)
                 log.info("Prometheus metrics on http://%s/metrics", _bind(host, port))
             elif api is not None and key is not None:
                 extra = create_admin_app(api)
@@ -251,6 +253,36 @@ async def _serve(config: Config, options: ServeOptions, stop: asyncio.Event, tra
         log.info("gateway stopped; every acknowledged event is on disk")
 
 
+def gauge_reader(
+    config: Config, store: Store, executor: Executor, clock: Callable[[], float] = time.time
+) -> Callable[[], Awaitable[Gauges]]:
+    """What /metrics reads at scrape time: the queues on disk (every known queue, 0 when empty) and this
+    process's executor slots. A store that cannot be read leaves the queues out, not the executor."""
+    known = _queues(config)
+
+    async def gauges() -> Gauges:
+        try:
+            waiting = {q.queue: q for q in await store.queue_depths()}
+        except StoreError as exc:
+            log.warning("/metrics: could not read the queues: %s", exc)
+            waiting = None
+        queues = () if waiting is None else _with_empty(waiting, known)
+        return Gauges(clock(), queues, executor.options.concurrency, executor.busy())
+
+    return gauges
+
+
+def _queues(config: Config) -> set[str]:
+    """Every queue routes.yaml and the tasks name: /metrics shows them at 0 when empty, not as no data."""
+    names = set(config.queues) | {task.options()["queue"] for task in config.tasks.values()}
+    return names | {str(route.options["queue"]) for route in config.routes if "queue" in route.options}
+
+
+def _with_empty(waiting: dict[str, QueueDepth], known: set[str]) -> tuple[QueueDepth, ...]:
+    empty = {name: QueueDepth(name, 0, None) for name in known if name not in waiting}
+    return tuple({**empty, **waiting}.values())
+
+
 def _announce(options: ServeOptions, key: AdminKey | None, apart: set[str], tracing: Tracing) -> None:
     """Say in the log where the admin API, /metrics and traces go (or why they are off)."""
     if key is None:
@@ -260,5 +292,6 @@ def _announce(options: ServeOptions, key: AdminKey | None, apart: set[str], trac
     if not options.metrics:
         log.info("/metrics off (--no-metrics)")
     elif "/metrics" not in apart:
-        log.info("Prometheus metrics at /metrics")
+        guarded = "a bearer token" if options.metrics_token is not None else "no token: GATEWAY_METRICS_TOKEN"
+        log.info("Prometheus metrics at /metrics (%s)", guarded)
     log.info("%s", tracing.describe())

@@ -263,7 +263,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
     remote = parse_settings(scheme, raw, where, problems, base_dir)
     signing_key = _signing_key(scheme, raw, where, problems)
     retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
-    sender_timeout = _sender_timeout(scheme, raw.get("sender_timeout"), f"{where}.sender_timeout", problems)
+    sender_timeout = _sender_timeout(scheme, raw, f"{where}.sender_timeout", problems)
     if scheme is None:
         return None
     return Source(
@@ -285,11 +285,15 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
 
 
 def _sender_timeout(
-    scheme: Scheme | None, value: object, where: str, problems: list[Problem]
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
 ) -> float | None:
-    """``sender_timeout:`` in seconds (how long the provider waits for an answer), else the preset's."""
-    if value is None:
+    """``sender_timeout:`` in seconds (how long the provider waits for an answer), else the preset's;
+    ``null`` says there is no budget to measure acks against."""
+    if "sender_timeout" not in raw:
         return scheme.sender_timeout if scheme is not None else None
+    value = raw["sender_timeout"]
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         problems.append(
             Problem(

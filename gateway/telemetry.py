@@ -25,6 +25,7 @@ class Telemetry:
 
     tracing: Tracing = field(default_factory=Tracing.off)
     metrics: Metrics | None = None
+    scrub: logs.Scrub = field(default_factory=logs.Scrub)  # keeps configured secrets out of stored failures
 
     @classmethod
     def off(cls) -> Telemetry:

@@ -11,9 +11,11 @@ import pytest
 
 from gateway import AbortRun, Context, RetryAfter, task
 from gateway.executor import Executor, ExecutorOptions
+from gateway.logs import Scrub
 from gateway.model import Event, Headers, Payload, Run, new_id
 from gateway.store import Store
 from gateway.tasks import Task
+from gateway.telemetry import Telemetry
 
 
 class FakeClock:
@@ -544,3 +546,28 @@ async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_l
     assert len(set(leases)) >= 3  # renewed several times while the loop was blocked
     assert (current.attempts, current.crashes) == (1, 0)
     assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["completed"]
+
+
+async def test_a_secret_a_task_puts_into_its_error_or_log_is_stored_redacted(
+    open_store: Callable[..., Any],
+) -> None:
+    secret = "whsec_do-not-store-me"
+
+    @task(id="careless", retry={"max_attempts": 1})
+    async def careless(payload: Any, ctx: Context) -> None:
+        ctx.log.info("calling with key %s", secret)
+        raise RuntimeError(f"upstream refused key {secret}")
+
+    clock = FakeClock()
+    store = await open_store()
+    telemetry = Telemetry(scrub=Scrub([secret]))
+    executor = Executor(store, {careless.id: careless}, clock=clock, telemetry=telemetry)
+    run = await enqueue(store, clock, careless)
+    await executor.run_once()
+    done = await store.get_run(run.id)
+    assert done is not None and done.error is not None
+    assert done.error["message"] == "upstream refused key [redacted]"
+    [attempt] = await store.attempts_for_run(run.id)
+    assert attempt.error_message == "upstream refused key [redacted]"
+    assert attempt.traceback is not None and secret not in attempt.traceback
+    assert [line["message"] for line in attempt.logs] == ["calling with key [redacted]"]

@@ -362,3 +362,40 @@ def test_a_misspelt_retention_key_gets_a_suggestion(load_config: Callable[..., A
         "routes.yaml: retension: unknown key 'retension' (did you mean 'retention'?)",
         "routes.yaml: sources.github.retension: unknown key 'retension' (did you mean 'retention'?)",
     ]
+
+
+def test_sender_timeout_defaults_to_the_presets_and_a_number_overrides_it(
+    load_config: Callable[..., Any],
+) -> None:
+    assert load_config(MINIMAL).sources["github"].sender_timeout == 10.0
+    slack = MINIMAL.replace("verify: github", "verify: slack")
+    assert load_config(slack).sources["github"].sender_timeout == 3.0
+    override = MINIMAL.replace("    secret: s3cr3t-value-github", "    secret: x\n    sender_timeout: 2.5")
+    assert load_config(override).sources["github"].sender_timeout == 2.5
+
+
+def test_an_unverified_source_has_no_sender_timeout_unless_set(load_config: Callable[..., Any]) -> None:
+    unverified = MINIMAL.replace("verify: github\n    secret: s3cr3t-value-github", "verify: none")
+    assert load_config(unverified).sources["github"].sender_timeout is None
+    given = unverified.replace("verify: none", "verify: none\n    sender_timeout: 30")
+    timeout = load_config(given).sources["github"].sender_timeout
+    assert (timeout, type(timeout)) == (30.0, float)
+
+
+def test_a_null_sender_timeout_means_no_budget(load_config: Callable[..., Any]) -> None:
+    off = MINIMAL.replace("    secret: s3cr3t-value-github", "    secret: x\n    sender_timeout: null")
+    assert load_config(off).sources["github"].sender_timeout is None
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("0", "0"), ("-1", "-1"), ("4000", "4000"), ("10s", "'10s'"), ("true", "True"), ("[1]", "[1]")],
+)
+def test_a_malformed_sender_timeout_is_one_problem_naming_the_value(
+    load_config: Callable[..., Any], value: str, shown: str
+) -> None:
+    routes = MINIMAL.replace("    secret: s3cr3t-value-github", f"    secret: x\n    sender_timeout: {value}")
+    assert problems_of(load_config, routes) == [
+        "routes.yaml: sources.github.sender_timeout: expected the sender's delivery timeout in seconds "
+        f"(e.g. 10; at most 3600), got {shown}"
+    ]
