@@ -19,9 +19,9 @@ from typing import TextIO
 from gateway import auth, flags, history, logs, replay
 from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
+from gateway.exporter import from_env as tracing_from_env
 from gateway.flags import env_flag
 from gateway.model import Secret
-from gateway.tracing import from_env as tracing_from_env
 
 Env = Mapping[str, str]
 

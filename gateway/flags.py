@@ -16,10 +16,10 @@ from typing import Any, TextIO
 
 from gateway import config as config_mod
 from gateway.errors import ConfigError, GatewayError, Invalid, NotFound, StoreError
+from gateway.exporter import from_env as tracing_from_env
 from gateway.service import Service
 from gateway.telemetry import Telemetry
 from gateway.tracing import Tracing
-from gateway.tracing import from_env as tracing_from_env
 
 Env = Mapping[str, str]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")

@@ -13,10 +13,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
 from gateway.executor import Executor
+from gateway.exporter import _reporting
 from gateway.service import Service
 from gateway.store import Store
 from gateway.telemetry import Telemetry
-from gateway.tracing import Tracing, _reporting
+from gateway.tracing import Tracing
 from tests.integration.test_app import PUSH, github_headers
 
 TASKS = """

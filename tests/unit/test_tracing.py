@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-
 import pytest
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, TraceFlags
 
-from gateway.errors import GatewayError
 from gateway.model import Event, Headers, Payload, Run
-from gateway.tracing import SERVICE_NAME, Tracing, from_env, parent_of, stamp, trace_id_of, traceparent_of
+from gateway.tracing import parent_of, stamp, trace_id_of, traceparent_of
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE}-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def tracings() -> Iterator[list[Tracing]]:
-    made: list[Tracing] = []
-    yield made
-    for tracing in made:
-        tracing.shutdown()
-
-
-def configured(made: list[Tracing], env: dict[str, str]) -> Tracing:
-    tracing = from_env(env)
-    made.append(tracing)
-    return tracing
 
 
 def test_a_traceparent_round_trips_and_gives_its_trace_id() -> None:
@@ -69,80 +50,3 @@ def test_stamping_gives_each_run_its_own_span_id_under_the_events_span() -> None
     assert {r.traceparent for r in stamped} == {PARENT}
     ids = [r.span_id for r in stamped]
     assert len(set(ids)) == 3 and all(i is not None and len(i) == 16 and i != "0" * 16 for i in ids)
-
-
-def test_without_otel_variables_tracing_is_off(tracings: list[Tracing]) -> None:
-    tracing = configured(tracings, {})
-    assert not tracing.enabled
-    assert tracing.describe().startswith("traces off: set OTEL_EXPORTER_OTLP_ENDPOINT")
-
-
-def test_an_otlp_endpoint_turns_export_on(tracings: list[Tracing]) -> None:
-    tracing = configured(tracings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
-    assert tracing.enabled
-    assert tracing.describe() == "traces to http://collector:4318 (OTLP)"
-
-
-def test_the_console_exporter_and_none(tracings: list[Tracing]) -> None:
-    assert configured(tracings, {"OTEL_TRACES_EXPORTER": "console"}).describe() == "traces to stdout"
-    off = {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
-    assert not configured(tracings, off).enabled
-
-
-def test_otel_sdk_disabled_wins(tracings: list[Tracing]) -> None:
-    env = {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
-    assert not configured(tracings, env).enabled
-
-
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        (
-            {"OTEL_TRACES_EXPORTER": "zipkin"},
-            "OTEL_TRACES_EXPORTER=zipkin: unknown exporter 'zipkin'; use otlp, console or none",
-        ),
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
-            "OTEL_EXPORTER_OTLP_PROTOCOL=http/json: not supported; use http/protobuf (the default) or grpc",
-        ),
-    ],
-)
-def test_an_unknown_exporter_or_protocol_is_refused_with_the_fix(env: dict[str, str], message: str) -> None:
-    with pytest.raises(GatewayError) as caught:
-        from_env(env)
-    assert str(caught.value) == message
-
-
-def test_grpc_without_its_exporter_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", None)
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
-    with pytest.raises(GatewayError, match=r"pip install opentelemetry-exporter-otlp-proto-grpc"):
-        from_env(env)
-
-
-def test_an_endpoint_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if the otel extra were missing
-    with pytest.raises(GatewayError) as caught:
-        from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
-    assert str(caught.value) == (
-        "OpenTelemetry export is configured (OTEL_*), but its SDK is not installed: "
-        "pip install 'webhook-gateway[otel]', or unset the OTEL_* variables to run without traces"
-    )
-
-
-def _service_name(tracing: Tracing) -> object:
-    provider = tracing._provider
-    assert provider is not None
-    return provider.resource.attributes.get("service.name")
-
-
-def test_the_service_name_defaults_to_the_gateways_and_otel_service_name_overrides(
-    tracings: list[Tracing], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
-    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
-    assert _service_name(configured(tracings, {"OTEL_TRACES_EXPORTER": "console"})) == SERVICE_NAME
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "hooks-eu")
-    assert (
-        _service_name(configured(tracings, {**os.environ, "OTEL_TRACES_EXPORTER": "console"})) == "hooks-eu"
-    )
