@@ -1,4 +1,4 @@
-"""The local executor: claim queued runs, run their tasks with limits and timeouts, record every attempt.
+"""The local executor: claim queued runs within the limits, run each attempt (gateway/attempt.py), record it.
 
 I/O: the store, a thread pool for sync tasks, a heartbeat thread. ``run_once()`` steps it (tests);
 ``run(stop)`` runs it beside the HTTP server until ``stop`` is set, then drains with a deadline.
@@ -8,35 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import inspect
-import json
 import logging
 import random
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.attempt import Attempts
 from gateway.context import Context, RunLog
-from gateway.errors import AbortRun, RetryAfter, StoreError
+from gateway.errors import StoreError
 from gateway.model import (
-    COMPLETED,
-    FAILED,
     FINAL_STATUSES,
-    QUEUED,
     RETRYING,
-    TIMED_OUT,
     AttemptEnd,
     AttemptReport,
     Claim,
     Run,
 )
-from gateway.retry import next_attempt_at, policy_from
 from gateway.store import Store
 from gateway.tasks import Task
 from gateway.telemetry import Telemetry
@@ -81,7 +73,7 @@ class Executor:
         self._by_queue: Counter[str] = Counter()
         self._by_task: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="gateway-task")
-        self._params: dict[str, int] = {}
+        self._attempts = Attempts(tasks, self._pool, clock=clock, rand=rand, scrub=self.telemetry.scrub)
         self._reserved: list[Run] = []  # runs accepted during the claim in progress
 
     # -- waking -------------------------------------------------------------------------------------------
@@ -175,21 +167,10 @@ class Executor:
             with self.telemetry.tracing.attempt(run, claim.attempt) as span:
                 ctx = self._context(claim)
                 try:
-                    end = await self._attempt(run, ctx)
+                    end = await self._attempts.run(run, ctx)
                 except asyncio.CancelledError:
                     # Shutdown after the drain deadline: requeue without using a retry (at-least-once).
-                    ctx.log.warning("interrupted by shutdown; the run is queued again")
-                    end = AttemptEnd(
-                        run.id,
-                        claim.attempt,
-                        self.clock(),
-                        "interrupted",
-                        QUEUED,
-                        counts=False,
-                        available_at=self.clock(),
-                        error=_error_of("Interrupted", "the gateway shut down before this attempt finished"),
-                        logs=ctx.log.lines(),
-                    )
+                    end = self._attempts.interrupted(run, ctx)
                     self._report(span, run, end, time.perf_counter() - started)
                     with contextlib.suppress(Exception):
                         await self._finish(end)
@@ -248,97 +229,6 @@ class Executor:
             log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
             return False
         return True
-
-    async def _attempt(self, run: Run, ctx: Context) -> AttemptEnd:
-        task = self.tasks.get(run.task_id)
-        if task is None:
-            message = f"no task with id {run.task_id!r} is loaded (was it renamed or removed from tasks/?)"
-            return self._end(run, ctx, "aborted", FAILED, _error_of("UnknownTask", message))
-        timeout = run.options.get("timeout", task.timeout)
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                output = await self._call(task, run.input, ctx)
-        except TimeoutError as exc:
-            if deadline.expired():
-                ctx.log.error("timed out after %s s", timeout)
-                error = _error_of("TimeoutError", f"the attempt ran past its timeout of {timeout} s")
-                return self._failure(run, ctx, "timed_out", error)
-            return self._failure(run, ctx, "failed", _error_from(exc))
-        except AbortRun as exc:
-            return self._end(run, ctx, "aborted", FAILED, _error_from(exc))
-        except RetryAfter as exc:
-            return self._failure(run, ctx, "failed", _error_from(exc), retry_at=exc.when(self.clock()))
-        except Exception as exc:
-            return self._failure(run, ctx, "failed", _error_from(exc))
-        try:
-            stored = json.loads(json.dumps(output, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            message = f"task {task.id!r} returned a value that is not JSON-serialisable: {exc}"
-            return self._failure(run, ctx, "failed", _error_of("TypeError", message))
-        return self._end(run, ctx, "completed", COMPLETED, None, output=stored)
-
-    async def _call(self, task: Task, payload: Any, ctx: Context) -> Any:
-        args = (payload, ctx) if self._arity(task) >= 2 else (payload,)
-        if task.is_async:
-            return await task.fn(*args)
-        loop = asyncio.get_running_loop()
-        # The copied context carries the attempt's span into the worker thread (ctx.span nests under it).
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self._pool, lambda: context.run(task.fn, *args))
-
-    def _arity(self, task: Task) -> int:
-        if task.id not in self._params:
-            try:
-                params = inspect.signature(task.fn).parameters.values()
-                positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-                varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
-                self._params[task.id] = 2 if varargs else len(positional)
-            except (TypeError, ValueError):
-                self._params[task.id] = 2
-        return self._params[task.id]
-
-    def _failure(
-        self, run: Run, ctx: Context, outcome: str, error: dict[str, Any], retry_at: float | None = None
-    ) -> AttemptEnd:
-        now = self.clock()
-        at = next_attempt_at(
-            policy_from(run.options),
-            attempts_used=run.attempts + 1,
-            now=now,
-            rand=self.rand(),
-            retry_at=retry_at,
-        )
-        if at is None:
-            final = TIMED_OUT if outcome == "timed_out" else FAILED
-            return self._end(run, ctx, outcome, final, error)
-        ctx.log.info("attempt %d failed; next attempt in %.1f s", ctx.attempt, at - now)
-        return self._end(run, ctx, outcome, RETRYING, error, available_at=at)
-
-    def _end(
-        self,
-        run: Run,
-        ctx: Context,
-        outcome: str,
-        status: str,
-        error: dict[str, Any] | None,
-        *,
-        output: Any = None,
-        available_at: float | None = None,
-    ) -> AttemptEnd:
-        scrub = self.telemetry.scrub
-        if error is not None:  # a task may put a secret into its exception: keep it out of the record
-            error = {k: scrub(v) if isinstance(v, str) else v for k, v in error.items()}
-        return AttemptEnd(
-            run.id,
-            ctx.attempt,
-            self.clock(),
-            outcome,
-            status,
-            available_at=available_at,
-            output=output,
-            error=error,
-            logs=tuple({**line, "message": scrub(str(line["message"]))} for line in ctx.log.lines()),
-        )
 
     # -- stepping and running -----------------------------------------------------------------------------
 
@@ -436,12 +326,3 @@ async def wait_first(*waits: Any, timeout: float) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _error_of(kind: str, message: str) -> dict[str, Any]:
-    return {"type": kind, "message": message, "traceback": None}
-
-
-def _error_from(exc: BaseException) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb[-20_000:]}
