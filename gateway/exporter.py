@@ -17,6 +17,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.tracing")
 _FAILURE_LOG_EVERY = 60.0  # seconds between two "could not export" warnings
+# The SDK's own loggers that speak on every failed or dropped batch while a collector is down.
+_CHATTY = (
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.sdk._shared_internal",
+)
+
+
+class OncePerMinute(logging.Filter):
+    """Let one record a minute through: a collector that is down must not flood the log. Every failure is
+    still counted (gateway_trace_export_failures_total) and summed up in the gateway's own warning."""
+
+    def __init__(
+        self, every: float = _FAILURE_LOG_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.every, self.clock, self.last = every, clock, -every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
 
 
 def from_env(env: Mapping[str, str]) -> Tracing:
@@ -54,6 +78,10 @@ def from_env(env: Mapping[str, str]) -> Tracing:
     attributes = {"service.version": version()}
     if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         attributes["service.name"] = SERVICE_NAME
+    for name in _CHATTY:
+        chatty = logging.getLogger(name)
+        if not any(isinstance(f, OncePerMinute) for f in chatty.filters):
+            chatty.addFilter(OncePerMinute())
     provider = TracerProvider(resource=Resource.create(attributes), id_generator=chosen_ids())
     exporters = [
         (name, _otlp(env) if name == "otlp" else ConsoleSpanExporter())

@@ -173,6 +173,9 @@ class Tracing:
     def request(self, method: str, path: str, traceparent: str | None, remote: str | None) -> Iterator[Span]:
         """The span of one request on a hook path, continuing the sender's ``traceparent`` if it sent one."""
         parent = parent_of(traceparent)
+        if parent is None and self._provider is None:  # nothing to record or continue: skip the no-op span
+            yield trace.INVALID_SPAN
+            return
         attributes = {"http.request.method": method, "url.path": path}
         if remote:
             attributes["client.address"] = remote

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.exporter import from_env
+from gateway.exporter import OncePerMinute, from_env
 from gateway.tracing import SERVICE_NAME, Tracing
 
 
@@ -102,3 +103,14 @@ def test_the_service_name_defaults_to_the_gateways_and_otel_service_name_overrid
     assert (
         _service_name(configured(tracings, {**os.environ, "OTEL_TRACES_EXPORTER": "console"})) == "hooks-eu"
     )
+
+
+def test_the_sdks_own_export_errors_are_let_through_once_a_minute() -> None:
+    now = [0.0]
+    quiet = OncePerMinute(clock=lambda: now[0])
+    record = logging.LogRecord("opentelemetry.exporter.otlp.common.http", logging.ERROR, "", 0, "x", (), None)
+    seen = []
+    for t in (0.0, 1.0, 59.9, 60.0, 61.0, 130.0):
+        now[0] = t
+        seen.append(quiet.filter(record))
+    assert seen == [True, False, False, True, False, True]
