@@ -18,7 +18,7 @@ from typing import TextIO
 
 from gateway import auth, flags, history, logs, replay
 from gateway.config import Config
-from gateway.errors import GatewayError, Invalid
+from gateway.errors import GatewayError
 from gateway.exporter import from_env as tracing_from_env
 from gateway.flags import env_flag
 from gateway.model import Secret
@@ -188,7 +188,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     try:
         admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
         tracing = tracing_from_env(env)
-    except (Invalid, GatewayError) as exc:
+    except GatewayError as exc:  # Invalid included
         print(f"gateway serve: {exc}", file=err)
         return 1
     options = ServeOptions(

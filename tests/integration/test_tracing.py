@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 
 from gateway.executor import Executor
 from gateway.exporter import _reporting
+from gateway.model import Headers
 from gateway.service import Service
 from gateway.store import Store
 from gateway.telemetry import Telemetry
@@ -338,3 +339,23 @@ def test_a_failed_export_is_counted_and_logged_once_never_raised(
         "traces: could not export 0 span(s) to http://127.0.0.1:9/v1/traces (" + problem
     )
     assert warning.endswith("Ingest and runs are not affected")
+
+
+async def test_a_trigger_continues_the_callers_trace(
+    load_config: Callable[..., Any],
+    open_store: Callable[..., Any],
+    telemetry: Telemetry,
+    exporter: InMemorySpanExporter,
+) -> None:
+    store = await open_store()
+    service = Service(store, load_config(ROUTES, TASKS), clock=Clock(), telemetry=telemetry)
+    headers = Headers([("traceparent", TRACEPARENT)])
+    outcome = await service.trigger(
+        "steady", b'{"payload": {"n": 1}}', headers, idempotency_key=None, requested_by="ci"
+    )
+    [span] = named(exporter.get_finished_spans(), "trigger steady")
+    assert (trace_of(span), parent_id(span)) == (SENDER_TRACE, SENDER_SPAN)
+    [run] = outcome.runs
+    assert run.traceparent is not None and run.traceparent.startswith(f"00-{SENDER_TRACE}-{span_id(span)}-")
+    event = await store.get_event(outcome.event_id)
+    assert event is not None and event.traceparent == run.traceparent
