@@ -8,6 +8,7 @@ template over the body (Twilio, Mailgun), the exact candidate messages.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -84,6 +85,7 @@ def _signed_header(scheme: Scheme, headers: Headers, name: str) -> tuple[str, st
     return found
 
 
+@functools.cache
 def _digest_size(algorithm: str) -> int:
     return hashlib.new(algorithm).digest_size
 

@@ -181,7 +181,7 @@ class _Hooks:
     async def endpoint(self, request: HTTPRequest) -> Response:
         started = time.perf_counter()
         remote = request.client.host if request.client else None
-        path, method = request.url.path, request.method
+        path, method = request.scope["path"], request.method
         with self.telemetry.tracing.request(method, path, request.headers.get("traceparent"), remote) as span:
             response, delivery = await self.deliver(request, remote, span)
             seconds = time.perf_counter() - started
@@ -204,9 +204,10 @@ class _Hooks:
     async def deliver(
         self, request: HTTPRequest, remote: str | None, span: Span
     ) -> tuple[Response, Delivery]:
-        source = self.by_path.get(request.url.path)
+        path = request.scope["path"]
+        source = self.by_path.get(path)
         if source is None:
-            detail = f"no webhook source is served at {request.url.path}"
+            detail = f"no webhook source is served at {path}"
             return _error(404, "unknown_source", detail), Delivery(404, "unknown_source")
         said = partial(Delivery, source=source.name, budget=source.sender_timeout)
         if request.method != "POST":

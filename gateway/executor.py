@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gateway.attempt import Attempts
@@ -29,6 +30,7 @@ from gateway.model import (
     Claim,
     Run,
 )
+from gateway.runstore import ClaimOp
 from gateway.store import Store
 from gateway.tasks import Task
 from gateway.telemetry import Telemetry
@@ -75,12 +77,17 @@ class Executor:
         self._pool = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="gateway-task")
         self._attempts = Attempts(tasks, self._pool, clock=clock, rand=rand, scrub=self.telemetry.scrub)
         self._reserved: list[Run] = []  # runs accepted during the claim in progress
+        self._claiming = False  # a claim is in flight: _fill's own, or one riding a store batch
+        self._riding: asyncio.Future[list[Claim]] | None = None
 
     # -- waking -------------------------------------------------------------------------------------------
 
     def notify(self, runs: object = None) -> None:
-        """Wake the executor: new runs were committed (the store's on_commit) or a slot came free."""
-        self._wake.set()
+        """Wake the executor: new runs were committed (the store's on_commit) or a slot came free.
+
+        Not while a claim rides the batch that committed them: that claim has seen them already."""
+        if self._riding is None:
+            self._wake.set()
 
     # -- limits -------------------------------------------------------------------------------------------
 
@@ -119,10 +126,11 @@ class Executor:
         started = 0
         while True:
             free = self.options.concurrency - len(self._running)
-            if free <= 0:
+            if free <= 0 or self._claiming:  # a riding claim wakes us when it has started its runs
                 return started
             skip_queues, skip_tasks = self._full()
             self._reserved = []
+            self._claiming = True
             try:
                 claims = await self.store.claim(
                     now=self.clock(),
@@ -135,13 +143,50 @@ class Executor:
             except BaseException:
                 self._give_back(set())
                 raise
-            self._give_back({c.run.id for c in claims})
-            for claim in claims:
-                self._running[claim.run.id] = asyncio.create_task(self._execute(claim), name=claim.run.id)
-            self._publish_ids()
+            finally:
+                self._claiming = False
+            self._start(claims)
             started += len(claims)
             if len(claims) < free:
                 return started
+
+    def ride(self) -> ClaimOp | None:
+        """A claim for the store to add to a batch that creates runs (``Store.set_claimer``): the runs start
+        once that batch commits, with no second transaction. None while a claim is in flight or no slot is
+        free (then the store's on_commit wakes :meth:`run`, which claims them itself)."""
+        free = self.options.concurrency - len(self._running)
+        if self._claiming or free <= 0:
+            return None
+        skip_queues, skip_tasks = self._full()
+        self._reserved = []
+        op = self.store.claim_op(
+            now=self.clock(),
+            limit=free,
+            lease=self.options.lease,
+            accept=self._accept,
+            skip_queues=skip_queues,
+            skip_tasks=skip_tasks,
+        )
+        self._claiming, self._riding = True, op.done
+        op.done.add_done_callback(partial(self._rode, free))
+        return op
+
+    def _rode(self, limit: int, done: asyncio.Future[list[Claim]]) -> None:
+        self._claiming, self._riding = False, None
+        if done.cancelled() or done.exception() is not None:
+            self._give_back(set())  # nothing was claimed; run() claims again (and meets the error itself)
+            self._wake.set()
+            return
+        claims = done.result()
+        self._start(claims)
+        if len(claims) == limit:
+            self._wake.set()  # it took as many as it could: more may be ready
+
+    def _start(self, claims: list[Claim]) -> None:
+        self._give_back({c.run.id for c in claims})
+        for claim in claims:
+            self._running[claim.run.id] = asyncio.create_task(self._execute(claim), name=claim.run.id)
+        self._publish_ids()
 
     def _give_back(self, claimed: set[str]) -> None:
         """Release the slots reserved during a claim for runs it did not return (e.g. its commit failed)."""
@@ -153,6 +198,11 @@ class Executor:
     def _publish_ids(self) -> None:
         with self._ids_lock:
             self._ids = frozenset(self._running)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, no claim in flight and nothing to wake for."""
+        return not self._running and not self._claiming and not self._wake.is_set()
 
     def busy(self) -> dict[str, int]:
         """Attempts executing now, by queue (for /metrics)."""
@@ -266,6 +316,7 @@ class Executor:
         )
         beat.start()
         next_sweep = self.clock() + self.options.lease
+        self.store.set_claimer(self.ride)
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -282,8 +333,12 @@ class Executor:
                     )
                     idle = self.options.poll
                 await wait_first(self._wake.wait(), stop.wait(), timeout=idle)
+            self.store.set_claimer(None)
+            if self._riding is not None:  # its runs are executing on disk: start them, then drain them
+                await asyncio.wait([self._riding])
             await self._drain()
         finally:
+            self.store.set_claimer(None)
             for task in self._running.values():  # only non-empty when run() itself was cancelled
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)

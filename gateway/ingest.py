@@ -30,7 +30,9 @@ REDACTED_HEADERS = frozenset(
 
 def redact(headers: Headers, extra: tuple[str, ...] = ()) -> Headers:
     """Headers as stored: credentials (the usual ones, plus a scheme's ``secret_headers``) replaced."""
-    hidden = REDACTED_HEADERS | {name.lower() for name in extra}
+    hidden = REDACTED_HEADERS.union(name.lower() for name in extra) if extra else REDACTED_HEADERS
+    if hidden.isdisjoint(headers):
+        return headers
     return Headers((k, "[redacted]" if k in hidden else v) for k, v in headers.pairs)
 
 
@@ -66,7 +68,7 @@ def parse_payload(content_type: str | None, body: bytes) -> Payload:
     )
     if looks_json:
         try:
-            return Payload("json", json.loads(body))
+            return Payload("json", json.loads(body), parsed=True)
         except (ValueError, RecursionError):
             pass
     elif mime == "application/x-www-form-urlencoded":

@@ -61,11 +61,8 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_index", "_pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        self._pairs: tuple[tuple[str, str], ...] = tuple((k.lower(), v) for k, v in pairs)
-        index: dict[str, str] = {}
-        for k, v in self._pairs:
-            index.setdefault(k, v)
-        self._index = index
+        self._pairs: tuple[tuple[str, str], ...] = tuple([(k.lower(), v) for k, v in pairs])
+        self._index = dict(reversed(self._pairs))  # the first value of a repeated name wins
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -133,10 +130,14 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """A parsed body. ``kind`` is ``json``, ``form`` or ``raw``; ``data`` is JSON-compatible."""
+    """A parsed body. ``kind`` is ``json``, ``form`` or ``raw``; ``data`` is JSON-compatible.
+
+    ``parsed`` says ``data`` is exactly the event's body parsed as JSON, so the store keeps the body alone.
+    """
 
     kind: str
     data: Any
+    parsed: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

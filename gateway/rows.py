@@ -60,7 +60,8 @@ def event_row(e: Event) -> dict[str, Any]:
         "query": _json(e.query),
         "body": bytes(e.body),
         "payload_kind": e.payload.kind,
-        "payload": _json(e.payload.data),
+        # A payload that is the body parsed is stored once, as the body: event_from_row parses it again.
+        "payload": "" if e.payload.parsed else _json(e.payload.data),
         "verification": e.verification,
         "remote_addr": e.remote_addr,
         "replay_of": e.replay_of,
@@ -68,8 +69,12 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def run_row(r: Run) -> dict[str, Any]:
-    """Raises ValueError for an unknown status, TypeError for input or output JSON cannot hold."""
+def run_row(r: Run, event: Event | None = None) -> dict[str, Any]:
+    """Raises ValueError for an unknown status, TypeError for input or output JSON cannot hold.
+
+    With the run's ``event``: an input that is the event's whole payload, parsed from its body, is stored
+    as the body's text, which is already its JSON (no second encoding).
+    """
     if r.status not in RUN_STATUSES:
         raise ValueError(
             f"run {r.id} has unknown status {r.status!r}; expected one of {sorted(RUN_STATUSES)}"
@@ -79,7 +84,7 @@ def run_row(r: Run) -> dict[str, Any]:
         "event_id": r.event_id,
         "route_id": r.route_id,
         "task_id": r.task_id,
-        "input": _json(r.input),
+        "input": _input_text(r, event),
         "status": r.status,
         "queue": r.queue,
         "priority": r.priority,
@@ -98,6 +103,18 @@ def run_row(r: Run) -> dict[str, Any]:
         "traceparent": r.traceparent,
         "span_id": r.span_id,
     }
+
+
+def _input_text(r: Run, event: Event | None) -> str:
+    if event is not None and event.payload.parsed and r.input is event.payload.data:
+        try:
+            text = event.body.decode("utf-8")
+        except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32: encoded like any other input
+            pass
+        else:
+            if not text.startswith("\ufeff"):  # json.loads takes a BOM in bytes, not in text
+                return text
+    return _json(r.input)
 
 
 def key_of(row: dict[str, Any]) -> tuple[str, str] | None:
@@ -181,7 +198,7 @@ def event_from_row(row: Row) -> Event:
         headers=Headers(_pairs(row["headers"])),
         query=_pairs(row["query"]),
         body=bytes(row["body"]),
-        payload=Payload(row["payload_kind"], json.loads(row["payload"])),
+        payload=_payload(row["payload_kind"], row["payload"], row["body"]),
         verification=row["verification"],
         remote_addr=row["remote_addr"],
         replay_of=row["replay_of"],
@@ -216,9 +233,10 @@ def run_from_row(row: Row) -> Run:
     )
 
 
-def claim_from_row(row: Row, *, now: float) -> Claim:
-    """A ``claim_candidates`` row as the run it becomes once claimed at ``now``."""
-    run = run_from_row(row)
+def claim_from_row(row: Row, *, now: float, run: Run | None = None) -> Claim:
+    """A ``claim_candidates`` row as the run it becomes once claimed at ``now`` (``run``: the row's run,
+    when the caller has decoded it already)."""
+    run = run_from_row(row) if run is None else run
     started_at = now if run.started_at is None else run.started_at
     return Claim(
         run=replace(run, status=EXECUTING, started_at=started_at),
@@ -259,6 +277,12 @@ def rejection_from_row(row: Row) -> Rejection:
 def _json(value: Any) -> str:
     # ASCII-only output: a lone surrogate in a value becomes an escape instead of failing the write.
     return json.dumps(value, separators=(",", ":"))
+
+
+def _payload(kind: str, text: str, body: bytes) -> Payload:
+    if text == "":  # the body parsed (Payload.parsed); a payload stored in full is never "" (JSON text)
+        return Payload(kind, json.loads(body), parsed=True)
+    return Payload(kind, json.loads(text))
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:

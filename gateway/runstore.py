@@ -134,7 +134,7 @@ async def _claim(conn: aiosqlite.Connection, op: ClaimOp, sql: Mapping[str, str]
             log.exception("store: accept() failed during a claim; claiming only what it accepted before")
             break
         if accepted:
-            chosen.append(claim_from_row(row, now=op.now))
+            chosen.append(claim_from_row(row, now=op.now, run=run))
     if chosen:
         lease_until = op.now + op.lease
         starts = [{"id": c.run.id, "now": op.now, "lease_until": lease_until} for c in chosen]
@@ -296,14 +296,30 @@ class RunStore:
         a run it refuses stays queued. A run whose (task, concurrency key) has an earlier unfinished run
         is blocked: not a candidate. Never returns a run twice: only queued or retrying runs are candidates.
         """
+        op = self.claim_op(
+            now=now, limit=limit, lease=lease, accept=accept, skip_queues=skip_queues, skip_tasks=skip_tasks
+        )
+        self._enqueue(op)
+        return await op.done
+
+    def claim_op(
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease: float,
+        accept: Callable[[Run], bool],
+        skip_queues: Collection[str] = (),
+        skip_tasks: Collection[str] = (),
+    ) -> ClaimOp:
+        """The op :meth:`claim` enqueues, for a claimer that rides batches (``Store.set_claimer``); its
+        ``done`` future gives the claims once the batch is committed."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if lease <= 0:
             raise ValueError(f"lease must be positive, not {lease}")
         skip = {"skip_queues": json.dumps(list(skip_queues)), "skip_tasks": json.dumps(list(skip_tasks))}
-        op = ClaimOp(now, limit, lease, accept, skip, self._loop.create_future())
-        self._enqueue(op)
-        return await op.done
+        return ClaimOp(now, limit, lease, accept, skip, self._loop.create_future())
 
     async def finish_attempt(self, end: AttemptEnd) -> None:
         """Record how an attempt ended and move its run on, unless the run stopped executing it meanwhile."""

@@ -26,7 +26,7 @@ from gateway.jobstore import JOB_OPS, AddOp, JobOp, JobStore, apply_jobs
 from gateway.model import Event, Recorded, Rejection, Run
 from gateway.reader import Reader
 from gateway.rows import event_row, rejection_row, run_row
-from gateway.runstore import RUN_OPS, Heartbeat, RunOp, RunStore, apply, insert_runs, settle
+from gateway.runstore import RUN_OPS, ClaimOp, Heartbeat, RunOp, RunStore, apply, insert_runs, settle
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class Store(RunStore, JobStore, Reader):
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._on_batch = on_batch
+        self._claimer: Callable[[], ClaimOp | None] | None = None
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()  # None asks the writer to stop
         self._inflight: list[_Write] = []
@@ -179,7 +180,11 @@ class Store(RunStore, JobStore, Reader):
                 raise ValueError(f"run {run.id} has event_id {run.event_id!r}, expected {event.id!r}")
         # Encode here, in the caller's task, so a bad value fails only its caller, not the batch.
         item = _EventWrite(
-            event, tuple(runs), event_row(event), [run_row(r) for r in runs], self._loop.create_future()
+            event,
+            tuple(runs),
+            event_row(event),
+            [run_row(r, event) for r in runs],
+            self._loop.create_future(),
         )
         self._enqueue(item)
         return await item.done
@@ -209,11 +214,28 @@ class Store(RunStore, JobStore, Reader):
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._inflight = [item for item in batch if item is not None]
+            if self._claimer is not None and any(map(_creates_runs, self._inflight)):
+                self._ride(self._inflight)
             if self._inflight:
                 await self._commit(self._inflight)
             self._inflight = []
             if None in batch:
                 return
+
+    def set_claimer(self, claimer: Callable[[], ClaimOp | None] | None) -> None:
+        """Ask ``claimer`` (the executor's) for a claim to add to every batch that creates runs: those runs
+        then start once that one transaction commits, not after a second one. It returns None to pass."""
+        self._claimer = claimer
+
+    def _ride(self, batch: list[_Write]) -> None:
+        assert self._claimer is not None
+        try:
+            op = self._claimer()
+        except Exception:
+            log.exception("store: the claimer failed; its runs start on its next own claim")
+            return
+        if op is not None:
+            batch.append(op)  # claims run last in the transaction: they see the runs just inserted
 
     async def _commit(self, batch: list[_Write]) -> None:
         """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK."""
@@ -375,6 +397,10 @@ async def _connect(location: str, pragmas: str) -> aiosqlite.Connection:
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # the caller may have given up waiting (cancelled)
         future.set_result(result)
+
+
+def _creates_runs(item: _Write) -> bool:
+    return isinstance(item, _EventWrite | AddOp) and bool(item.runs)
 
 
 def _fail(future: asyncio.Future[Any], exc: Exception) -> None:

@@ -473,6 +473,43 @@ async def test_a_commit_wakes_the_running_executor(open_store: Callable[..., Any
     await asyncio.wait_for(runner, timeout=10)
 
 
+async def test_a_run_starts_after_the_one_commit_that_records_it(open_store: Callable[..., Any]) -> None:
+    # The executor's claim rides the batch that inserts the run: one transaction, then the task starts.
+    commits_at_start: list[int] = []
+    stores: list[Store] = []
+
+    @task(id="quick")
+    async def quick(payload: Any, ctx: Context) -> None:
+        commits_at_start.append(stores[0].stats.commits)
+
+    holder: list[Executor] = []
+    store = await open_store(on_commit=lambda runs: holder[0].notify() if holder else None)
+    stores.append(store)
+    clock = FakeClock()
+    executor = Executor(store, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
+    holder.append(executor)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(executor.run(stop))
+
+    async def idle() -> None:
+        for _ in range(1000):
+            if executor.idle:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the executor did not idle")
+
+    await enqueue(store, clock, quick)  # the first: start-up recovery and claims settle meanwhile
+    await idle()
+    before = store.stats.commits
+    run = await enqueue(store, clock, quick)
+    await idle()
+    assert commits_at_start[1:] == [before + 1]
+    stop.set()
+    await asyncio.wait_for(runner, timeout=10)
+    after = await store.get_run(run.id)
+    assert after is not None and (after.status, after.attempts) == ("completed", 1)
+
+
 async def test_a_canceled_run_never_executes(setup: Callable[..., Any]) -> None:
     @task(id="never")
     async def never(payload: Any, ctx: Context) -> None:

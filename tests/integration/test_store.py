@@ -16,6 +16,7 @@ import aiosqlite
 import pytest
 
 from gateway.errors import StoreError, StoreUnavailable
+from gateway.ingest import parse_payload
 from gateway.model import Event, Headers, Payload, Recorded, Rejection, Run
 from gateway.store import MIGRATIONS, Store, load_queries
 
@@ -142,6 +143,39 @@ async def test_payloads_and_exact_body_round_trip(
     event = make_event(body=body, payload=payload, status="unrouted")
     await store.record(event, [])
     assert await store.get_event(event.id) == event
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/json", b'{"a": [1, {"b": "\\u00fc"}], "n": 1.5e3}'),
+        ("application/json", '{"ü": "✓"}'.encode("utf-16")),  # json.loads detects UTF-16 too
+        ("application/vnd.api+json", b"[true, null]"),
+    ],
+)
+async def test_a_payload_parsed_from_the_body_is_stored_once_and_read_back_equal(
+    open_store: OpenStore, tmp_path: Path, content_type: str, body: bytes
+) -> None:
+    payload = parse_payload(content_type, body)
+    assert payload.kind == "json" and payload.parsed
+    store = await open_store()
+    event = make_event(body=body, payload=payload, status="unrouted")
+    await store.record(event, [])
+    stored = await store.get_event(event.id)
+    assert stored == event and stored is not None and stored.payload.data == payload.data
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        assert db.execute("SELECT payload, body FROM events").fetchall() == [("", body)]
+
+
+async def test_a_json_payload_that_is_not_the_body_parsed_is_stored_in_full(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    event = make_event(body=b'{"ref":"other"}', payload=Payload("json", {"ref": "mine"}), status="unrouted")
+    store = await open_store()
+    await store.record(event, [])
+    assert await store.get_event(event.id) == event
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        assert db.execute("SELECT payload FROM events").fetchall() == [('{"ref":"mine"}',)]
 
 
 async def test_unknown_ids_read_as_none(open_store: OpenStore) -> None:
@@ -500,3 +534,26 @@ async def test_writes_after_close_are_refused_at_once(open_store: OpenStore) -> 
         await store.probe()
     with pytest.raises(StoreError, match=r"^could not read from the database: "):
         await store.get_event("evt_0001")
+
+
+@pytest.mark.parametrize(
+    "body, stored_as_body",
+    [
+        (b'{"ref": "refs/heads/main",  "n": [1, 2]}', True),
+        ('\ufeff{"ref": "x"}'.encode(), False),  # a BOM: fine for json.loads(bytes), not in text
+        ('{"ref": "ü"}'.encode("utf-16"), False),
+    ],
+)
+async def test_a_run_whose_input_is_the_whole_payload_stores_it_as_the_body_text(
+    open_store: OpenStore, tmp_path: Path, body: bytes, stored_as_body: bool
+) -> None:
+    payload = parse_payload("application/json", body)
+    event = make_event(body=body, payload=payload)
+    whole, mapped = make_run(event, 1, input=payload.data), make_run(event, 2, input={"ref": "x"})
+    store = await open_store()
+    await store.record(event, [whole, mapped])
+    assert await store.runs_for_event(event.id) == [whole, mapped]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        stored = dict(db.execute("SELECT id, input FROM runs").fetchall())
+    assert (stored[whole.id] == body.decode("utf-8", "replace")) is stored_as_body
+    assert stored[mapped.id] == '{"ref":"x"}'

@@ -886,3 +886,46 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     assert await claim_ids(store, now=NOW + 1) == ["a3"]
     await store.finish_attempt(end("b1", 1, NOW + 1, "failed", FAILED, error=boom()))
     assert await claim_ids(store, now=NOW + 1) == ["b2"]
+
+
+async def test_a_claimer_rides_only_batches_that_create_runs_and_claims_them_in_that_commit(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    ops: list[Any] = []
+
+    def claimer() -> Any:
+        op = store.claim_op(now=NOW, limit=5, lease=LEASE, accept=take_all)
+        ops.append(op)
+        return op
+
+    store.set_claimer(claimer)
+    await store.record(make_event("alone"), [])  # no runs: the claimer is not asked
+    assert ops == []
+    before = store.stats.commits
+    first = await enqueue(store, "first")
+    assert len(ops) == 1 and store.stats.commits == before + 1
+    claims = await ops[0].done
+    assert [(c.run.id, c.attempt) for c in claims] == [(first.id, 1)]
+    claimed = await store.get_run(first.id)
+    assert claimed is not None and claimed.status == "executing"
+
+
+async def test_a_claimer_that_fails_or_passes_leaves_the_batch_and_its_runs_queued(
+    open_store: OpenStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store()
+
+    def broken() -> Any:
+        raise RuntimeError("claimer bug")
+
+    store.set_claimer(broken)
+    with caplog.at_level(logging.ERROR, logger="gateway.store"):
+        run = await enqueue(store, "one")
+    assert "the claimer failed" in caplog.text
+    store.set_claimer(lambda: None)
+    other = await enqueue(store, "two")
+    for r in (run, other):
+        stored = await store.get_run(r.id)
+        assert stored is not None and stored.status == QUEUED
+    assert await claim_ids(store) == [run.id, other.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
@@ -105,3 +106,15 @@ def test_parse_retry_reports_each_bad_value() -> None:
     assert [str(p) for p in problems] == [
         "routes[0].retry: expected a mapping with keys max_attempts, factor, min_timeout, max_timeout, jitter"
     ]
+
+
+def test_as_dict_names_every_field_of_the_policy_with_its_value() -> None:
+    policy = RetryPolicy(max_attempts=5, factor=3.0, min_timeout=0.5, max_timeout=9.0, jitter=False)
+    assert policy.as_dict() == {
+        "max_attempts": 5,
+        "factor": 3.0,
+        "min_timeout": 0.5,
+        "max_timeout": 9.0,
+        "jitter": False,
+    }
+    assert tuple(policy.as_dict()) == tuple(f.name for f in fields(RetryPolicy))
