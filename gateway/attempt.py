@@ -20,6 +20,8 @@ from gateway.model import COMPLETED, FAILED, QUEUED, RETRYING, TIMED_OUT, Attemp
 from gateway.retry import next_attempt_at, policy_from
 from gateway.tasks import Task
 
+_encode = json.JSONEncoder(allow_nan=False).encode  # what a task returns must be JSON as stored: no NaN
+
 
 class Attempts:
     """Runs attempts for the executor. ``scrub`` takes the configured secrets out of what a failure stores."""
@@ -74,7 +76,7 @@ class Attempts:
         except Exception as exc:
             return self._failure(run, ctx, "failed", error_from(exc))
         try:
-            stored = json.loads(json.dumps(output, allow_nan=False))
+            stored = None if output is None else json.loads(_encode(output))
         except (TypeError, ValueError) as exc:
             message = f"task {task.id!r} returned a value that is not JSON-serialisable: {exc}"
             return self._failure(run, ctx, "failed", error_of("TypeError", message))

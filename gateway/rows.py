@@ -274,9 +274,13 @@ def rejection_from_row(row: Row) -> Rejection:
     )
 
 
+# One encoder for every row (json.dumps with any argument builds a new one per call). ASCII-only output: a
+# lone surrogate in a value becomes an escape instead of failing the write.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _json(value: Any) -> str:
-    # ASCII-only output: a lone surrogate in a value becomes an escape instead of failing the write.
-    return json.dumps(value, separators=(",", ":"))
+    return _encode(value)
 
 
 def _payload(kind: str, text: str, body: bytes) -> Payload:
@@ -286,7 +290,7 @@ def _payload(kind: str, text: str, body: bytes) -> Payload:
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
-    return tuple((name, value) for name, value in json.loads(text))
+    return tuple(map(tuple, json.loads(text)))
 
 
 def filter_params(f: EventFilter | RunFilter) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def _mac_matches(
         ):
             return True
         if kind == "mac" and any(
-            hmac.compare_digest(hmac.new(key, message, algorithm).digest(), sig) for message in messages
+            hmac.compare_digest(hmac.digest(key, message, algorithm), sig) for message in messages
         ):
             return True
     return False
