@@ -1,5 +1,6 @@
-"""The floor server: the gateway's HTTP stack (Hypercorn with gateway/server.py's settings, Starlette) and a
-handler that reads the body and answers 202, nothing else. What no gateway on this stack can beat.
+"""The floor server: the gateway's HTTP stack (Hypercorn, or uvicorn with ``--server uvicorn``, with
+gateway/server.py's settings; Starlette) and a handler that reads the body and answers 202, nothing else.
+What no gateway on this stack can beat.
 
 I/O: a listening socket. Run: ``python -m bench.floor --port 8000``; stops on SIGTERM or SIGINT.
 """
@@ -12,14 +13,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from hypercorn.asyncio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.server import ServeOptions, hypercorn_config
+from gateway.listen import SERVERS, loop_factory, run_server
+from gateway.server import ServeOptions
 
 
 async def hook(request: Request) -> Response:
@@ -39,22 +41,35 @@ app = Starlette(
 )
 
 
-async def run(host: str, port: int) -> None:
+async def run(served: Any, host: str, port: int, server: str = "hypercorn") -> None:
+    """Serve ``served`` as the gateway serves its app (gateway.listen.run_server) until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    config = hypercorn_config(ServeOptions(db=Path("unused"), host=host, port=port))
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await run_server(served, ServeOptions(db=Path("unused"), host=host, port=port, server=server), stop)
+
+
+def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line every benchmark server shares: ``--host``, ``--port``, ``--server``."""
+    made = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    made.add_argument("--host", default="127.0.0.1")
+    made.add_argument("--port", type=int, default=8000)
+    made.add_argument("--server", choices=SERVERS, default="hypercorn", help="HTTP server (hypercorn)")
+    return made
+
+
+def serve_until_stopped(served: Any, args: argparse.Namespace) -> int:
+    """Run :func:`run` on the loop the server wants (uvloop for uvicorn, as ``gateway serve`` does)."""
+    with asyncio.Runner(loop_factory=loop_factory(args.server)) as runner:
+        runner.run(run(served, args.host, args.port, args.server))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    asyncio.run(run(args.host, args.port))
-    return 0
+    return serve_until_stopped(app, parser("python -m bench.floor", __doc__).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -271,9 +271,7 @@ class _Hooks:
             return _error(401, "replayed_token", detail), said(401, "rejected", reason="replayed_token")
         outcome = "duplicate" if recorded.duplicate else "accepted"
         ack = _acknowledge(recorded)
-        return ack, said(
-            ack.status_code, outcome, event_id=recorded.event_id, runs=len(recorded.runs)
-        )
+        return ack, said(ack.status_code, outcome, event_id=recorded.event_id, runs=len(recorded.runs))
 
 
 def create_app(

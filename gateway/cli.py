@@ -116,6 +116,17 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         type=int,
     )
     env_flag(p, "--metrics-host", env, "GATEWAY_METRICS_HOST", "", "serve /metrics on this address")
+    env_flag(
+        p,
+        "--server",
+        env,
+        "GATEWAY_SERVER",
+        "hypercorn",
+        "HTTP server. uvicorn (with httptools and uvloop: pip install 'webhook-gateway[uvicorn]') is the "
+        "faster HTTP stack: use it when one process must take more deliveries per second than Hypercorn "
+        "answers (figures in docs/benchmarks.md)",
+        choices=["hypercorn", "uvicorn"],
+    )
     p.add_argument(
         "--no-metrics",
         action="store_true",
@@ -176,6 +187,7 @@ def secrets_of(config: Config, env: Env) -> list[str]:
 
 
 def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    from gateway.listen import loop_factory
     from gateway.server import ServeOptions, serve
 
     logs.setup(level=args.log_level, fmt=args.log_format, stream=err)
@@ -205,9 +217,12 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         metrics_host=args.metrics_host or None,
         metrics_port=args.metrics_port or None,
         metrics_token=Secret(env["GATEWAY_METRICS_TOKEN"]) if env.get("GATEWAY_METRICS_TOKEN") else None,
+        server=args.server,
     )
     try:
-        asyncio.run(serve(loaded, options, tracing=tracing, scrub=logs.Scrub(secrets)))
+        # uvloop under uvicorn: the loop is chosen before it starts, not by the server inside it.
+        with asyncio.Runner(loop_factory=loop_factory(options.server)) as runner:
+            runner.run(serve(loaded, options, tracing=tracing, scrub=logs.Scrub(secrets)))
     except GatewayError as exc:
         print(f"gateway serve: {exc}", file=err)
         return 1

@@ -1,5 +1,5 @@
-"""The process: lock and open the database, serve the app with Hypercorn and run the executor beside it,
-stop cleanly on SIGTERM/SIGINT (drain requests, then running attempts, then close the store).
+"""The process: lock and open the database, serve the app with Hypercorn (or uvicorn: ``--server``) and run
+the executor beside it, stop cleanly on SIGTERM/SIGINT (drain requests, then running attempts, then close).
 
 I/O: sockets, signals, the database file and its lock file.
 """
@@ -11,15 +11,12 @@ import fcntl
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config as HypercornConfig
 from prometheus_client import disable_created_metrics
 
 from gateway import __version__
@@ -31,6 +28,7 @@ from gateway.errors import GatewayError, StoreError
 from gateway.executor import Executor, ExecutorOptions
 from gateway.jobs import Worker
 from gateway.keyring import Keyring
+from gateway.listen import bind_address, check_free, loop_factory, run_server
 from gateway.logs import Scrub
 from gateway.metrics import Metrics
 from gateway.model import Gauges, QueueDepth, Secret
@@ -58,39 +56,7 @@ class ServeOptions:
     metrics_host: str | None = None  # serve /metrics on its own listener (else beside /hooks)
     metrics_port: int | None = None
     metrics_token: Secret | None = None  # GATEWAY_METRICS_TOKEN: scrapes need it as a bearer token
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
-def hypercorn_config(
-    options: ServeOptions, host: str | None = None, port: int | None = None
-) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.bind = [_bind(host or options.host, port or options.port)]
-    hc.accesslog = None  # one structured line per request is the app's job, not the server's
-    hc.errorlog = logging.getLogger("hypercorn.error")  # through our handler and format, not its own
-    hc.graceful_timeout = options.shutdown_grace
-    hc.keep_alive_timeout = 75  # longer than common load-balancer idle timeouts
-    hc.h11_max_incomplete_size = 64 * 1024  # request line + headers; bigger is refused by the server
-    return hc
-
-
-def _check_free(host: str, port: int) -> None:
-    """Refuse at once, in one line, an address this process cannot listen on (Hypercorn would fail later, with
-    a traceback, after starting the app's lifespan)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
-            probe.bind(address)
-    except OSError as exc:
-        raise GatewayError(
-            f"cannot listen on {_bind(host, port)}: {exc.strerror or exc}; is another process using it? "
-            "choose another --port (or --admin-port)"
-        ) from None
+    server: str = "hypercorn"  # or "uvicorn" (httptools + uvloop, the `uvicorn` extra)
 
 
 @contextmanager
@@ -132,7 +98,7 @@ def _listeners(options: ServeOptions) -> list[tuple[str, str, int]]:
     for what, host, port in wanted:
         if (host, port) in seen:
             raise GatewayError(
-                f"{what} and {seen[host, port]} would both listen on {_bind(host, port)}: give {what} "
+                f"{what} and {seen[host, port]} would both listen on {bind_address(host, port)}: give {what} "
                 "another port (--admin-port, --metrics-port), or set neither to serve it beside the hooks"
             )
         seen[host, port] = what
@@ -151,8 +117,9 @@ async def serve(
     (from the OTEL_* variables) is shut down, flushing its spans, after the store closes; ``scrub`` removes
     the configured secrets from what is stored of failed attempts."""
     listeners = _listeners(options)
+    loop_factory(options.server)  # an unknown server or a missing extra, in one line, before anything opens
     for _, host, port in listeners:
-        _check_free(host, port)
+        check_free(host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -214,26 +181,20 @@ async def _serve(
             gauges=gauges,
             metrics_token=options.metrics_token,
         )
-        log.info(
-            "gateway starting on http://%s with %d source(s), %d route(s), %d task(s), database %s",
-            _bind(options.host, options.port),
-            len(config.sources),
-            len(config.routes),
-            len(config.tasks),
-            options.db,
-        )
-        servers = [hypercorn_serve(app, hypercorn_config(options), shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
+        on = f"http://{bind_address(options.host, options.port)} ({options.server})"
+        sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"
+        log.info("gateway starting on %s with %s, database %s", on, sums, options.db)
+        servers = [run_server(app, options, stop)]
         for what, host, port in listeners[1:]:
             if what == "/metrics":
                 extra = create_metrics_app(telemetry, gauges, options.metrics_token)
-                log.info("Prometheus metrics on http://%s/metrics", _bind(host, port))
+                log.info("Prometheus metrics on http://%s/metrics", bind_address(host, port))
             elif api is not None and key is not None:
                 extra = create_admin_app(api)
-                log.info("admin API on http://%s/api (%s tokens)", _bind(host, port), key.algorithm)
+                log.info("admin API on http://%s/api (%s tokens)", bind_address(host, port), key.algorithm)
             else:
                 continue
-            config_ = hypercorn_config(options, host, port)
-            servers.append(hypercorn_serve(extra, config_, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+            servers.append(run_server(extra, options, stop, host, port))
         _announce(options, key, apart, tracing)
         try:
             async with asyncio.TaskGroup() as group:
