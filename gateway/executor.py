@@ -128,18 +128,9 @@ class Executor:
             free = self.options.concurrency - len(self._running)
             if free <= 0 or self._claiming:  # a riding claim wakes us when it has started its runs
                 return started
-            skip_queues, skip_tasks = self._full()
-            self._reserved = []
             self._claiming = True
             try:
-                claims = await self.store.claim(
-                    now=self.clock(),
-                    limit=free,
-                    lease=self.options.lease,
-                    accept=self._accept,
-                    skip_queues=skip_queues,
-                    skip_tasks=skip_tasks,
-                )
+                claims = await self.store.claim(**self._claim_args(free))
             except BaseException:
                 self._give_back(set())
                 raise
@@ -157,19 +148,24 @@ class Executor:
         free = self.options.concurrency - len(self._running)
         if self._claiming or free <= 0:
             return None
-        skip_queues, skip_tasks = self._full()
-        self._reserved = []
-        op = self.store.claim_op(
-            now=self.clock(),
-            limit=free,
-            lease=self.options.lease,
-            accept=self._accept,
-            skip_queues=skip_queues,
-            skip_tasks=skip_tasks,
-        )
+        op = self.store.claim_op(**self._claim_args(free))
         self._claiming, self._riding = True, op.done
         op.done.add_done_callback(partial(self._rode, free))
         return op
+
+    def _claim_args(self, free: int) -> dict[str, Any]:
+        """What a claim of up to ``free`` runs asks the store, with this executor's limits; starts a new
+        reservation list for its accept() calls."""
+        skip_queues, skip_tasks = self._full()
+        self._reserved = []
+        return {
+            "now": self.clock(),
+            "limit": free,
+            "lease": self.options.lease,
+            "accept": self._accept,
+            "skip_queues": skip_queues,
+            "skip_tasks": skip_tasks,
+        }
 
     def _rode(self, limit: int, done: asyncio.Future[list[Claim]]) -> None:
         self._claiming, self._riding = False, None

@@ -271,6 +271,23 @@ class RunStore:
 
     _loop: asyncio.AbstractEventLoop
     _beats: Heartbeat
+    _claimer: Callable[[], ClaimOp | None] | None  # the executor's claim for batches that create runs
+
+    def set_claimer(self, claimer: Callable[[], ClaimOp | None] | None) -> None:
+        """Ask ``claimer`` (the executor's) for a claim to add to every batch that creates runs: those runs
+        then start once that one transaction commits, not after a second one. It returns None to pass."""
+        self._claimer = claimer
+
+    def _ride(self, batch: list[Any]) -> None:
+        if self._claimer is None:
+            return
+        try:
+            op = self._claimer()
+        except Exception:
+            log.exception("store: the claimer failed; its runs start on its next own claim")
+            return
+        if op is not None:
+            batch.append(op)  # claims run last in the transaction: they see the runs just inserted
 
     def _enqueue(self, item: RunOp) -> None:
         raise NotImplementedError

@@ -214,28 +214,13 @@ class Store(RunStore, JobStore, Reader):
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._inflight = [item for item in batch if item is not None]
-            if self._claimer is not None and any(map(_creates_runs, self._inflight)):
-                self._ride(self._inflight)
+            if any(isinstance(item, _EventWrite | AddOp) and item.runs for item in self._inflight):
+                self._ride(self._inflight)  # RunStore: the executor's claim joins a batch that creates runs
             if self._inflight:
                 await self._commit(self._inflight)
             self._inflight = []
             if None in batch:
                 return
-
-    def set_claimer(self, claimer: Callable[[], ClaimOp | None] | None) -> None:
-        """Ask ``claimer`` (the executor's) for a claim to add to every batch that creates runs: those runs
-        then start once that one transaction commits, not after a second one. It returns None to pass."""
-        self._claimer = claimer
-
-    def _ride(self, batch: list[_Write]) -> None:
-        assert self._claimer is not None
-        try:
-            op = self._claimer()
-        except Exception:
-            log.exception("store: the claimer failed; its runs start on its next own claim")
-            return
-        if op is not None:
-            batch.append(op)  # claims run last in the transaction: they see the runs just inserted
 
     async def _commit(self, batch: list[_Write]) -> None:
         """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK."""
@@ -397,10 +382,6 @@ async def _connect(location: str, pragmas: str) -> aiosqlite.Connection:
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # the caller may have given up waiting (cancelled)
         future.set_result(result)
-
-
-def _creates_runs(item: _Write) -> bool:
-    return isinstance(item, _EventWrite | AddOp) and bool(item.runs)
 
 
 def _fail(future: asyncio.Future[Any], exc: Exception) -> None:
