@@ -1,5 +1,5 @@
-"""One attempt of one run: call the task (async on the loop, sync on the worker pool) within its timeout,
-and decide how the attempt ends: output or error, the run's next status and, for a retry, when
+"""One attempt of one run: call the task (async on the tasks' loop, sync on the worker pool) within its
+timeout, and decide how the attempt ends: output or error, the run's next status and, for a retry, when
 (gateway/retry.py). I/O: the task's own code.
 """
 
@@ -9,22 +9,36 @@ import asyncio
 import contextvars
 import inspect
 import json
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway.context import Context
+from gateway.context import Context, RunLog
 from gateway.errors import AbortRun, RetryAfter
-from gateway.model import COMPLETED, FAILED, QUEUED, RETRYING, TIMED_OUT, AttemptEnd, Run
+from gateway.model import (
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    TIMED_OUT,
+    AttemptEnd,
+    AttemptReport,
+    Claim,
+    Run,
+)
 from gateway.retry import next_attempt_at, policy_from
+from gateway.taskloop import TaskLoop
 from gateway.tasks import Task
+from gateway.tracing import current_traceparent, trace_id_of
 
 _encode = json.JSONEncoder(allow_nan=False).encode  # what a task returns must be JSON as stored: no NaN
 
 
 class Attempts:
-    """Runs attempts for the executor. ``scrub`` takes the configured secrets out of what a failure stores."""
+    """Runs attempts for the executor. ``scrub`` takes the configured secrets out of what a failure stores;
+    async tasks run on ``loop`` when given (gateway serve), else on the caller's own loop."""
 
     def __init__(
         self,
@@ -34,8 +48,10 @@ class Attempts:
         clock: Callable[[], float],
         rand: Callable[[], float],
         scrub: Callable[[str], str],
+        loop: TaskLoop | None = None,
     ) -> None:
         self.tasks, self.pool, self.clock, self.rand, self.scrub = tasks, pool, clock, rand, scrub
+        self.loop = loop
         self._params: dict[str, int] = {}
 
     def interrupted(self, run: Run, ctx: Context) -> AttemptEnd:
@@ -85,6 +101,8 @@ class Attempts:
     async def _call(self, task: Task, payload: Any, ctx: Context) -> Any:
         args = (payload, ctx) if self._arity(task) >= 2 else (payload,)
         if task.is_async:
+            if self.loop is not None:
+                return await self.loop.call(task.fn(*args), f"run {ctx.run_id} (task {task.id})")
             return await task.fn(*args)
         loop = asyncio.get_running_loop()
         # The copied context carries the attempt's span into the worker thread (ctx.span nests under it).
@@ -144,6 +162,43 @@ class Attempts:
             error=error,
             logs=tuple({**line, "message": scrub(str(line["message"]))} for line in ctx.log.lines()),
         )
+
+
+def context_for(claim: Claim, clock: Callable[[], float], tracer: Any) -> Context:
+    """What the task gets beside its payload; made inside the attempt's span, which it can extend."""
+    run = claim.run
+    return Context(
+        run_id=run.id,
+        event_id=run.event_id,
+        task_id=run.task_id,
+        source=claim.source,
+        event_type=claim.event_type,
+        attempt=claim.attempt,
+        idempotency_key=run.idempotency_key or run.id,
+        headers=claim.headers,
+        log=RunLog(clock),
+        trace_id=trace_id_of(run.traceparent),
+        traceparent=current_traceparent() or run.traceparent,
+        span_factory=lambda name, attributes: tracer.start_as_current_span(name, attributes=dict(attributes)),
+    )
+
+
+def report_of(end: AttemptEnd, run: Run, started: float) -> AttemptReport:
+    """What telemetry hears of an attempt that began at ``started`` (``time.perf_counter()``)."""
+    retry_in = None if end.available_at is None else max(0.0, end.available_at - end.finished_at)
+    return AttemptReport(
+        run_id=run.id,
+        event_id=run.event_id,
+        task_id=run.task_id,
+        queue=run.queue,
+        attempt=end.attempt,
+        outcome=end.outcome,
+        status=end.run_status,
+        seconds=time.perf_counter() - started,
+        trace_id=trace_id_of(run.traceparent),
+        error_type=None if end.error is None else str(end.error.get("type")),
+        retry_in=retry_in if end.run_status == RETRYING else None,
+    )
 
 
 def error_of(kind: str, message: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The local executor: claim queued runs within the limits, run each attempt (gateway/attempt.py), record it.
 
-I/O: the store, a thread pool for sync tasks, a heartbeat thread. ``run_once()`` steps it (tests);
-``run(stop)`` runs it beside the HTTP server until ``stop`` is set, then drains with a deadline.
+I/O: the store, a thread pool for sync tasks, the tasks' own loop (gateway/taskloop.py), a heartbeat thread.
+``run_once()`` steps it (tests); ``run(stop)`` runs it beside the HTTP server until ``stop`` is set, then
+drains with a deadline.
 """
 
 from __future__ import annotations
@@ -19,22 +20,19 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from gateway.attempt import Attempts
-from gateway.context import Context, RunLog
-from gateway.errors import StoreError
+from gateway.attempt import Attempts, context_for, report_of
+from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import (
     FINAL_STATUSES,
-    RETRYING,
     AttemptEnd,
-    AttemptReport,
     Claim,
     Run,
 )
 from gateway.runstore import ClaimOp
 from gateway.store import Store
+from gateway.taskloop import TaskLoop
 from gateway.tasks import Task
 from gateway.telemetry import Telemetry
-from gateway.tracing import current_traceparent, trace_id_of
 
 log = logging.getLogger("gateway.executor")
 
@@ -49,6 +47,9 @@ class ExecutorOptions:
     drain_timeout: float = 30.0  # on shutdown, how long running attempts get before being interrupted
     max_crashes: int = 3  # crash recoveries before a run ends `crashed`
     poll: float = 5.0  # fallback wake-up, for runs written by another process (e.g. `gateway cancel`)
+    # Async tasks on their own event loop thread (gateway serve): a task blocking in sync code cannot stall
+    # ingest. Off, they share the caller's loop (tests that hand tasks the loop's own asyncio objects).
+    own_loop: bool = False
 
 
 class Executor:
@@ -75,7 +76,10 @@ class Executor:
         self._by_queue: Counter[str] = Counter()
         self._by_task: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="gateway-task")
-        self._attempts = Attempts(tasks, self._pool, clock=clock, rand=rand, scrub=self.telemetry.scrub)
+        self._loop = TaskLoop() if self.options.own_loop else None
+        self._attempts = Attempts(
+            tasks, self._pool, clock=clock, rand=rand, scrub=self.telemetry.scrub, loop=self._loop
+        )
         self._reserved: list[Run] = []  # runs accepted during the claim in progress
         self._claiming = False  # a claim is in flight: _fill's own, or one riding a store batch
         self._riding: asyncio.Future[list[Claim]] | None = None
@@ -211,17 +215,17 @@ class Executor:
         started = time.perf_counter()
         try:
             with self.telemetry.tracing.attempt(run, claim.attempt) as span:
-                ctx = self._context(claim)
+                ctx = context_for(claim, self.clock, self.telemetry.tracing.tracer)
                 try:
                     end = await self._attempts.run(run, ctx)
                 except asyncio.CancelledError:
                     # Shutdown after the drain deadline: requeue without using a retry (at-least-once).
                     end = self._attempts.interrupted(run, ctx)
-                    self._report(span, run, end, time.perf_counter() - started)
+                    self.telemetry.attempt_ended(span, report_of(end, run, started), end.error)
                     with contextlib.suppress(Exception):
                         await self._finish(end)
                     raise
-                self._report(span, run, end, time.perf_counter() - started)
+                self.telemetry.attempt_ended(span, report_of(end, run, started), end.error)
             if await self._finish(end) and end.run_status in FINAL_STATUSES:
                 self.telemetry.run_ended(run, end.run_status, end.finished_at, claim.attempt)
         finally:
@@ -230,51 +234,33 @@ class Executor:
             self._publish_ids()
             self._wake.set()
 
-    def _context(self, claim: Claim) -> Context:
-        """What the task gets beside its payload; made inside the attempt's span, which it can extend."""
-        run, tracer = claim.run, self.telemetry.tracing.tracer
-        return Context(
-            run_id=run.id,
-            event_id=run.event_id,
-            task_id=run.task_id,
-            source=claim.source,
-            event_type=claim.event_type,
-            attempt=claim.attempt,
-            idempotency_key=run.idempotency_key or run.id,
-            headers=claim.headers,
-            log=RunLog(self.clock),
-            trace_id=trace_id_of(run.traceparent),
-            traceparent=current_traceparent() or run.traceparent,
-            span_factory=lambda name, attributes: tracer.start_as_current_span(
-                name, attributes=dict(attributes)
-            ),
-        )
-
-    def _report(self, span: Any, run: Run, end: AttemptEnd, seconds: float) -> None:
-        retry_in = None if end.available_at is None else max(0.0, end.available_at - end.finished_at)
-        report = AttemptReport(
-            run_id=run.id,
-            event_id=run.event_id,
-            task_id=run.task_id,
-            queue=run.queue,
-            attempt=end.attempt,
-            outcome=end.outcome,
-            status=end.run_status,
-            seconds=seconds,
-            trace_id=trace_id_of(run.traceparent),
-            error_type=None if end.error is None else str(end.error.get("type")),
-            retry_in=retry_in if end.run_status == RETRYING else None,
-        )
-        self.telemetry.attempt_ended(span, report, end.error)
-
     async def _finish(self, end: AttemptEnd) -> bool:
-        try:
-            await self.store.finish_attempt(end)
-        except Exception:
-            # The run stays `executing` on disk; its lease expires and crash recovery runs it again.
-            log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
-            return False
-        return True
+        """Record how the attempt ended. While the store cannot commit (disk full, an I/O error) the end is
+        kept and written again with backoff, the run's lease renewed by the heartbeat meanwhile: a passing
+        store fault does not run a finished task again. After ``lease`` seconds of failures it gives up; the
+        run stays `executing` on disk, its lease expires and crash recovery runs it again (at-least-once)."""
+        delay, give_up = 0.1, time.monotonic() + self.options.lease
+        while True:
+            try:
+                await self.store.finish_attempt(end)
+                return True
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > give_up:
+                    log.error(
+                        "could not record the end of run %s attempt %d for %.0f s (%s); crash recovery "
+                        "will run it again",
+                        *(end.run_id, end.attempt, self.options.lease, exc),
+                    )
+                    return False
+                log.warning(
+                    "could not record the end of run %s attempt %d (%s); trying again in %.1f s",
+                    *(end.run_id, end.attempt, exc, delay),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
+                return False
 
     # -- stepping and running -----------------------------------------------------------------------------
 
@@ -341,6 +327,8 @@ class Executor:
             beat_stop.set()
             beat.join(timeout=5)
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._loop is not None:
+                await asyncio.to_thread(self._loop.close)
 
     async def _idle_for(self) -> float:
         now = self.clock()

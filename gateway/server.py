@@ -162,6 +162,7 @@ async def _serve(
                 threads=options.threads,
                 queues=config.queues,
                 drain_timeout=options.drain_timeout,
+                own_loop=True,  # a task that blocks its loop never stalls ingest
             ),
             telemetry=telemetry,
         )

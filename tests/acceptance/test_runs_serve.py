@@ -55,6 +55,16 @@ def blocking_sync(payload, ctx):
             return "released"
         time.sleep(0.05)
     return "gave up"
+
+@task(id="blocking-async", timeout=None)
+async def blocking_async(payload, ctx):
+    Path(payload["marker"]).write_text("started")
+    release = Path(payload["release"])
+    for _ in range(600):  # sync code inside an async task: its event loop is held, up to 30 s
+        if release.exists():
+            return "released"
+        time.sleep(0.05)
+    return "gave up"
 """
 
 ROUTES = """
@@ -69,6 +79,7 @@ routes:
   - {id: sleepy, source: open, event: sleepy, task: sleepy-sync}
   - {id: noop, source: open, event: noop, task: noop}
   - {id: blocking, source: open, event: blocking, task: blocking-sync}
+  - {id: blocking-async, source: open, event: blocking-async, task: blocking-async}
 """
 
 
@@ -149,6 +160,27 @@ def test_a_blocking_sync_task_does_not_hold_up_ingest(serve: Callable[[], Gatewa
     assert run_status(gw.db, blocker["id"]) == "executing"
     release.write_text("go")
     wait_for(lambda: run_status(gw.db, blocker["id"]) == "completed", "the sync task to finish")
+
+
+def test_an_async_task_blocking_its_loop_does_not_hold_up_ingest_and_is_named_in_the_log(
+    serve: Callable[[], Gateway], tmp_path: Path
+) -> None:
+    gw = serve()
+    marker, release = tmp_path / "blocking", tmp_path / "release"
+    body = {"kind": "blocking-async", "marker": str(marker), "release": str(release)}
+    [blocker] = post(gw, body).json()["runs"]
+    wait_for(marker.exists, "the async task to start blocking")
+    # Acknowledged while the tasks' loop is held: ingest runs on the gateway's own loop.
+    answers = [post(gw, {"kind": "noop", "n": i}) for i in range(20)]
+    assert [a.status_code for a in answers] == [202] * 20
+    assert httpx.get(f"{gw.url}/healthz").status_code == 200
+    named = f"run {blocker['id']} (task blocking-async) has blocked the tasks' event loop"
+    wait_for(lambda: named in gw.log.read_text(), "the watchdog to name the blocking run")
+    noop_ids = [a.json()["runs"][0]["id"] for a in answers]
+    assert run_status(gw.db, blocker["id"]) == "executing"
+    release.write_text("go")
+    wait_for(lambda: run_status(gw.db, blocker["id"]) == "completed", "the blocking task to finish")
+    wait_for(lambda: all(run_status(gw.db, i) == "completed" for i in noop_ids), "the no-op runs to complete")
 
 
 def test_sigterm_lets_a_running_task_finish_within_the_drain_deadline(
