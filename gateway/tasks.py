@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import sys
 import traceback
@@ -123,6 +124,14 @@ def _walk(module: ModuleType) -> list[ModuleType]:
     return found
 
 
+def _blame(exc: BaseException, base: str) -> traceback.FrameSummary:
+    """The frame to name for a failed import: the deepest one in the user's own files (under ``base``), not
+    inside the standard library or a package it called (``os.environ['X']`` fails in <frozen os>)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if f.filename.startswith(os.path.join(base, ""))]
+    return (own or frames)[-1]
+
+
 def load_tasks(modules: list[str], base_dir: Path, problems: list[Problem]) -> dict[str, Task]:
     """Import ``modules`` (relative to ``base_dir``) and return their tasks by id.
 
@@ -140,7 +149,7 @@ def load_tasks(modules: list[str], base_dir: Path, problems: list[Problem]) -> d
             problems.append(Problem(where, f"{name}: {exc}"))
             continue
         except Exception as exc:
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            frame = _blame(exc, base)
             problems.append(
                 Problem(
                     where,

@@ -143,3 +143,22 @@ def test_a_broken_routes_file_stops_start_up_with_its_problems(
     )
     assert done.returncode == 1
     assert "routes.yaml: routes[0].source: unknown source 'nope' (known: none)" in done.stderr
+
+
+def test_a_task_module_that_raises_on_import_stops_start_up_naming_the_module_and_line(
+    write_routes: Callable[..., Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    broken = "import os\nTOKEN = os.environ['PAYMENTS_TOKEN']  # not set where the gateway runs\n"
+    path = write_routes(tasks_code=broken)
+    command = [sys.executable, "-m", "gateway", "serve", "--routes", str(path)]
+    command += ["--db", str(tmp_path / "x.db"), "--port", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    [line] = [x for x in done.stderr.splitlines() if "tasks[0]" in x]
+    assert line.startswith("routes.yaml: tasks[0]: importing 'tasks_")
+    assert "failed: KeyError: 'PAYMENTS_TOKEN' (" in line and line.endswith(".py:2)")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()  # nothing was opened
