@@ -236,28 +236,23 @@ class Executor:
 
     async def _finish(self, end: AttemptEnd) -> bool:
         """Record how the attempt ended. While the store cannot commit (disk full, an I/O error) the end is
-        kept and written again with backoff, the run's lease renewed by the heartbeat meanwhile: a passing
-        store fault does not run a finished task again. After ``lease`` seconds of failures it gives up; the
-        run stays `executing` on disk, its lease expires and crash recovery runs it again (at-least-once)."""
-        delay, give_up = 0.1, time.monotonic() + self.options.lease
+        kept and written again, backing off to ``poll`` seconds, for as long as it takes: the run stays in
+        this process's slots, its lease renewed, so a store fault never runs a finished task again. Only a
+        shutdown (cancellation) leaves it `executing` on disk, for crash recovery at the next start."""
+        delay, tries = 0.1, 0
         while True:
             try:
                 await self.store.finish_attempt(end)
                 return True
             except StoreUnavailable as exc:
-                if time.monotonic() + delay > give_up:
-                    log.error(
-                        "could not record the end of run %s attempt %d for %.0f s (%s); crash recovery "
-                        "will run it again",
-                        *(end.run_id, end.attempt, self.options.lease, exc),
+                tries += 1
+                if tries & (tries - 1) == 0:  # the 1st, 2nd, 4th, 8th... refusal: a long fault logs little
+                    log.warning(
+                        "could not record the end of run %s attempt %d (%s); trying again in %.1f s",
+                        *(end.run_id, end.attempt, exc, delay),
                     )
-                    return False
-                log.warning(
-                    "could not record the end of run %s attempt %d (%s); trying again in %.1f s",
-                    *(end.run_id, end.attempt, exc, delay),
-                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self.options.poll)
             except Exception:
                 log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
                 return False

@@ -66,7 +66,13 @@ def database_lock(db: Path) -> Iterator[None]:
     Holding it also tells the executor that a run found `executing` at start-up belongs to no live process.
     """
     path = Path(f"{db}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # a read-only or missing directory: one line, not a traceback
+        raise StoreError(
+            f"cannot create the lock file {path} ({exc.strerror}); the gateway writes beside its database: "
+            "make the directory writable, or choose another --db"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -114,7 +114,15 @@ def source_warnings(source: Source) -> list[str]:
 
 
 def _public_url(value: object, where: str, problems: list[Problem]) -> str | None:
-    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # a broken IPv6 literal, like https://[::1/x
+        parts = None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        problems.append(
+            Problem(where, "public_url must not carry a user name or password (the value is not shown)")
+        )
+        return None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(
             Problem(

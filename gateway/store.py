@@ -135,9 +135,8 @@ class Store(RunStore, JobStore, Reader):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         location = os.fspath(path)
-        # Create and migrate with plain sqlite3 in a worker thread first: a file that cannot be opened
-        # then fails here, not inside aiosqlite, whose worker thread can outlive a failed connect
-        # (omnilib/aiosqlite#241).
+        # Create and migrate with plain sqlite3 in a worker thread first: a file that cannot be opened then
+        # fails here, not inside aiosqlite, whose worker thread can outlive a failed connect (aiosqlite#241).
         try:
             await asyncio.to_thread(_prepare, location)
             writer = await _connect(location, QUERIES["writer_pragmas"])
@@ -179,13 +178,8 @@ class Store(RunStore, JobStore, Reader):
             if run.event_id != event.id:
                 raise ValueError(f"run {run.id} has event_id {run.event_id!r}, expected {event.id!r}")
         # Encode here, in the caller's task, so a bad value fails only its caller, not the batch.
-        item = _EventWrite(
-            event,
-            tuple(runs),
-            event_row(event),
-            [run_row(r, event) for r in runs],
-            self._loop.create_future(),
-        )
+        rows = [run_row(r, event) for r in runs]
+        item = _EventWrite(event, tuple(runs), event_row(event), rows, self._loop.create_future())
         self._enqueue(item)
         return await item.done
 
@@ -345,13 +339,22 @@ class Store(RunStore, JobStore, Reader):
 def _prepare(location: str) -> None:
     """Create the file if needed, switch it to WAL and apply pending migrations. Blocking."""
     with contextlib.closing(sqlite3.connect(location, isolation_level=None)) as conn:
+        [(version,)] = conn.execute(QUERIES["read_user_version"]).fetchall()
+        try:  # rolled back, it writes nothing: a file SQLite opened read-only fails here, not at each write
+            conn.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version = {version}; ROLLBACK;")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if exc.sqlite_errorname == "SQLITE_READONLY":  # a read-only mount, chattr +i
+                fix = "mount it read-write (or chattr -i), or choose another database file"
+                raise StoreError(f"{location} is read-only ({exc}): {fix}") from None
+            raise
         [(mode,)] = conn.execute(QUERIES["enable_wal"]).fetchall()
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"{location}: SQLite could not use WAL journal mode (it stayed {mode!r}); "
                 "put the database on a local filesystem"
             )
-        [(version,)] = conn.execute(QUERIES["read_user_version"]).fetchall()
         if version > len(MIGRATIONS):
             raise StoreError(
                 f"{location} has schema version {version}, newer than this gateway knows "

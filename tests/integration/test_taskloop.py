@@ -174,21 +174,3 @@ async def test_a_finished_attempt_is_kept_and_written_once_the_store_takes_write
     assert done is not None and (done.status, done.output, done.attempts) == ("completed", "done", 1)
     assert len(executions) == 1 and store.tried == 3
     assert caplog.text.count(f"could not record the end of run {run.id} attempt 1") == 2
-
-
-async def test_an_attempt_end_the_store_refuses_for_a_whole_lease_is_left_to_crash_recovery(
-    open_store: Callable[..., Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    @task(id="once")
-    async def once(payload: Any, ctx: Context) -> str:
-        return "done"
-
-    clock = FakeClock()
-    store = await open_store(cls=FlakyFinishStore)
-    store.failures = 1_000
-    executor = Executor(store, {"once": once}, ExecutorOptions(lease=0.5), clock=clock)
-    run = await enqueue(store, clock, once)
-    assert await executor.run_once() == 1
-    stuck = await store.get_run(run.id)
-    assert stuck is not None and stuck.status == "executing"
-    assert "crash recovery will run it again" in caplog.text

@@ -638,6 +638,14 @@ def test_public_url_is_read_and_url_signing_sources_without_it_are_warned_about(
             "https://x/y?a=1",
             "public_url must not carry a query string or fragment: the received query is appended",
         ),
+        (
+            "https://[::1/x",
+            "expected an absolute http(s) URL like https://hooks.example.com/hooks/x, got 'https://[::1/x'",
+        ),
+        (
+            "https://ops:hunter2@hooks.example.com/x",
+            "public_url must not carry a user name or password (the value is not shown)",
+        ),
     ],
 )
 def test_bad_public_url_is_reported(value: str, message: str) -> None:
