@@ -191,10 +191,13 @@ PAYPAL_CERT_NAMES = frozenset(
 
 
 def paypal_cert_url_allowed(url: str) -> bool:
-    """Whether ``url`` (the PAYPAL-CERT-URL header) may be fetched: https, a PayPal API host, the certs path.
+    """Whether ``url`` (the PAYPAL-CERT-URL header) may be fetched: https, a PayPal API host, one certificate
+    name under the certs path (no ``..``, no query: the sender must not steer the fetch elsewhere).
 
     Anything else could make the gateway trust a certificate an attacker chose, or call an internal host.
     """
+    if not url.isprintable() or " " in url:  # urlsplit silently drops tabs and newlines
+        return False
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -206,8 +209,14 @@ def paypal_cert_url_allowed(url: str) -> bool:
         and port in (None, 443)
         and parts.username is None
         and parts.password is None
-        and parts.path.startswith("/v1/notifications/certs/")
+        and _PAYPAL_CERT_PATH.fullmatch(parts.path) is not None
+        and not parts.query
+        and not parts.fragment
     )
+
+
+# e.g. /v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77: one name, which cannot be "." or "..".
+_PAYPAL_CERT_PATH = re.compile(r"/v1/notifications/certs/[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def verify_paypal(

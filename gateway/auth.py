@@ -6,6 +6,8 @@ Pure (``now`` is passed in) except :func:`read_key_file`, the one function here 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -177,8 +179,10 @@ def require(principal: Principal, scope: str) -> None:
 
 
 def check_bearer(authorization: str | None, expected: Secret) -> None:
-    """A fixed bearer token (the /metrics scrape token), compared in constant time; AccessDenied (401)."""
-    if not Secret(_bearer(authorization)) == expected:
+    """A fixed bearer token (the /metrics scrape token), compared in constant time; AccessDenied (401).
+    Both sides are hashed first, so the comparison time does not reveal the token's length either."""
+    given = hashlib.sha256(_bearer(authorization).encode()).digest()
+    if not hmac.compare_digest(given, hashlib.sha256(expected.reveal().encode()).digest()):
         raise _bad("this is not the scrape token (GATEWAY_METRICS_TOKEN)")
 
 

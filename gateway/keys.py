@@ -109,17 +109,7 @@ class KeyCache:
     # -- internals ----------------------------------------------------------------------------------------
 
     def _check_url(self, url: str) -> None:
-        try:
-            parts = urlsplit(url)
-            ok = (
-                parts.scheme == "https"
-                and parts.hostname in self.hosts
-                and parts.port in (None, 443)
-                and parts.username is None
-            )
-        except ValueError:  # a port that is not a number, a broken IPv6 literal
-            ok = False
-        if not ok:
+        if not _allowed(url, self.hosts):
             allowed = ", ".join(sorted(self.hosts)) or "none"
             raise SignatureError(
                 "untrusted_key_url", f"refusing to fetch keys from {url[:200]!r} (https on: {allowed})"
@@ -166,7 +156,8 @@ class KeyCache:
         """One bounded request: the whole exchange within the timeout, at most ``max_bytes`` of body."""
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._client.stream(method, url, json=body) as response:
+                # follow_redirects per request: a client passed in may follow them by default.
+                async with self._client.stream(method, url, json=body, follow_redirects=False) as response:
                     if 400 <= response.status_code < 500 and method == "POST":
                         raise _FetchError("unknown_key", f"{url} refused the key id ({response.status_code})")
                     if response.status_code != 200:
@@ -175,7 +166,7 @@ class KeyCache:
                     ttl = _ttl(response.headers.get("cache-control", ""))
         except TimeoutError:
             raise _FetchError("key_unavailable", f"{url} did not answer within {self._timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
             raise _FetchError("key_unavailable", f"could not fetch {url}: {type(exc).__name__}") from None
         now = self._clock()
         return _Entry(data, now, now + ttl, now)
@@ -193,6 +184,27 @@ class KeyCache:
                 raise too_big
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _allowed(url: str, hosts: frozenset[str]) -> bool:
+    """https on an allowed host, port 443, no user info, nothing unprintable; read by urlsplit and by httpx
+    (which connects) alike, so a URL the two parsers read differently can never reach another host."""
+    if not url.isprintable() or " " in url:  # urlsplit drops tabs and newlines; httpx refuses them
+        return False
+    try:
+        parts, sent = urlsplit(url), httpx.URL(url)
+        port = parts.port
+    except (ValueError, httpx.InvalidURL):  # a port that is not a number, a broken IPv6 literal
+        return False
+    return (
+        parts.scheme == sent.scheme == "https"
+        and parts.hostname in hosts
+        and sent.host == parts.hostname
+        and port in (None, 443)
+        and sent.port in (None, 443)
+        and parts.username is None
+        and not sent.userinfo
+    )
 
 
 def _ttl(cache_control: str) -> float:

@@ -140,8 +140,17 @@ def _jwks_url(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> st
     value = raw.get("jwks_url")
     if value is None:
         return None
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme != "https" or not parts.hostname or parts.username is not None:
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # a broken IPv6 literal
+        parts = None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        # Never quoted: the user info may be a password.
+        problems.append(
+            Problem(f"{where}.jwks_url", "must not carry a user name or password (the value is not shown)")
+        )
+        return None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
         problems.append(
             Problem(
                 f"{where}.jwks_url",
