@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -18,9 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import auth, params
+from gateway.app import http_error, refused
 from gateway.auth import AdminKey, Principal
 from gateway.errors import AccessDenied, GatewayError, Invalid, NotFound, StoreError, unknown_key
+from gateway.ingest import strict_json
 from gateway.model import JOB_STATUSES, EventFilter, Headers, RunFilter
+from gateway.openapi import Operation, document
 from gateway.page import Page
 from gateway.service import Service
 from gateway.view import event_detail, event_row, iso, job_json, rejection_row, run_detail, run_row
@@ -45,8 +49,29 @@ class _TooLarge(GatewayError):
 # -- answers --------------------------------------------------------------------------------------------
 
 
-def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class _Answer(JSONResponse):
+    """A JSON answer that stored data cannot turn into a 500: NaN and Infinity (a task's output may hold
+    them) become null, as JavaScript's JSON.stringify does, and a lone surrogate is escaped."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # allow_nan=False refused a number, or UTF-8 a lone surrogate (UnicodeEncodeError)
+            return json.dumps(_finite(content), allow_nan=False, separators=(",", ":")).encode()
+
+
+def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _Answer({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 def _failure(exc: GatewayError, scope: str) -> Response:
@@ -74,16 +99,8 @@ def _failure(exc: GatewayError, scope: str) -> Response:
     raise exc
 
 
-async def _http_error(request: HTTPRequest, exc: Exception) -> Response:
-    """Routing's own 404/405 (an unknown path, a wrong method) in the API's JSON shape."""
-    if not isinstance(exc, HTTPException):
-        raise exc
-    error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _error(exc.status_code, error, exc.detail, exc.headers)
-
-
-def _page(page: Page[Any], row: Callable[[Any], dict[str, Any]]) -> JSONResponse:
-    return JSONResponse({"data": [row(item) for item in page.items], "next_cursor": page.next})
+def _page(page: Page[Any], row: Callable[[Any], dict[str, Any]]) -> Response:
+    return _Answer({"data": [row(item) for item in page.items], "next_cursor": page.next})
 
 
 def _runs(runs: tuple[Any, ...]) -> list[dict[str, str]]:
@@ -129,7 +146,7 @@ async def _json_object(request: HTTPRequest, allowed: tuple[str, ...]) -> dict[s
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = strict_json(raw)
     except (ValueError, RecursionError):
         raise Invalid("body: not valid JSON; send a JSON object") from None
     if not isinstance(data, dict):
@@ -141,6 +158,34 @@ async def _json_object(request: HTTPRequest, allowed: tuple[str, ...]) -> dict[s
 
 
 # -- the app --------------------------------------------------------------------------------------------
+
+_EVENTS, _RUNS = (*params.EVENT_PARAMS, *params.PAGING), (*params.RUN_PARAMS, *params.PAGING)
+# The route table: verb, path under /api, scope, the query parameters it takes, its handler on _Api. The
+# OpenAPI description (gateway/openapi.py) is built from it, so the two cannot disagree.
+ROUTES = (
+    Operation("GET", "/events", "read", _EVENTS, "list_events"),
+    Operation("GET", "/events/{id}", "read", (), "show_event"),
+    Operation("GET", "/events/{id}/body", "read", (), "event_body"),
+    Operation("POST", "/events/{id}/replay", "replay", (), "replay_event"),
+    Operation("GET", "/runs", "read", _RUNS, "list_runs"),
+    Operation("GET", "/runs/{id}", "read", (), "show_run"),
+    Operation("POST", "/runs/{id}/rerun", "replay", (), "rerun"),
+    Operation("POST", "/runs/{id}/cancel", "replay", (), "cancel_run"),
+    Operation(
+        "GET",
+        "/rejections",
+        "read",
+        ("source", "reason", "since", "until", *params.PAGING),
+        "list_rejections",
+    ),
+    Operation("GET", "/stats", "read", ("since",), "stats"),
+    Operation("POST", "/replays", "replay", (), "start_bulk"),
+    Operation("GET", "/jobs", "read", ("status", *params.PAGING), "list_jobs"),
+    Operation("GET", "/jobs/{id}", "read", (), "show_job"),
+    Operation("POST", "/jobs/{id}/cancel", "replay", (), "cancel_job"),
+    Operation("POST", "/tasks/{id}/trigger", "trigger", (), "trigger"),
+    Operation("GET", "/openapi.json", "read", (), "openapi"),
+)
 
 
 class _Api:
@@ -161,7 +206,7 @@ class _Api:
         detail = event_detail(found.event, found.runs)
         del detail["_text"]
         detail["replays"] = [{"id": i, "received_at": iso(at), "status": s} for i, at, s in found.replays]
-        return JSONResponse(detail)
+        return _Answer(detail)
 
     async def event_body(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         event = (await self.service.event(request.path_params["id"])).event
@@ -176,7 +221,7 @@ class _Api:
         event_id = request.path_params["id"]
         outcome = await self.service.replay(event_id)
         content = {"event_id": outcome.event_id, "replay_of": event_id, "runs": _runs(outcome.runs)}
-        return JSONResponse(content, status_code=202)
+        return _Answer(content, status_code=202)
 
     async def list_runs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         f = params.from_query(RunFilter, q, params.RUN_PARAMS, self.clock())
@@ -188,21 +233,21 @@ class _Api:
         del detail["_text"]
         detail["rerun_of"] = found.run.rerun_of
         detail["reruns"] = [{"id": i, "created_at": iso(at), "status": s} for i, at, s in found.reruns]
-        return JSONResponse(detail)
+        return _Answer(detail)
 
     async def rerun(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """``{"payload": ...}`` reruns with that input; ``{}`` or no body with the original input."""
         run_id = request.path_params["id"]
         body = await _json_object(request, ("payload",))
         run = await self.service.rerun(run_id, payload=body.get("payload"), edited="payload" in body)
-        return JSONResponse({"run_id": run.id, "rerun_of": run_id, "task": run.task_id}, status_code=202)
+        return _Answer({"run_id": run.id, "rerun_of": run_id, "task": run.task_id}, status_code=202)
 
     async def cancel_run(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         try:
             run = await self.service.cancel(request.path_params["id"])
         except Invalid as exc:  # the run exists but has started or finished
             raise _Conflict(str(exc)) from None
-        return JSONResponse(run_row(run))
+        return _Answer(run_row(run))
 
     async def list_rejections(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         # Only the time window of a filter; it also refuses a since after the until.
@@ -218,7 +263,7 @@ class _Api:
 
     async def stats(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         since = params.time("since", q["since"], self.clock()) if "since" in q else None
-        return JSONResponse(await self.service.counts(since=since))
+        return _Answer(await self.service.counts(since=since))
 
     async def start_bulk(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """``{"kind": "replay"|"rerun", "filter": {...}, "dry_run": bool}``: preview, or record the job."""
@@ -229,11 +274,11 @@ class _Api:
             raise Invalid(f"dry_run: expected true or false, got a JSON {params.kind(dry_run)}")
         if dry_run:
             preview = await self.service.preview(kind, f)
-            return JSONResponse({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
+            return _Answer({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
         job = await self.service.start_job(kind, f, requested_by=who.subject)
         if self.on_job is not None:
             self.on_job()
-        return JSONResponse({"job": job_json(job)}, status_code=202)
+        return _Answer({"job": job_json(job)}, status_code=202)
 
     async def list_jobs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         status = params.choice("status", q["status"], JOB_STATUSES) if "status" in q else None
@@ -241,18 +286,23 @@ class _Api:
         return _page(page, job_json)
 
     async def show_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        return JSONResponse(job_json(await self.service.job(request.path_params["id"])))
+        return _Answer(job_json(await self.service.job(request.path_params["id"])))
 
     async def cancel_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         try:
             job = await self.service.cancel_job(request.path_params["id"])
         except Invalid as exc:  # the job exists but has ended
             raise _Conflict(str(exc)) from None
-        return JSONResponse(job_json(job))
+        return _Answer(job_json(job))
 
     async def trigger(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """Start a task with ``{"payload": ...}``; a repeated Idempotency-Key answers 200 and the original."""
         body = await _read_body(request)
+        try:  # NaN, 1e999 or "\\ud800" would be stored, then break every answer that shows them
+            if body.strip():
+                strict_json(body)
+        except (ValueError, RecursionError):
+            raise Invalid('body: expected JSON like {"payload": {...}}') from None
         outcome = await self.service.trigger(
             request.path_params["id"],
             body,
@@ -263,8 +313,12 @@ class _Api:
         )
         content: dict[str, Any] = {"event_id": outcome.event_id, "runs": _runs(outcome.runs)}
         if outcome.duplicate:
-            return JSONResponse({**content, "duplicate": True})
-        return JSONResponse(content, status_code=202)
+            return _Answer({**content, "duplicate": True})
+        return _Answer(content, status_code=202)
+
+    async def openapi(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
+        """This API and the configured sources' hook paths, as OpenAPI 3.1 (gateway/openapi.py)."""
+        return _Answer(document(ROUTES, self.service.config.sources.values()))
 
 
 def create_api(
@@ -286,36 +340,14 @@ def create_api(
                 principal = auth.authenticate(request.headers.get("authorization"), key, now=clock())
                 auth.require(principal, scope)
                 return await handler(request, principal, _query(request, allowed))
+            except _TooLarge as exc:  # answered before the whole body was read
+                return refused(_failure(exc, scope), request)
             except GatewayError as exc:
                 return _failure(exc, scope)
 
         return endpoint
 
-    events, runs = (*params.EVENT_PARAMS, *params.PAGING), (*params.RUN_PARAMS, *params.PAGING)
-    table: list[tuple[str, str, str, tuple[str, ...], Handler]] = [
-        ("GET", "/events", "read", events, api.list_events),
-        ("GET", "/events/{id}", "read", (), api.show_event),
-        ("GET", "/events/{id}/body", "read", (), api.event_body),
-        ("POST", "/events/{id}/replay", "replay", (), api.replay_event),
-        ("GET", "/runs", "read", runs, api.list_runs),
-        ("GET", "/runs/{id}", "read", (), api.show_run),
-        ("POST", "/runs/{id}/rerun", "replay", (), api.rerun),
-        ("POST", "/runs/{id}/cancel", "replay", (), api.cancel_run),
-        (
-            "GET",
-            "/rejections",
-            "read",
-            ("source", "reason", "since", "until", *params.PAGING),
-            api.list_rejections,
-        ),
-        ("GET", "/stats", "read", ("since",), api.stats),
-        ("POST", "/replays", "replay", (), api.start_bulk),
-        ("GET", "/jobs", "read", ("status", *params.PAGING), api.list_jobs),
-        ("GET", "/jobs/{id}", "read", (), api.show_job),
-        ("POST", "/jobs/{id}/cancel", "replay", (), api.cancel_job),
-        ("POST", "/tasks/{id}/trigger", "trigger", (), api.trigger),
-    ]
     routes = [
-        Route(path, guarded(scope, q, handler), methods=[verb]) for verb, path, scope, q, handler in table
+        Route(op.path, guarded(op.scope, op.query, getattr(api, op.name)), methods=[op.verb]) for op in ROUTES
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

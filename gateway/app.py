@@ -5,20 +5,24 @@ I/O: HTTP in, the store out. Every HTTP status the gateway answers with is chose
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive
 
 from gateway.auth import check_bearer
 from gateway.config import Config
@@ -36,12 +40,47 @@ from gateway.verify import verify
 log = logging.getLogger("gateway.app")
 REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
 RETRY_AFTER = "5"  # seconds a sender should wait when the store cannot commit
+# Seconds a hook body may take to arrive after its head: senders post at once (their own delivery timeouts
+# are 10-30 s), so only a stalled or malicious client takes longer.
+BODY_TIMEOUT = 30.0
 API_PREFIX = "/api"
 METRICS_PATH = "/metrics"
 
 
-def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def http_error(request: HTTPRequest, exc: Exception) -> Response:
+    """Routing's own 404/405 in the gateway's JSON shape: a path no route matches (one with a newline, say),
+    a wrong method on an admin endpoint."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error(exc.status_code, error, exc.detail, exc.headers)
+
+
+R = TypeVar("R", bound=Response)
+
+
+async def _discard(receive: Receive, timeout: float) -> None:
+    """Read and drop what is left of a refused body, for at most ``timeout`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
+
+def refused(response: R, request: HTTPRequest, timeout: float = BODY_TIMEOUT) -> R:
+    """``response`` to a request refused before its whole body was read (413, 408), with the rest of the
+    body read and dropped meanwhile, for up to ``timeout`` seconds. Hypercorn queues at most 10 body chunks
+    for an app and, once the answer is sent, blocks on that full queue: without a reader the connection, its
+    task and its chunks would be held for ever. The drain starts now, before the answer is sent."""
+    drain = asyncio.ensure_future(_discard(request.receive, timeout))
+    response.background = BackgroundTask(asyncio.wait_for, drain, None)  # awaited after the answer
+    return response
 
 
 class _TooLarge(Exception):
@@ -50,16 +89,26 @@ class _TooLarge(Exception):
         self.prefix = prefix
 
 
-async def _read_body(request: HTTPRequest, cap: int) -> bytes:
-    """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked)."""
+class _TooSlow(_TooLarge):
+    """The body did not arrive within the body timeout."""
+
+
+async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
+    """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked), or when it
+    has not all arrived ``timeout`` seconds after the head: a sender trickling bytes must not hold a
+    connection for ever (the servers bound the head: gateway/listen.py)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise _TooLarge(int(declared))
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > cap:
+                    raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
+    except TimeoutError:
+        raise _TooSlow(len(body), bytes(body[:REJECTION_BODY_PREFIX])) from None
     return bytes(body)
 
 
@@ -178,9 +227,10 @@ class _Hooks:
         clock: Callable[[], float],
         keyring: Keyring | None,
         telemetry: Telemetry,
+        body_timeout: float,
     ) -> None:
         self.config, self.store, self.clock, self.keyring = config, store, clock, keyring
-        self.telemetry = telemetry
+        self.telemetry, self.body_timeout = telemetry, body_timeout
         self.by_path = {source.path: source for source in config.sources.values()}
 
     async def endpoint(self, request: HTTPRequest) -> Response:
@@ -221,11 +271,17 @@ class _Hooks:
             )
             return response, said(405, "method_not_allowed")
         try:
-            body = await _read_body(request, source.max_body)
+            body = await _read_body(request, source.max_body, self.body_timeout)
+        except _TooSlow as exc:
+            detail = f"the body did not arrive within {self.body_timeout:g} s; send it at once"
+            await self.reject(source, "slow_body", detail, exc.prefix, exc.size, remote)
+            response = refused(_error(408, "slow_body", detail), request, self.body_timeout)
+            return response, said(408, "rejected", reason="slow_body")
         except _TooLarge as exc:
             detail = f"the body is larger than this source's limit of {source.max_body} bytes"
             await self.reject(source, "too_large", detail, exc.prefix, exc.size, remote)
-            return _error(413, "too_large", detail), said(413, "too_large", reason="too_large")
+            response = refused(_error(413, "too_large", detail), request, self.body_timeout)
+            return response, said(413, "too_large", reason="too_large")
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         inbound = Request(
             method="POST",
@@ -284,13 +340,15 @@ def create_app(
     telemetry: Telemetry | None = None,
     gauges: Callable[[], Awaitable[Gauges]] | None = None,
     metrics_token: Secret | None = None,
+    body_timeout: float | None = None,
 ) -> Starlette:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
     the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
     admin API, gateway/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
-    metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given)."""
+    metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given). A hook
+    body still arriving ``body_timeout`` seconds (default BODY_TIMEOUT) after its head is refused with 408."""
     telemetry = telemetry or Telemetry.off()
-    hook = _Hooks(config, store, clock, keyring, telemetry)
+    hook = _Hooks(config, store, clock, keyring, telemetry, body_timeout or BODY_TIMEOUT)
 
     async def healthz(request: HTTPRequest) -> Response:
         return JSONResponse({"status": "ok"})
@@ -312,12 +370,12 @@ def create_app(
         *_api_mount(config, api),
         Route("/{path:path}", hook.endpoint, methods=methods),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
 def create_admin_app(api: ASGIApp) -> Starlette:
     """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
-    return Starlette(routes=[Mount(API_PREFIX, app=api)])
+    return Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
 
 
 def create_metrics_app(

@@ -9,6 +9,7 @@ new_run(config, task_id, input, event_id, now) -> Run    a rerun or a triggered 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -53,6 +54,28 @@ class Admission:
     runs: tuple[Run, ...]
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} is out of a float's range")
+    return value
+
+
+def strict_json(body: bytes | str) -> Any:
+    """JSON as RFC 8259 / I-JSON (RFC 7493) mean it, which every reader of the stored event can write back
+    out: no NaN or Infinity (Python's extension), no number that overflows to one, no lone surrogate escape
+    (``"\\ud800"``: UTF-8 cannot encode it). Raises ValueError, or RecursionError for a deeply nested one."""
+    data = json.loads(body, parse_constant=_not_json, parse_float=_finite)
+    text = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    if b"\\ud" in text or b"\\uD" in text:  # rare: check that the strings decoded are valid Unicode
+        json.dumps(data, ensure_ascii=False).encode()  # UnicodeEncodeError (a ValueError) for a lone one
+    return data
+
+
 def parse_payload(content_type: str | None, body: bytes) -> Payload:
     """Parse a body by its content type; anything unparseable is kept as raw text (nothing is lost:
     the exact bytes are stored beside it).
@@ -68,7 +91,7 @@ def parse_payload(content_type: str | None, body: bytes) -> Payload:
     )
     if looks_json:
         try:
-            return Payload("json", json.loads(body), parsed=True)
+            return Payload("json", strict_json(body), parsed=True)
         except (ValueError, RecursionError):
             pass
     elif mime == "application/x-www-form-urlencoded":

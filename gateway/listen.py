@@ -28,6 +28,10 @@ UVICORN_MISSING = (
     "pip install 'webhook-gateway[uvicorn]' (or use --server hypercorn)"
 )
 KEEP_ALIVE = 75  # seconds; longer than common load-balancer idle timeouts
+# Slow senders: a request head must be complete KEEP_ALIVE seconds after the connection opened or the last
+# answer ended (Hypercorn's idle timer runs until the head is parsed; uvicorn gets the same below), the body
+# within gateway.app.BODY_TIMEOUT of the head, and no read of a request may wait more than READ_TIMEOUT.
+READ_TIMEOUT = KEEP_ALIVE + 5  # above KEEP_ALIVE: an idle keep-alive connection is KEEP_ALIVE's to close
 HEAD_LIMIT = 64 * 1024  # request line + headers; bigger is refused by the server (the body's limit is ours)
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
@@ -45,7 +49,10 @@ def hypercorn_config(
     hc.errorlog = logging.getLogger("hypercorn.error")  # through our handler and format, not its own
     hc.graceful_timeout = options.shutdown_grace
     hc.keep_alive_timeout = KEEP_ALIVE
-    hc.h11_max_incomplete_size = HEAD_LIMIT
+    hc.read_timeout = math.ceil(READ_TIMEOUT)
+    # h11 refuses a buffer *over* its limit while the head is incomplete; Hypercorn reads 64 KiB at a time,
+    # so with HEAD_LIMIT itself a 70 KiB head would pass in two reads.
+    hc.h11_max_incomplete_size = HEAD_LIMIT - 1
     return hc
 
 
@@ -84,34 +91,61 @@ def uvicorn_config(
         proxy_headers=False,  # as Hypercorn: the client is the peer, X-Forwarded-For is not trusted
         timeout_keep_alive=KEEP_ALIVE,
         timeout_graceful_shutdown=math.ceil(options.shutdown_grace),
-        h11_max_incomplete_event_size=HEAD_LIMIT,
+        h11_max_incomplete_event_size=HEAD_LIMIT - 1,  # as Hypercorn's, were uvicorn's h11 protocol used
     )
 
 
 def _bounded_httptools() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, answering 431 to a request head still incomplete past HEAD_LIMIT bytes,
-    as Hypercorn (h11) does: httptools has no limit. Whole reads count: one check per read, not per header."""
+    """uvicorn's httptools protocol with Hypercorn's (h11's) bounds on a request head, which httptools
+    lacks: 431 for a head past HEAD_LIMIT bytes (counted per read, before parsing), and
+    the connection closed when a head is not complete KEEP_ALIVE seconds after the connection opened or the
+    last answer ended (uvicorn's own keep-alive timer stops at the first byte, so a trickled head or a
+    silent connection would otherwise be held for ever)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Bounded(HttpToolsProtocol):
-        head = -1  # bytes read since the current request began, while its head is incomplete; -1: not in one
+        head = 0  # bytes of the current request's head read so far; -1 while its body is read
+        deadline: asyncio.TimerHandle | None = None
 
-        def on_message_begin(self) -> None:
-            self.head = 0
-            super().on_message_begin()
+        def _await_head(self) -> None:
+            self._cancel_deadline()
+            # Closing a closing transport is harmless; connection_lost cancels the timer anyway.
+            self.deadline = self.loop.call_later(KEEP_ALIVE, self.transport.close)
+
+        def _cancel_deadline(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._await_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_deadline()
+            super().connection_lost(exc)
 
         def on_headers_complete(self) -> None:
             self.head = -1
+            self._cancel_deadline()
             super().on_headers_complete()
 
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.head = 0  # what follows is the next request's head
+
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.head >= 0 and not self.transport.is_closing():
-                self.head += len(data)
-                if self.head > HEAD_LIMIT:
+            # Counted before httptools parses the read: it would take a whole head of any size at once. A
+            # terminator split over two reads counts the second read whole.
+            if self.head >= 0:
+                end = data.find(b"\r\n\r\n")
+                self.head += len(data) if end < 0 else end + 4
+                if self.head >= HEAD_LIMIT if end < 0 else self.head > HEAD_LIMIT:
                     self.head = -1
                     self.transport.write(_TOO_LARGE)
                     self.transport.close()
+                    return
+            super().data_received(data)
 
     return Bounded
 

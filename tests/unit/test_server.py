@@ -51,7 +51,7 @@ def test_uvicorn_gets_hypercorns_limits_and_leaves_logging_and_lifespan_to_the_g
     assert (uv.host, uv.port) == ("127.0.0.1", 8123)
     assert uv.timeout_keep_alive == hc.keep_alive_timeout == 75
     assert uv.timeout_graceful_shutdown == 8  # 7.5 s rounded up: uvicorn takes whole seconds
-    assert uv.h11_max_incomplete_event_size == hc.h11_max_incomplete_size == HEAD_LIMIT
+    assert uv.h11_max_incomplete_event_size == hc.h11_max_incomplete_size == HEAD_LIMIT - 1
     assert (uv.lifespan, uv.access_log, uv.log_config, uv.proxy_headers) == ("off", False, None, False)
     assert uv.loop == "uvloop"
     assert isinstance(uv.http, type) and uv.http.__mro__[1].__name__ == "HttpToolsProtocol"
