@@ -6,8 +6,9 @@ I/O: reads one file and imports the task modules it names. The environment is pa
 from __future__ import annotations
 
 import difflib
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,19 +51,93 @@ class Config:
     retention: float | None = None  # seconds to keep records of a source that sets none; None: forever
 
 
+# Bounds on a document once its aliases are expanded: a routes.yaml is nowhere near them, and past them every
+# walk of the document (interpolation, compiling, matching) would recurse too deep or take too long.
+MAX_DEPTH = 50
+MAX_VALUES = 100_000
+_MAX_INT_BITS = 4096  # ~1,200 digits; longer ints cannot even be printed in an error message (Python's limit)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """yaml.SafeLoader that refuses, as YAML errors with a line and column, what PyYAML lets through or fails
+    on with another exception: duplicate keys (it keeps the last), unhashable keys, scalars its constructors
+    cannot read (``!!int x``, ``2001-13-01``), huge integers, recursive aliases, and documents nested or
+    aliased past MAX_DEPTH / MAX_VALUES (``&a [*a]`` or a "billion laughs" would exhaust the loader)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open: set[str] = set()  # anchors of the collections being composed
+        self._values: dict[int, int] = {}  # id(collection node) -> values it holds, aliases expanded
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _refused(f"alias *{event.anchor} is inside the node it names", event.start_mark)
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None) or ""
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+            children = (
+                node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            )
+            self._values[id(node)] = size = 1 + sum(self._values.get(id(child), 1) for child in children)
+            if size > MAX_VALUES:
+                raise _refused(
+                    f"holds more than {MAX_VALUES} values once its aliases are expanded", node.start_mark
+                )
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            LookupError,
+            OverflowError,
+        ):  # `!!int ''`, `2001-13-01`
+            kind = str(node.tag).rpartition(":")[2]  # the value is not shown: it may be a secret
+            message = f"this value cannot be read as {kind} (quote it to make it a string)"
+            raise _refused(message, node.start_mark) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: SafeLoader merges it below
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise _refused("a key must be a plain value, not a list or a mapping", key_node.start_mark)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise _refused(f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value: int = super().construct_yaml_int(node)
+        if value.bit_length() > _MAX_INT_BITS:
+            raise _refused(
+                "an integer of more than 1,000 digits (quote it to make it a string)", node.start_mark
+            )
+        return value
+
+
+def _refused(message: str, mark: Any) -> yaml.MarkedYAMLError:
+    return yaml.constructor.ConstructorError(None, None, message, mark)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 class _Env:
@@ -106,7 +181,7 @@ def _route_options(raw: Mapping[str, Any], where: str, problems: list[Problem]) 
         options["retry"] = {k: v for k, v in policy.as_dict().items() if k in given}
     if "timeout" in raw:
         t = raw["timeout"]
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t <= 0):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf):
             problems.append(Problem(f"{where}.timeout", f"expected seconds > 0 or null, got {t!r}"))
         options["timeout"] = t
     if "queue" in raw:
@@ -177,7 +252,8 @@ def _route(
     )
 
 
-def _unknown_name(kind: str, name: str, known: list[str], where: str) -> Problem:
+def _unknown_name(kind: str, name: str, known: list[Any], where: str) -> Problem:
+    known = [k for k in known if isinstance(k, str)]  # a name of another type is reported where it is defined
     hint = difflib.get_close_matches(name, known, n=1)
     tail = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(sorted(known)) or 'none'}"
     return Problem(where, f"unknown {kind} {name!r} ({tail})")
@@ -280,12 +356,16 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     doc = env.expand(raw, "")
     assert isinstance(doc, dict)
     tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
-    queues = _queues(doc.get("queues") or {}, problems)
+    # An empty section (`routes:`) is null; any other value of the wrong type, `[]` or `0` too, is reported.
+    queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
     retention = parse_retention(doc.get("retention"), "retention", problems)
-    raw_sources = doc.get("sources") or {}
+    raw_sources = {} if doc.get("sources") is None else doc["sources"]
     sources = parse_sources(raw_sources, problems, file.parent)
     routes = _routes(
-        doc.get("routes") or [], raw_sources if isinstance(raw_sources, dict) else {}, tasks, problems
+        [] if doc.get("routes") is None else doc["routes"],
+        raw_sources if isinstance(raw_sources, dict) else {},
+        tasks,
+        problems,
     )
     if problems:
         raise ConfigError(problems, label)

@@ -44,7 +44,10 @@ def redact_query(
     if not names or not any(k in names for k, _ in query):
         return url, query
     hidden = tuple((k, "[redacted]" if k in names else v) for k, v in query)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a hostile Host header (e.g. "[") made the URL unparseable: keep none of it
+        return url.split("?", 1)[0] + "?" + urlencode(hidden), hidden
     return urlunsplit(parts._replace(query=urlencode(hidden))), hidden
 
 

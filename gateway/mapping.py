@@ -52,8 +52,8 @@ def _node(spec: object, where: str, problems: list[Problem]) -> _Node | None:
     if "$literal" in spec:
         if len(spec) > 1:
             problems.append(Problem(where, "$literal must be the only key in its mapping"))
-        try:  # a JSON round trip: rejects dates and the like, and turns YAML's `1:` keys into "1"
-            return _Literal(json.loads(json.dumps(spec["$literal"])))
+        try:  # a JSON round trip: rejects dates, .nan and .inf, and turns YAML's `1:` keys into "1"
+            return _Literal(json.loads(json.dumps(spec["$literal"], allow_nan=False)))
         except (TypeError, ValueError):
             problems.append(Problem(where, f"$literal must be JSON data, got {spec['$literal']!r}"))
             return None

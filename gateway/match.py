@@ -152,9 +152,13 @@ def _operand(op: str, arg: Any, text: bool, where: str, problems: list[Problem])
         bad = f"$exists needs true or false, got {arg!r}"
     elif op == "$regex":
         try:
+            if isinstance(arg, bytes):  # YAML !!binary: it compiles, then fails on every text it meets
+                raise TypeError("a pattern must be text, not binary data")
             return _CHECKS[op], re.compile(arg)
-        except (re.error, TypeError) as exc:
+        except (re.error, TypeError, OverflowError) as exc:  # OverflowError: a{4294967296}
             bad = f"bad $regex {arg!r}: {exc}"
+        except RecursionError:  # hundreds of nested groups
+            bad = f"bad $regex {arg!r}: nested too deeply"
     elif op in _COMPARE:
         if type(arg) in _NUMBERS or isinstance(arg, str):
             return _order, (_COMPARE[op], arg, text)

@@ -117,7 +117,7 @@ def _environment(raw: Mapping[str, Any], where: str, problems: list[Problem]) ->
     value = raw.get("environment")
     if value is None:
         return None
-    if value not in PLAID_HOSTS:
+    if not isinstance(value, str) or value not in PLAID_HOSTS:
         close = difflib.get_close_matches(str(value), PLAID_HOSTS, n=1)
         tail = f"did you mean {close[0]!r}?" if close else "sandbox or production"
         problems.append(Problem(f"{where}.environment", f"unknown Plaid environment {value!r} ({tail})"))

@@ -8,6 +8,7 @@ wait, jitter on. The wait after failed attempt n is ``min(max_timeout, min_timeo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,7 @@ def parse_retry(
                 problems.append(Problem(where, f"expected a whole number >= 1, got {value!r}"))
             else:
                 values[key] = value
-        elif not _is_number(value) or value < 0 or (key == "factor" and value < 1):
+        elif not _is_number(value) or not 0 <= value < math.inf or (key == "factor" and value < 1):  # NaN too
             floor = 1 if key == "factor" else 0
             problems.append(Problem(where, f"expected a number >= {floor}, got {value!r}"))
         else:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -70,6 +71,8 @@ def verify(
     if scheme.signature_format in PUBLIC_KEY_CHECKS:
         return _public_key(scheme, secrets, request, now=now, tolerance=tolerance)
     keys = _usable_keys(scheme, secrets)
+    if scheme.signs_url:
+        _require_url(scheme, request.url)
     presented = ADAPTERS[scheme.signature_format](scheme, request)
     timestamp = _parse_timestamp(scheme, *presented.timestamp) if presented.timestamp else None
     ts_text = presented.timestamp[1] if presented.timestamp else None
@@ -216,6 +219,17 @@ def signed_bytes(
         pos = m.end()
     parts.append(template[pos:].encode())
     return b"".join(parts)
+
+
+def _require_url(scheme: Scheme, url: str) -> None:
+    # The URL is built from the Host header, which anyone can set: `https://[/hooks/x` must be a rejection,
+    # not a ValueError from urlsplit in the adapter.
+    try:
+        urlsplit(url)
+    except ValueError:
+        raise SignatureError(
+            "bad_signature", f"{scheme.name} signs the URL it called, and {url[:80]!r} is not a valid URL"
+        ) from None
 
 
 def _parse_timestamp(scheme: Scheme, where: str, text: str) -> int:

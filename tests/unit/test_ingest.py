@@ -131,3 +131,11 @@ def test_a_credential_header_mapped_into_input_arrives_redacted(load_config: Cal
     config = load_config(routes)
     [run] = admit(config, config.sources["github"], push(), VERDICT, NOW).runs
     assert run.input == {"auth": "[redacted]", "event": "push"}
+
+
+def test_a_query_secret_is_redacted_even_when_a_hostile_host_makes_the_url_unparseable() -> None:
+    from gateway.ingest import redact_query
+
+    query = (("token", "s3cret"), ("a", "1"))
+    url, kept = redact_query("http://[/hooks/q?token=s3cret&a=1", query, ("token",))
+    assert (url, kept) == ("http://[/hooks/q?token=%5Bredacted%5D&a=1", (("token", "[redacted]"), ("a", "1")))
