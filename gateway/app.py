@@ -30,7 +30,8 @@ from gateway.errors import AccessDenied, Invalid, SignatureError, StoreError
 from gateway.handshake import respond
 from gateway.ingest import admit, parse_payload
 from gateway.keyring import Keyring
-from gateway.model import Delivery, Gauges, Headers, Recorded, Rejection, Request, Secret, Verdict
+from gateway.model import Headers, Recorded, Rejection, Request, Secret, Verdict
+from gateway.report import Delivery, Gauges
 from gateway.sources import Source
 from gateway.store import Store
 from gateway.telemetry import Telemetry

@@ -17,17 +17,8 @@ from typing import Any
 
 from gateway.context import Context, RunLog
 from gateway.errors import AbortRun, RetryAfter
-from gateway.model import (
-    COMPLETED,
-    FAILED,
-    QUEUED,
-    RETRYING,
-    TIMED_OUT,
-    AttemptEnd,
-    AttemptReport,
-    Claim,
-    Run,
-)
+from gateway.model import COMPLETED, FAILED, QUEUED, RETRYING, TIMED_OUT, AttemptEnd, Claim, Run
+from gateway.report import AttemptReport
 from gateway.retry import next_attempt_at, policy_from
 from gateway.taskloop import TaskLoop
 from gateway.tasks import Task

@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
-from gateway.model import COMPLETED, CRASHED, FAILED, RETRYING, TIMED_OUT, AttemptReport, Delivery
+from gateway.model import COMPLETED, CRASHED, FAILED, RETRYING, TIMED_OUT
+from gateway.report import AttemptReport, Delivery
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("json", "plain", "auto")

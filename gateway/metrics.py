@@ -19,7 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from gateway.model import DELIVERY_OUTCOMES, FINAL_STATUSES, AttemptReport, Delivery, Gauges
+from gateway.model import FINAL_STATUSES
+from gateway.report import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges
 
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)

@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.model import Attempt, Event, EventFilter, Job, QueueDepth, Rejection, Run, RunFilter
+from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter
+from gateway.report import QueueDepth
 from gateway.rows import (
     attempt_from_row,
     event_from_row,

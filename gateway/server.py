@@ -31,7 +31,8 @@ from gateway.keyring import Keyring
 from gateway.listen import bind_address, check_free, loop_factory, run_server
 from gateway.logs import Scrub
 from gateway.metrics import Metrics
-from gateway.model import Gauges, QueueDepth, Secret
+from gateway.model import Secret
+from gateway.report import Gauges, QueueDepth
 from gateway.service import Service
 from gateway.store import Store
 from gateway.telemetry import Telemetry

@@ -13,7 +13,8 @@ from opentelemetry.trace import Span
 
 from gateway import logs
 from gateway.metrics import Metrics
-from gateway.model import AttemptReport, Delivery, Run
+from gateway.model import Run
+from gateway.report import AttemptReport, Delivery
 from gateway.tracing import Tracing, attempt_ended, span_trace_id
 
 log = logging.getLogger("gateway.telemetry")

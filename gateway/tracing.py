@@ -23,7 +23,8 @@ from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway.model import FINAL_STATUSES, Delivery, Event, Run
+from gateway.model import FINAL_STATUSES, Event, Run
+from gateway.report import Delivery
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 
 from gateway import config as config_mod
 from gateway.app import create_app
@@ -135,3 +136,10 @@ def env_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("GATEWAY_ROUTES", "GATEWAY_DB", "GATEWAY_HOST", "GATEWAY_PORT"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """Every request leaving the process, faked with respx; a request no route of the test answers fails."""
+    with respx.mock(assert_all_called=False) as mock:
+        yield mock

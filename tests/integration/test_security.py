@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from gateway.executor import Executor, ExecutorOptions
 from gateway.keyring import Keyring
 from gateway.logs import Scrub
 from gateway.metrics import Metrics
-from gateway.model import Gauges, Secret
+from gateway.model import Secret
+from gateway.report import Gauges
 from gateway.server import ServeOptions
 from gateway.service import Service
 from gateway.signing import sign
@@ -689,13 +690,6 @@ def pki() -> Pki:
 @pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, 2048)
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    """Every request leaving the process; ``anywhere`` answers what no other route of a test does."""
-    with respx.mock(assert_all_called=False) as mock:
-        yield mock
 
 
 @pytest.fixture

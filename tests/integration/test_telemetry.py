@@ -17,7 +17,8 @@ from gateway.config import Config
 from gateway.errors import Invalid, StoreError
 from gateway.executor import Executor
 from gateway.metrics import Metrics
-from gateway.model import Gauges, Secret
+from gateway.model import Secret
+from gateway.report import Gauges
 from gateway.server import gauge_reader
 from gateway.service import Service
 from gateway.store import Store

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway import logs
-from gateway.model import AttemptReport, Delivery
+from gateway.report import AttemptReport, Delivery
 
 SECRET = "whsec_abcdefghijklmnop"
 

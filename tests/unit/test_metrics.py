@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
-from gateway.model import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges, QueueDepth
+from gateway.report import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges, QueueDepth
 
 NOW = 1_700_000_000.0
 
