@@ -134,6 +134,18 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
             super().on_message_complete()
             self.head = 0  # what follows is the next request's head
 
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport.is_closing():
+                return
+            if self.cycle.response_complete and self.cycle.more_body:
+                # Answered before its body arrived (413, 408): the rest of the connection is that body, not a
+                # next request; close it, as h11 (Hypercorn) does. uvicorn's keep-alive timer would not: each
+                # trickled byte cancels it.
+                self.transport.close()
+            elif self.head >= 0:  # the next head is not complete yet: bound it like the first
+                self._await_head()
+
         def data_received(self, data: bytes) -> None:
             # Counted before httptools parses the read: it would take a whole head of any size at once. A
             # terminator split over two reads counts the second read whole.

@@ -143,6 +143,24 @@ def test_a_head_sent_byte_by_byte_is_closed_after_the_head_timeout(served: Serve
     print(f"\n{served.argv[-1]}: a trickled head was closed after {took:.1f} s")
 
 
+def test_a_second_head_trickled_on_a_kept_alive_connection_is_closed_after_the_head_timeout(
+    served: Server,
+) -> None:
+    started = time.monotonic()
+    with connect(served) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert status(answer(sock)) == 200
+        sock.sendall(b"POST /hooks/open HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        for _ in range(100):  # one byte every 0.1 s: each one would reset a plain idle timer
+            if closed_within(sock, 0.1):
+                break
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.send(b"a")
+        else:
+            raise AssertionError("a trickled second head was still open after 10 s")
+    print(f"\n{served.argv[-1]}: a trickled second head was closed after {time.monotonic() - started:.1f} s")
+
+
 def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(served: Server) -> None:
     started = time.monotonic()
     with connect(served) as sock:
