@@ -95,6 +95,13 @@ def uvicorn_config(
     )
 
 
+def _head_read(data: bytes) -> tuple[int, int]:
+    """How many bytes of a read belong to a request head, and the most a head may have had once they are
+    counted: HEAD_LIMIT with its end in this read, one less while it is still incomplete (as h11 counts)."""
+    end = data.find(b"\r\n\r\n")
+    return (len(data), HEAD_LIMIT - 1) if end < 0 else (end + 4, HEAD_LIMIT)
+
+
 def _bounded_httptools() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with Hypercorn's (h11's) bounds on a request head, which httptools
     lacks: 431 for a head past HEAD_LIMIT bytes (counted per read, before parsing), and
@@ -135,9 +142,7 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
             self.head = 0  # what follows is the next request's head
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.transport.is_closing():
-                return
+            super().on_response_complete()  # closing a closing transport again is harmless
             if self.cycle.response_complete and self.cycle.more_body:
                 # Answered before its body arrived (413, 408): the rest of the connection is that body, not a
                 # next request; close it, as h11 (Hypercorn) does. uvicorn's keep-alive timer would not: each
@@ -150,9 +155,9 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
             # Counted before httptools parses the read: it would take a whole head of any size at once. A
             # terminator split over two reads counts the second read whole.
             if self.head >= 0:
-                end = data.find(b"\r\n\r\n")
-                self.head += len(data) if end < 0 else end + 4
-                if self.head >= HEAD_LIMIT if end < 0 else self.head > HEAD_LIMIT:
+                count, limit = _head_read(data)
+                self.head += count
+                if self.head > limit:
                     self.head = -1
                     self.transport.write(_TOO_LARGE)
                     self.transport.close()
