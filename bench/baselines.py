@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench import floor
-from gateway.listen import loop_factory
+from gateway.web.listen import loop_factory
 
 MODES = ("locked", "shared")
 SCHEMA = (

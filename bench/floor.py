@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.listen import SERVERS, loop_factory, run_server
 from gateway.server import ServeOptions
+from gateway.web.listen import SERVERS, loop_factory, run_server
 
 
 async def hook(request: Request) -> Response:
@@ -42,7 +42,7 @@ app = Starlette(
 
 
 async def run(served: Any, host: str, port: int, server: str = "hypercorn") -> None:
-    """Serve ``served`` as the gateway serves its app (gateway.listen.run_server) until SIGTERM or SIGINT."""
+    """Serve ``served`` as the gateway serves its app (``web.listen.run_server``) until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import deliveries
-from gateway import config as gateway_config
-from gateway.ingest import admit
 from gateway.model import Headers, Request, new_id
-from gateway.rows import event_row, run_row, with_blocked
-from gateway.store import MIGRATIONS, QUERIES, Store
-from gateway.verify import verify
+from gateway.routes import load as gateway_config
+from gateway.routes.ingest import admit
+from gateway.signatures.verify import verify
+from gateway.store.rows import event_row, run_row, with_blocked
+from gateway.store.sqlite.store import MIGRATIONS, QUERIES, Store
 
 ROWS_VERSION = 1  # bump when the way this module builds rows changes: cached databases are rebuilt
 URL = "http://127.0.0.1:8000" + deliveries.SOURCE_PATH  # what the gateway stores as the called URL

@@ -3,9 +3,9 @@
 Task code imports from here only: ``from gateway import task, Context, AbortRun, RetryAfter``.
 """
 
-from gateway.context import Context
 from gateway.errors import AbortRun, RetryAfter
-from gateway.tasks import Task, task
+from gateway.execution.context import Context
+from gateway.execution.tasks import Task, task
 
 __all__ = ["AbortRun", "Context", "RetryAfter", "Task", "task"]
 __version__ = "0.1.0"

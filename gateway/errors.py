@@ -14,7 +14,7 @@
     ├── AbortRun               fail the run now, no retry
     └── RetryAfter             retry exactly then (a provider's Retry-After), within max_attempts
 
-HTTP status codes for these live in one place, ``gateway/app.py``.
+HTTP status codes for these live in one place, ``gateway/web/hooks.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What telemetry hears: how a request to a hook path ended, how an attempt ended, and the gauges /metrics
-reads at scrape time (gateway/metrics.py, gateway/logs.py, gateway/tracing.py). Pure: frozen values only.
+reads at scrape time (gateway/telemetry/metrics.py, gateway/telemetry/logs.py, gateway/telemetry/tracing.py).
+Pure: frozen values only.
 """
 
 from __future__ import annotations

@@ -20,23 +20,23 @@ from pathlib import Path
 from prometheus_client import disable_created_metrics
 
 from gateway import __version__
-from gateway.api import create_api
-from gateway.app import create_admin_app, create_app, create_metrics_app
-from gateway.auth import AdminKey
-from gateway.config import Config
 from gateway.errors import GatewayError, StoreError
-from gateway.executor import Executor, ExecutorOptions
-from gateway.jobs import Worker
-from gateway.keyring import Keyring
-from gateway.listen import bind_address, check_free, loop_factory, run_server
-from gateway.logs import Scrub
-from gateway.metrics import Metrics
+from gateway.execution.executor import Executor, ExecutorOptions
+from gateway.keys.keyring import Keyring
 from gateway.model import Secret
+from gateway.records.service import Service
+from gateway.records.worker import Worker
 from gateway.report import Gauges, QueueDepth
-from gateway.service import Service
-from gateway.store import Store
-from gateway.telemetry import Telemetry
-from gateway.tracing import Tracing
+from gateway.routes.load import Config
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.logs import Scrub
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import Tracing
+from gateway.web.api import create_api
+from gateway.web.auth import AdminKey
+from gateway.web.hooks import create_admin_app, create_app, create_metrics_app
+from gateway.web.listen import bind_address, check_free, loop_factory, run_server
 
 log = logging.getLogger("gateway.server")
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
-from gateway import config as config_mod
-from gateway.app import create_app
-from gateway.store import Store
+from gateway.routes import load as config_mod
+from gateway.store.sqlite.store import Store
+from gateway.web.hooks import create_app
 
 TASKS_CODE = """
 from gateway import task

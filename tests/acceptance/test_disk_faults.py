@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.store import Store
+from gateway.store.sqlite.store import Store
 from tests.acceptance.conftest import Gateway, free_port
 from tests.acceptance.test_serve import PUSH, github
 from tests.integration.test_store_faults import on_disk, stored

@@ -26,10 +26,10 @@ pytestmark = pytest.mark.acceptance
 HEAD_TIMEOUT, BODY_TIMEOUT = 1, 1.0  # seconds, instead of 75 and 30: the slow-sender tests wait for them
 # `python -m gateway serve`, with the slow-sender timeouts shortened before the server is built.
 LAUNCHER = (
-    "import sys, gateway.app, gateway.listen; "
-    f"gateway.listen.KEEP_ALIVE = {HEAD_TIMEOUT}; gateway.listen.READ_TIMEOUT = {HEAD_TIMEOUT + 1}; "
-    f"gateway.app.BODY_TIMEOUT = {BODY_TIMEOUT}; "
-    "from gateway.cli import main; sys.exit(main(sys.argv[1:]))"
+    "import sys, gateway.web.hooks, gateway.web.listen; "
+    f"gateway.web.listen.KEEP_ALIVE = {HEAD_TIMEOUT}; gateway.web.listen.READ_TIMEOUT = {HEAD_TIMEOUT + 1}; "
+    f"gateway.web.hooks.BODY_TIMEOUT = {BODY_TIMEOUT}; "
+    "from gateway.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 ALLOWED = {200, 202, 401, 404, 408, 413, 431}
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.model import Secret
-from gateway.schemes import PRESETS
-from gateway.signing import sign
+from gateway.signatures.schemes import PRESETS
+from gateway.signatures.signing import sign
 from tests.acceptance.conftest import Gateway
 from tests.unit.test_asymmetric import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
 
@@ -238,7 +238,7 @@ def test_a_jwt_source_with_a_static_key_on_the_running_gateway(
         )
         import io
 
-        from gateway.cli import main
+        from gateway.cli.main import main
 
         (root / "body.json").write_bytes(b"{}")
         out, err = io.StringIO(), io.StringIO()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as config_mod
-from gateway.ingest import admit
 from gateway.model import Headers, Request, Verdict
-from gateway.store import Store
+from gateway.routes import load as config_mod
+from gateway.routes.ingest import admit
+from gateway.store.sqlite.store import Store
 from tests.conftest import ROUTES
 
 pytestmark = pytest.mark.acceptance

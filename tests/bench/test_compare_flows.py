@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import compare_flows as cf
-from gateway import config as config_mod
+from gateway.routes import load as config_mod
 
 
 def test_quick_mode_divides_every_duration_by_ten() -> None:

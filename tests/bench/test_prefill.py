@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bench import deliveries, prefill
-from gateway import cli
+from gateway.cli import main as cli
 from gateway.model import EventFilter
-from gateway.store import Store
+from gateway.store.sqlite.store import Store
 
 EVENTS = 1_000
 

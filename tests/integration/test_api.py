@@ -14,11 +14,11 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gateway.api import BODY_CAP, create_api
-from gateway.auth import AdminKey, mint
 from gateway.model import QUEUED, Event, Headers, Payload, Run, RunFilter, Secret
-from gateway.service import Service
-from gateway.store import Store
+from gateway.records.service import Service
+from gateway.store.sqlite.store import Store
+from gateway.web.api import BODY_CAP, create_api
+from gateway.web.auth import AdminKey, mint
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 SECRET = "Vq3wQm8nZ1xK7pL0sR4tY6uE2iO9aD5fG3hJ8kM1nB"  # 42 bytes, as secrets.token_urlsafe(32) makes

@@ -16,7 +16,7 @@ import pytest
 import standardwebhooks
 import stripe
 
-from gateway.store import Store
+from gateway.store.sqlite.store import Store
 
 PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc123", "repository": {"full_name": "o/r"}}).encode()
 INVOICE = json.dumps({"id": "evt_1", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}}).encode()

@@ -113,8 +113,8 @@ def test_gateway_sign_signs_twilio_form_posts_for_the_public_url(
 ) -> None:
     import io
 
-    from gateway import config as config_mod
-    from gateway.cli import main
+    from gateway.cli.main import main
+    from gateway.routes import load as config_mod
     from tests.integration.test_cli import deliver
 
     routes = write_routes(ROUTES)
@@ -242,8 +242,8 @@ async def test_sendgrid_published_vector_through_the_app(
 def test_public_key_presets_check_their_keys_and_cannot_sign(load_config: Callable[..., Any]) -> None:
     from gateway.errors import ConfigError
     from gateway.model import Secret
-    from gateway.schemes import PRESETS
-    from gateway.signing import sign
+    from gateway.signatures.schemes import PRESETS
+    from gateway.signatures.signing import sign
 
     with pytest.raises(ConfigError) as refused:
         load_config(keyed_routes("not-hex"))
@@ -260,8 +260,8 @@ def test_gateway_sign_signs_public_key_presets_with_a_configured_test_key(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from gateway import config as config_mod
-    from gateway.cli import main
+    from gateway.cli.main import main
+    from gateway.routes import load as config_mod
     from tests.integration.test_cli import deliver
 
     discord_private, discord_public = discord_setup()

@@ -20,7 +20,7 @@ import respx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway.keyring import GOOGLE_CERTS, Keyring
+from gateway.keys.keyring import GOOGLE_CERTS, Keyring
 from tests.unit.test_asymmetric import NOW as PAYPAL_NOW
 from tests.unit.test_asymmetric import PAYPAL_BODY, WEBHOOK_ID, Pki, make_pki, paypal_headers
 from tests.unit.test_tokens import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_KID, PLAID_TOKEN, hs256_by_hand

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import config as config_mod
-from gateway.app import create_app
-from gateway.cli import main
-from gateway.store import Store
+from gateway.cli.main import main
+from gateway.routes import load as config_mod
+from gateway.store.sqlite.store import Store
+from gateway.web.hooks import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,7 +225,7 @@ def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, l
 
 
 def execute(config: config_mod.Config, db: Path) -> None:
-    from gateway.executor import Executor
+    from gateway.execution.executor import Executor
 
     async def go() -> None:
         store = await Store.open(db)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from gateway import AbortRun, Context, RetryAfter, task
-from gateway.executor import Executor, ExecutorOptions
-from gateway.logs import Scrub
+from gateway.execution.executor import Executor, ExecutorOptions
+from gateway.execution.tasks import Task
 from gateway.model import Event, Headers, Payload, Run, new_id
-from gateway.store import Store
-from gateway.tasks import Task
-from gateway.telemetry import Telemetry
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.logs import Scrub
 
 
 class FakeClock:

@@ -26,12 +26,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from bench.deliveries import github_headers
-from gateway.api import ROUTES, create_api
-from gateway.app import create_app
-from gateway.auth import AdminKey
 from gateway.model import RunFilter, Secret
-from gateway.service import Service
-from gateway.store import Store
+from gateway.records.service import Service
+from gateway.store.sqlite.store import Store
+from gateway.web.api import ROUTES, create_api
+from gateway.web.auth import AdminKey
+from gateway.web.hooks import create_app
 from tests.integration.test_api import NOW, SECRET, Clock, bearer, push_event, queued_run, token
 
 # Examples per operation and generation mode; FUZZ_EXAMPLES=500 for a longer run by hand.

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from bench.deliveries import github_headers
-from gateway.api import create_api
-from gateway.auth import AdminKey
 from gateway.model import COMPLETED, AttemptEnd, Secret
-from gateway.service import Service
-from gateway.store import Store
+from gateway.records.service import Service
+from gateway.store.sqlite.store import Store
+from gateway.web.api import create_api
+from gateway.web.auth import AdminKey
 from tests.integration.test_api import NOW, SECRET, Clock, bearer, token
 
 GH_SECRET = "gh-secret"  # tests/conftest.py ROUTES: source github

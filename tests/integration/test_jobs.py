@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from gateway import jobs
-from gateway.config import Config
 from gateway.errors import Invalid
 from gateway.model import (
     FAILED,
@@ -22,8 +20,10 @@ from gateway.model import (
     Job,
     RunFilter,
 )
-from gateway.service import Service
-from gateway.store import Store
+from gateway.records import worker as jobs
+from gateway.records.service import Service
+from gateway.routes.load import Config
+from gateway.store.sqlite.store import Store
 from tests.integration.test_service import (
     HOUR,
     NOW,

@@ -12,7 +12,7 @@ import pytest
 import respx
 
 from gateway.errors import SignatureError
-from gateway.keys import KeyCache
+from gateway.keys.cache import KeyCache
 from gateway.model import Secret
 
 CERTS = "https://www.googleapis.com/oauth2/v3/certs"

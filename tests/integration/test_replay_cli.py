@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from gateway import auth
-from gateway import config as config_mod
-from gateway.cli import main
-from gateway.ingest import admit
+from gateway.cli.main import main
 from gateway.model import Headers, Request, Verdict
-from gateway.store import Store
+from gateway.routes import load as config_mod
+from gateway.routes.ingest import admit
+from gateway.store.sqlite.store import Store
+from gateway.web import auth
 from tests.conftest import ROUTES
 
 SECRET = "s" * 40

@@ -12,9 +12,9 @@ from typing import Any
 
 import stripe
 
-from gateway import config as config_mod
-from gateway.executor import Executor, ExecutorOptions
-from gateway.signing import sign
+from gateway.execution.executor import Executor, ExecutorOptions
+from gateway.routes import load as config_mod
+from gateway.signatures.signing import sign
 
 REPO = Path(__file__).resolve().parents[1].parent
 SAMPLES = REPO / "docs" / "samples"

@@ -25,22 +25,22 @@ import respx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.routing import Route
 
-from gateway import cli
-from gateway import config as config_mod
-from gateway.api import create_api
-from gateway.auth import AUDIENCE, AdminKey, authenticate
+from gateway.cli import main as cli
 from gateway.errors import ConfigError, StoreError
-from gateway.executor import Executor, ExecutorOptions
-from gateway.keyring import Keyring
-from gateway.logs import Scrub
-from gateway.metrics import Metrics
+from gateway.execution.executor import Executor, ExecutorOptions
+from gateway.keys.keyring import Keyring
 from gateway.model import Secret
+from gateway.records.service import Service
 from gateway.report import Gauges
+from gateway.routes import load as config_mod
 from gateway.server import ServeOptions
-from gateway.service import Service
-from gateway.signing import sign
-from gateway.store import Store
-from gateway.telemetry import Telemetry
+from gateway.signatures.signing import sign
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.logs import Scrub
+from gateway.telemetry.metrics import Metrics
+from gateway.web.api import create_api
+from gateway.web.auth import AUDIENCE, AdminKey, authenticate
 from tests.acceptance.conftest import Gateway
 from tests.conftest import TASKS_CODE
 from tests.integration.test_api import NOW, SCOPES, Clock, token

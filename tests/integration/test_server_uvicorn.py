@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import config as config_mod
-from gateway.cli import main
-from gateway.listen import HEAD_LIMIT, UVICORN_MISSING, run_server
+from gateway.cli.main import main
+from gateway.routes import load as config_mod
 from gateway.server import ServeOptions, serve
+from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, run_server
 
 PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "o/r"}}).encode()
 

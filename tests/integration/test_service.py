@@ -15,10 +15,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from gateway.compare import NEW_ROUTE, RouteLine
-from gateway.config import Config
 from gateway.errors import Invalid, NotFound
-from gateway.ingest import admit
 from gateway.model import (
     CANCELED,
     COMPLETED,
@@ -36,8 +33,11 @@ from gateway.model import (
     Run,
     Verdict,
 )
-from gateway.service import API_SOURCE, Service
-from gateway.store import Store
+from gateway.records.compare import NEW_ROUTE, RouteLine
+from gateway.records.service import API_SOURCE, Service
+from gateway.routes.ingest import admit
+from gateway.routes.load import Config
+from gateway.store.sqlite.store import Store
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0

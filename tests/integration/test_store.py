@@ -16,9 +16,9 @@ import aiosqlite
 import pytest
 
 from gateway.errors import StoreError, StoreUnavailable
-from gateway.ingest import parse_payload
 from gateway.model import Event, Headers, Payload, Recorded, Rejection, Run
-from gateway.store import MIGRATIONS, Store, load_queries
+from gateway.routes.ingest import parse_payload
+from gateway.store.sqlite.store import MIGRATIONS, Store, load_queries
 
 NOW = 1_700_000_000.25
 OpenStore = Callable[..., Any]

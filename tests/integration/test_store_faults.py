@@ -18,12 +18,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway import Context, task
-from gateway.api import create_api
-from gateway.auth import AdminKey
-from gateway.executor import Executor, ExecutorOptions
+from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.model import Secret
-from gateway.service import Service
-from gateway.store import Store
+from gateway.records.service import Service
+from gateway.store.sqlite.store import Store
+from gateway.web.api import create_api
+from gateway.web.auth import AdminKey
 from tests.integration.test_api import SECRET, Clock, bearer, push_event, queued_run, token
 from tests.integration.test_app import PUSH, github_headers
 from tests.integration.test_executor import FakeClock, enqueue

@@ -32,8 +32,8 @@ from gateway.model import (
     Recorded,
     Run,
 )
-from gateway.runstore import Heartbeat
-from gateway.store import QUERIES, Store
+from gateway.store.sqlite.runs import Heartbeat
+from gateway.store.sqlite.store import QUERIES, Store
 
 NOW = 1_800_000_000.0
 LEASE = 30.0

@@ -16,10 +16,10 @@ import pytest
 
 from gateway import Context, task
 from gateway.errors import StoreUnavailable
-from gateway.executor import Executor, ExecutorOptions
+from gateway.execution.executor import Executor, ExecutorOptions
+from gateway.execution.taskloop import TaskLoop
 from gateway.model import AttemptEnd
-from gateway.store import Store
-from gateway.taskloop import TaskLoop
+from gateway.store.sqlite.store import Store
 from tests.integration.test_executor import FakeClock, enqueue
 
 WHO = contextvars.ContextVar("who", default="nobody")

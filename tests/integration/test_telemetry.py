@@ -12,18 +12,18 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app, create_metrics_app
-from gateway.config import Config
 from gateway.errors import Invalid, StoreError
-from gateway.executor import Executor
-from gateway.metrics import Metrics
+from gateway.execution.executor import Executor
 from gateway.model import Secret
+from gateway.records.service import Service
 from gateway.report import Gauges
+from gateway.routes.load import Config
 from gateway.server import gauge_reader
-from gateway.service import Service
-from gateway.store import Store
-from gateway.telemetry import Telemetry
-from gateway.tracing import Tracing
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import Tracing
+from gateway.web.hooks import create_app, create_metrics_app
 from tests.conftest import ROUTES
 from tests.integration.test_app import PUSH, FailingStore, acme_headers, github_headers
 

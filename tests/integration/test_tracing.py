@@ -12,13 +12,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
-from gateway.executor import Executor
-from gateway.exporter import _reporting
+from gateway.execution.executor import Executor
 from gateway.model import Headers
-from gateway.service import Service
-from gateway.store import Store
-from gateway.telemetry import Telemetry
-from gateway.tracing import Tracing
+from gateway.records.service import Service
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.exporter import _reporting
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.tracing import Tracing
 from tests.integration.test_app import PUSH, github_headers
 
 TASKS = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.model import Headers
-from gateway.paths import EventView
+from gateway.routes.paths import EventView
 
 PUSH = {
     "ref": "refs/heads/main",

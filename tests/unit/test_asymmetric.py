@@ -17,7 +17,9 @@ from cryptography.x509.oid import NameOID
 from discord_interactions import verify_key
 from sendgrid import EventWebhook
 
-from gateway.asymmetric import (
+from gateway.errors import SignatureError
+from gateway.model import Headers
+from gateway.signatures.asymmetric import (
     discord_key_problem,
     paypal_cert_url_allowed,
     sendgrid_key_problem,
@@ -25,8 +27,6 @@ from gateway.asymmetric import (
     verify_paypal,
     verify_sendgrid,
 )
-from gateway.errors import SignatureError
-from gateway.model import Headers
 
 
 def reason(exc: pytest.ExceptionInfo[SignatureError]) -> str:

@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gateway.auth import (
+from gateway.errors import AccessDenied, Invalid
+from gateway.model import Secret
+from gateway.web.auth import (
     AUDIENCE,
     MAX_TTL,
     SCOPES,
@@ -27,8 +29,6 @@ from gateway.auth import (
     public_key,
     require,
 )
-from gateway.errors import AccessDenied, Invalid
-from gateway.model import Secret
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 SECRET = "Vq3wQm8nZ1xK7pL0sR4tY6uE2iO9aD5fG3hJ8kM1nB"  # 42 bytes, as secrets.token_urlsafe(32) makes
@@ -80,7 +80,7 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 
 def hs_token(payload: dict[str, Any], secret: str = SECRET) -> str:
-    """A token from PyJWT directly: an encoder independent of gateway.auth.mint."""
+    """A token from PyJWT directly: an encoder independent of gateway.web.auth.mint."""
     return jwt.encode(payload, secret, algorithm="HS256")
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from gateway.compare import EventChange, Report, RouteLine, Tally, as_json, compare_event, render
-from gateway.config import Config
-from gateway.ingest import admit
 from gateway.model import Event, Headers, Request, Run, Verdict
+from gateway.records.compare import EventChange, Report, RouteLine, Tally, as_json, compare_event, render
+from gateway.routes.ingest import admit
+from gateway.routes.load import Config
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway import config as config_mod
 from gateway.errors import ConfigError
+from gateway.routes import load as config_mod
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from gateway.context import MAX_LINE_CHARS, RunLog
+from gateway.execution.context import MAX_LINE_CHARS, RunLog
 
 
 class FakeClock:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.exporter import OncePerMinute, from_env
-from gateway.tracing import SERVICE_NAME, Tracing
+from gateway.telemetry.exporter import OncePerMinute, from_env
+from gateway.telemetry.tracing import SERVICE_NAME, Tracing
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import hashlib
 import hmac
 import json
 
-from gateway.handshake import Reply, respond
 from gateway.model import Headers, Payload, Request, Secret
-from gateway.schemes import PRESETS
+from gateway.signatures.handshake import Reply, respond
+from gateway.signatures.schemes import PRESETS
 
 REQUEST = Request("POST", "https://gw.example/hooks/x", Headers(), b"")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.ingest import admit, parse_payload, resolve_options
 from gateway.model import Headers, Payload, Request, Verdict
+from gateway.routes.ingest import admit, parse_payload, resolve_options
 
 NOW = 1_700_000_000.0
 VERDICT = Verdict(verified=True, scheme="github")
@@ -134,7 +134,7 @@ def test_a_credential_header_mapped_into_input_arrives_redacted(load_config: Cal
 
 
 def test_a_query_secret_is_redacted_even_when_a_hostile_host_makes_the_url_unparseable() -> None:
-    from gateway.ingest import redact_query
+    from gateway.routes.ingest import redact_query
 
     query = (("token", "s3cret"), ("a", "1"))
     url, kept = redact_query("http://[/hooks/q?token=s3cret&a=1", query, ("token",))

@@ -1,4 +1,4 @@
-"""gateway/logs.py: the request and attempt lines, both formats, redaction, setup."""
+"""gateway/telemetry/logs.py: the request and attempt lines, both formats, redaction, setup."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway import logs
 from gateway.report import AttemptReport, Delivery
+from gateway.telemetry import logs
 
 SECRET = "whsec_abcdefghijklmnop"
 

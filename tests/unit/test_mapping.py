@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import Problem
-from gateway.mapping import compile_input, map_input
-from gateway.paths import EventView
+from gateway.routes.mapping import compile_input, map_input
+from gateway.routes.paths import EventView
 from tests.unit.deliveries import PUSH, view
 
 # --- input maps -------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import Problem
-from gateway.match import Route, compile_events, compile_when, match
-from gateway.paths import EventView
+from gateway.routes.match import Route, compile_events, compile_when, match
+from gateway.routes.paths import EventView
 from tests.unit.deliveries import view
 
 

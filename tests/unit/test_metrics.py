@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import Metrics
 from gateway.report import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges, QueueDepth
+from gateway.telemetry.metrics import Metrics
 
 NOW = 1_700_000_000.0
 

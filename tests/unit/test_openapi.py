@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.api import ROUTES
-from gateway.openapi import SHAPES, Operation, document
+from gateway.web.api import ROUTES
+from gateway.web.openapi import SHAPES, Operation, document
 
 VERBS = {"get", "post", "put", "patch", "delete"}
 

@@ -9,9 +9,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.errors import Problem
-from gateway.mapping import compile_input, map_input
-from gateway.match import compile_when
-from gateway.paths import check_path, lookup
+from gateway.routes.mapping import compile_input, map_input
+from gateway.routes.match import compile_when
+from gateway.routes.paths import check_path, lookup
 from tests.unit.deliveries import PUSH, view
 
 # --- lookup -----------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway import config as config_mod
 from gateway.errors import ConfigError, Problem
-from gateway.retry import RETRY_KEYS
-from gateway.schemes import PRESETS
+from gateway.execution.retry import RETRY_KEYS
+from gateway.routes import load as config_mod
+from gateway.signatures.schemes import PRESETS
 from tests.conftest import TASKS_CODE
 from tests.unit.test_paths import path_strings
 from tests.unit.test_properties_mapping import mappings
@@ -74,7 +74,8 @@ sources = st.fixed_dictionaries(
         "retention": maybe(st.sampled_from(["30d", "1h", "5m", "forever", "1.5d", 3, ".inf"])),
         "sender_timeout": maybe(st.floats()),
         "client_id": maybe(st.just("c1")),
-        # Hashable only until gateway/remote.py's _environment stops raising TypeError on a list (see below).
+        # Hashable only until gateway/signatures/remote.py's _environment stops raising TypeError on a list
+        # (see below).
         "environment": st.one_of(st.sampled_from(["sandbox", "production", "prod"]), yaml_scalars),
         "audience": maybe(st.just("https://h/x")),
         "service_account": maybe(st.sampled_from(["a@p.iam.gserviceaccount.com", "nobody"])),

@@ -11,8 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.errors import Problem
-from gateway.mapping import InputMap, compile_input, map_input
-from gateway.paths import lookup
+from gateway.routes.mapping import InputMap, compile_input, map_input
+from gateway.routes.paths import lookup
 from tests.unit.deliveries import view
 from tests.unit.test_paths import KEYS, path_strings
 from tests.unit.test_properties_match import bodies, finite_json, paths, yaml_values

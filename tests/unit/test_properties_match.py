@@ -12,8 +12,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.errors import Problem
-from gateway.match import Condition, compile_events, compile_when
-from gateway.paths import EventView, lookup
+from gateway.routes.match import Condition, compile_events, compile_when
+from gateway.routes.paths import EventView, lookup
 from tests.unit.deliveries import view
 from tests.unit.test_paths import KEYS, json_values, path_strings
 from tests.unit.test_properties_verify import props

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 from gateway.errors import SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
-from gateway.recipes import scheme_from_spec
-from gateway.schemes import PRESETS, RemoteSettings, Scheme
-from gateway.signing import sign
-from gateway.verify import MAX_HEADER, verify
+from gateway.signatures.recipes import scheme_from_spec
+from gateway.signatures.schemes import PRESETS, RemoteSettings, Scheme
+from gateway.signatures.signing import sign
+from gateway.signatures.verify import MAX_HEADER, verify
 from tests.unit.test_tokens import PLAID_JWK
 
 

@@ -17,11 +17,11 @@ from twilio.request_validator import RequestValidator
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
-from gateway.recipes import scheme_from_spec
-from gateway.schemes import PRESETS, Scheme
-from gateway.signing import sign
-from gateway.sources import parse_sources, source_warnings
-from gateway.verify import secret_problem, verify
+from gateway.routes.sources import parse_sources, source_warnings
+from gateway.signatures.recipes import scheme_from_spec
+from gateway.signatures.schemes import PRESETS, Scheme
+from gateway.signatures.signing import sign
+from gateway.signatures.verify import secret_problem, verify
 
 NOW = 1_700_000_000
 URL = "https://gw.example/hooks/x"

@@ -1,5 +1,5 @@
 """The remote-key presets as data (plaid, pubsub, paypal, jwt): rows, their per-source settings, and the pure
-dispatch in gateway/verify.py given already-fetched key material."""
+dispatch in gateway/signatures/verify.py given already-fetched key material."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret
-from gateway.recipes import scheme_from_spec
-from gateway.remote import bearer
-from gateway.schemes import PRESETS, RemoteSettings
-from gateway.signing import sign
-from gateway.sources import Source, parse_sources, source_warnings
-from gateway.verify import verify
+from gateway.routes.sources import Source, parse_sources, source_warnings
+from gateway.signatures.recipes import scheme_from_spec
+from gateway.signatures.remote import bearer
+from gateway.signatures.schemes import PRESETS, RemoteSettings
+from gateway.signatures.signing import sign
+from gateway.signatures.verify import verify
 from tests.unit.test_tokens import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
 
 REMOTE = ("plaid", "pubsub", "paypal", "jwt")

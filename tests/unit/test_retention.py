@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as config_mod
 from gateway.errors import ConfigError, Problem
-from gateway.retention import Cutoffs, cutoffs, describe, format_duration, parse_retention
+from gateway.routes import load as config_mod
+from gateway.routes.retention import Cutoffs, cutoffs, describe, format_duration, parse_retention
 
 NOW = 1_700_000_000.0
 HOUR, DAY = 3600.0, 86400.0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.errors import Problem, RetryAfter
-from gateway.retry import RetryPolicy, backoff, next_attempt_at, parse_retry, policy_from
+from gateway.execution.retry import RetryPolicy, backoff, next_attempt_at, parse_retry, policy_from
 
 DEFAULT = RetryPolicy()
 NO_JITTER = RetryPolicy(jitter=False)

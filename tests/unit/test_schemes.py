@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from gateway.errors import Problem
-from gateway.recipes import placeholders, scheme_from_spec
-from gateway.schemes import PRESETS, Scheme
+from gateway.signatures.recipes import placeholders, scheme_from_spec
+from gateway.signatures.schemes import PRESETS, Scheme
 
 AT = "sources.acme.verify"
 

@@ -1,5 +1,6 @@
 """Security rules read from the source itself: no credential compared with ``==``/``in``, every credential
-check through ``compare_digest``, outbound HTTP only from gateway/keys.py, with a timeout and no redirects.
+check through ``compare_digest``, outbound HTTP only from gateway/keys/cache.py, with a timeout and no
+redirects.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from typing import Any
 
 import pytest
 
-from gateway import auth
 from gateway.errors import SignatureError
 from gateway.model import Headers, Request, Secret
-from gateway.recipes import scheme_from_spec
-from gateway.schemes import PRESETS, Scheme
-from gateway.signing import sign
-from gateway.verify import secret_problem, verify
+from gateway.signatures.recipes import scheme_from_spec
+from gateway.signatures.schemes import PRESETS, Scheme
+from gateway.signatures.signing import sign
+from gateway.signatures.verify import secret_problem, verify
+from gateway.web import auth
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
-MODULES = sorted(PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))  # every layer package, not only the top level
+
+
+def where(path: Path) -> str:
+    """``gateway/signatures/verify.py``: how a finding names its file."""
+    return str(path.relative_to(PACKAGE.parent))
 
 
 @functools.cache
@@ -111,9 +117,20 @@ def credential_comparisons(tree: ast.AST) -> Iterator[tuple[int, str]]:
                 yield node.lineno, ast.unparse(node)
 
 
+def test_the_scan_reads_every_layer_package() -> None:
+    """The rules below read MODULES: a glob that missed a folder would pass them without reading it."""
+    packages = {path.parent.relative_to(PACKAGE).as_posix() for path in MODULES if path.name != "__init__.py"}
+    on_disk = {p.parent.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("__init__.py")}
+    assert packages >= on_disk - {"."} and "signatures" in packages and "store/sqlite" in packages
+    assert len(MODULES) == len(list(PACKAGE.rglob("*.py")))
+    # The comparisons the rule must see: each known credential check is in a module the scan reads.
+    read = {where(path) for path in MODULES}
+    assert {f"gateway/{module}" for module, _ in CREDENTIAL_CHECKS} <= read
+
+
 def test_no_credential_is_compared_with_an_equality_operator() -> None:
     found = [
-        f"gateway/{path.name}:{line}: {code}"
+        f"{where(path)}:{line}: {code}"
         for path in MODULES
         for line, code in credential_comparisons(parsed(path))
     ]
@@ -177,9 +194,9 @@ def find_function(module: str, qualified: str) -> ast.AST:
 
 # Every place a presented credential meets a configured one, by hand (the rest is PyJWT's or cryptography's).
 CREDENTIAL_CHECKS = [
-    ("verify.py", "_mac_matches"),  # every HMAC preset, hmac/token/basic recipes, gitlab tokens
-    ("tokens.py", "verify_plaid"),  # the body hash a Plaid token claims
-    ("auth.py", "check_bearer"),  # the /metrics scrape token
+    ("signatures/verify.py", "_mac_matches"),  # every HMAC preset, hmac/token/basic recipes, gitlab tokens
+    ("signatures/jwts.py", "verify_plaid"),  # the body hash a Plaid token claims
+    ("web/auth.py", "check_bearer"),  # the /metrics scrape token
     ("model.py", "Secret.__eq__"),
 ]
 
@@ -327,7 +344,7 @@ def httpx_constructions(tree: ast.AST) -> list[ast.Call]:
 
 def test_no_gateway_module_uses_another_http_client() -> None:
     found = [
-        f"gateway/{path.name}: {name}"
+        f"{where(path)}: {name}"
         for path in MODULES
         for name in imported_modules(parsed(path))
         if name.startswith(OTHER_HTTP)
@@ -341,11 +358,11 @@ def test_every_httpx_client_has_a_timeout_and_follows_no_redirects() -> None:
         for call in httpx_constructions(parsed(path)):
             made += 1
             given = {kw.arg: kw.value for kw in call.keywords}
-            where = f"gateway/{path.name}:{call.lineno}"
-            assert "timeout" in given, f"{where}: an httpx client without timeout="
+            at = f"{where(path)}:{call.lineno}"
+            assert "timeout" in given, f"{at}: an httpx client without timeout="
             redirects = given.get("follow_redirects")
-            assert isinstance(redirects, ast.Constant) and redirects.value is False, where
-    assert made >= 1  # gateway/keys.py builds one
+            assert isinstance(redirects, ast.Constant) and redirects.value is False, at
+    assert made >= 1  # gateway/keys/cache.py builds one
 
 
 def test_only_the_key_cache_sends_requests_and_each_refuses_redirects() -> None:
@@ -358,12 +375,12 @@ def test_only_the_key_cache_sends_requests_and_each_refuses_redirects() -> None:
                 continue
             target = node.func.value
             if isinstance(target, ast.Name) and target.id == "httpx" and node.func.attr in REQUESTS:
-                senders.append(f"gateway/{path.name}:{node.lineno}: httpx.{node.func.attr}")
+                senders.append(f"{where(path)}:{node.lineno}: httpx.{node.func.attr}")
             if isinstance(target, ast.Attribute) and target.attr == "_client" and node.func.attr in REQUESTS:
                 given = {kw.arg: kw.value for kw in node.keywords}
                 redirects = given.get("follow_redirects")
                 if not (isinstance(redirects, ast.Constant) and redirects.value is False):
-                    senders.append(f"gateway/{path.name}:{node.lineno}: without follow_redirects=False")
-                elif path.name != "keys.py":
-                    senders.append(f"gateway/{path.name}:{node.lineno}: a request outside keys.py")
+                    senders.append(f"{where(path)}:{node.lineno}: without follow_redirects=False")
+                elif where(path) != "gateway/keys/cache.py":
+                    senders.append(f"{where(path)}:{node.lineno}: a request outside gateway/keys/cache.py")
     assert senders == []

@@ -9,10 +9,10 @@ import pytest
 import uvicorn
 import uvloop
 
-from gateway.cli import build_parser, main
+from gateway.cli.main import build_parser, main
 from gateway.errors import GatewayError
-from gateway.listen import HEAD_LIMIT, UVICORN_MISSING, hypercorn_config, loop_factory, uvicorn_config
 from gateway.server import ServeOptions
+from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, hypercorn_config, loop_factory, uvicorn_config
 
 
 async def app(scope: object, receive: object, send: object) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from gateway import task
 from gateway.errors import Problem, TaskError
-from gateway.retry import RetryPolicy
-from gateway.tasks import Task, load_tasks
+from gateway.execution.retry import RetryPolicy
+from gateway.execution.tasks import Task, load_tasks
 
 
 def test_defaults_follow_trigger_dev() -> None:

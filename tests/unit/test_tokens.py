@@ -21,7 +21,7 @@ from google.oauth2 import id_token
 
 from gateway.errors import SignatureError
 from gateway.model import Secret
-from gateway.tokens import unverified_kid, verify_google_oidc, verify_jwt, verify_plaid
+from gateway.signatures.jwts import unverified_kid, verify_google_oidc, verify_jwt, verify_plaid
 
 # -- Plaid: a genuine sandbox delivery (Stack Overflow question 62117400) ------------------------------------
 

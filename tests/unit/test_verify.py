@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Request, Secret, Verdict
-from gateway.recipes import scheme_from_spec
-from gateway.schemes import PRESETS, Scheme
-from gateway.signing import sign
-from gateway.verify import MAX_HEADER, secret_problem, verify
+from gateway.signatures.recipes import scheme_from_spec
+from gateway.signatures.schemes import PRESETS, Scheme
+from gateway.signatures.signing import sign
+from gateway.signatures.verify import MAX_HEADER, secret_problem, verify
 
 GITHUB, STRIPE, SW, SVIX, NONE = (
     PRESETS[n] for n in ("github", "stripe", "standard-webhooks", "svix", "none")

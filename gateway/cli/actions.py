@@ -1,0 +1,366 @@
+"""Act on stored records from the terminal: `gateway replay | rerun | jobs | routes test | prune | token`.
+
+I/O: the database named by --db and routes.yaml (what replays route through), through the service; prints
+to the streams it is given. Bulk jobs run here in the foreground; Ctrl-C leaves them for `gateway serve`
+(or `gateway jobs JOB_ID --resume`) to finish, without doubling any item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.cli.flags import Env, db_arg, print_json, routes_arg, window, window_args, with_service
+from gateway.errors import Invalid
+from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, Job, RunFilter
+from gateway.records import worker as jobs
+from gateway.records.compare import as_json, render
+from gateway.records.service import Service
+from gateway.records.view import iso, job_json, render_table
+from gateway.routes.retention import describe, prunes
+from gateway.web import auth
+
+
+def add_parsers(add: Any, env: Env) -> None:
+    """Add this module's subcommands; ``add(name, help)`` makes a subparser."""
+
+    def bulk(p: argparse.ArgumentParser, what: str) -> None:
+        window_args(p, what)
+        p.add_argument(
+            "--dry-run", action="store_true", help="only print how many would be taken, and the first few"
+        )
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "replay",
+        "Route stored events again through the current routes.yaml: each gets a new event (replay_of the "
+        "original) and new runs. One EVENT_ID, or every event the filters select (a bulk job).",
+    )
+    routes_arg(p, env)
+    db_arg(p, env)
+    p.add_argument("id", nargs="?", metavar="EVENT_ID", help="replay this one event")
+    bulk(p, "events received")
+    p.add_argument("--source", help="only events of this source")
+    p.add_argument("--type", dest="event_type", metavar="TYPE", help="only events of this type")
+    p.add_argument("--status", help="routed or unrouted; or a run status (failed, …): events with such a run")
+    p.add_argument("--task", help="only events with a run of this task")
+
+    p = add(
+        "rerun",
+        "Run stored runs' tasks again with the same input (or, for one RUN_ID, --payload): new runs "
+        "(rerun_of the original) on the same events. One RUN_ID, or every run the filters select.",
+    )
+    routes_arg(p, env)
+    db_arg(p, env)
+    p.add_argument("id", nargs="?", metavar="RUN_ID", help="rerun this one run")
+    p.add_argument("--payload", metavar="FILE", help="JSON file with an edited input ('-': stdin)")
+    bulk(p, "runs created")
+    p.add_argument("--status", choices=RUN_STATUSES, help="only runs in this status (e.g. failed)")
+    p.add_argument("--task", help="only runs of this task")
+    p.add_argument("--source", help="only runs of events from this source")
+
+    p = add("jobs", "List bulk replay/rerun jobs, or show, cancel or resume one.")
+    routes_arg(p, env)
+    db_arg(p, env)
+    p.add_argument("id", nargs="?", metavar="JOB_ID")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--cancel", action="store_true", help="stop the job after its current chunk")
+    action.add_argument("--resume", action="store_true", help="work the job here until it is done")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "routes",
+        "Check routes.yaml against stored history: `gateway routes test` shows which routes stored events "
+        "matched when they arrived and which they would match now, before you deploy a change.",
+    )
+    p.add_argument("action", choices=["test"], help="test: compare the current routes.yaml with history")
+    routes_arg(p, env)
+    db_arg(p, env)
+    p.add_argument("--since", default="7d", help="events received since a duration ago or an ISO time (7d)")
+    p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed events (20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "prune",
+        "Remove events, runs, attempts and rejections older than `retention:` in routes.yaml (gateway serve "
+        "also does this every 10 minutes). Events with runs still to finish are kept.",
+    )
+    routes_arg(p, env)
+    db_arg(p, env)
+    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+
+    p = add("token", "Create an admin API token (a JWT), signed with GATEWAY_ADMIN_SECRET or a private key.")
+    p.add_argument("action", choices=["create"])
+    p.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=auth.SCOPES,
+        help="read (list, show, download), replay (replay, rerun, cancel, bulk), trigger (start tasks); "
+        "repeat for several",
+    )
+    p.add_argument("--ttl", default="1h", help="how long it is valid: 15m, 12h, 30d, … (1h; at most 366d)")
+    p.add_argument("--subject", default=None, help="who it is for, shown in audit fields (default: $USER)")
+    p.add_argument(
+        "--private-key",
+        metavar="PEM",
+        help="sign RS256/ES256 with this private key file instead of GATEWAY_ADMIN_SECRET (HS256)",
+    )
+
+
+# -- replay and rerun ---------------------------------------------------------------------------------
+
+
+def _run_list(runs: Any) -> str:
+    return ", ".join(f"{r.id} ({r.task_id})" for r in runs) or "no runs (no route matches it now)"
+
+
+def replay_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    since, until = window(args)
+    status, run_status = args.status, None
+    if status is not None and status not in ("routed", "unrouted"):
+        if status not in RUN_STATUSES:
+            raise argparse.ArgumentTypeError(
+                f"--status: expected routed, unrouted or a run status ({', '.join(RUN_STATUSES)})"
+            )
+        status, run_status = None, args.status
+    f = EventFilter(args.source, args.event_type, status, since, until, args.task, run_status)
+    if args.id is not None:
+        if f != EventFilter() or args.dry_run:
+            raise argparse.ArgumentTypeError("give an EVENT_ID or filters (a bulk replay), not both")
+
+        async def one(service: Service) -> int:
+            outcome = await service.replay(args.id)
+            if args.json:
+                runs = [{"id": r.id, "task": r.task_id} for r in outcome.runs]
+                print_json({"event_id": outcome.event_id, "replay_of": args.id, "runs": runs}, out)
+            else:
+                print(f"replayed {args.id} as {outcome.event_id}: {_run_list(outcome.runs)}", file=out)
+            return 0
+
+        return with_service(args, env, err, one, needs_routes=True)
+    return _bulk(args, env, out, err, REPLAY, f)
+
+
+def rerun_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    since, until = window(args)
+    f = RunFilter(args.status, args.task, args.source, None, since, until)
+    if args.id is None:
+        if args.payload:
+            raise argparse.ArgumentTypeError("--payload edits one run's input: give its RUN_ID")
+        return _bulk(args, env, out, err, RERUN, f)
+    if f != RunFilter() or args.dry_run:
+        raise argparse.ArgumentTypeError("give a RUN_ID or filters (a bulk rerun), not both")
+    payload = _read_payload(args.payload) if args.payload else None
+
+    async def one(service: Service) -> int:
+        run = await service.rerun(args.id, payload=payload, edited=args.payload is not None)
+        if args.json:
+            print_json({"run_id": run.id, "rerun_of": args.id, "task": run.task_id}, out)
+        else:
+            print(f"reran {args.id} as {run.id} ({run.task_id}), queued", file=out)
+        return 0
+
+    return with_service(args, env, err, one, needs_routes=True)
+
+
+def _read_payload(name: str) -> Any:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"--payload: cannot read {name}: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--payload: {name} is not JSON: {exc}") from None
+
+
+def _bulk(
+    args: argparse.Namespace, env: Env, out: TextIO, err: TextIO, kind: str, f: EventFilter | RunFilter
+) -> int:
+    noun = "event" if kind == REPLAY else "run"
+
+    async def work(service: Service) -> int:
+        if args.dry_run:
+            preview = await service.preview(kind, f)
+            if args.json:
+                print_json({"kind": kind, "count": preview.count, "sample": preview.sample}, out)
+            else:
+                print(f"would {kind} {preview.count} {noun}(s)", file=out)
+                for item in preview.sample:
+                    print(f"  {item}", file=out)
+                if preview.count > len(preview.sample):
+                    print(f"  … and {preview.count - len(preview.sample)} more", file=out)
+            return 0
+        owner = jobs.owner_name("cli")
+        job = await service.start_job(kind, f, requested_by=f"cli:{getpass.getuser()}", owner=owner)
+        print(f"job {job.id}: {kind} of {job.total} {noun}(s)", file=err)
+        job = await _work_here(service, job, owner, err)
+        return _report(job, args, out, err)
+
+    return with_service(args, env, err, work, needs_routes=True)
+
+
+async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job:
+    """Work a job in the foreground; Ctrl-C or SIGTERM release it after the current chunk."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    last = [0.0]
+
+    def progress(j: Job) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or j.status != "running":
+            last[0] = now
+            print(f"job {j.id}: {j.done}/{j.total} item(s), {j.created} run(s) queued", file=err)
+
+    try:
+        return await jobs.work(service, job, owner, on_progress=progress, stop=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _report(job: Job, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.json:
+        print_json(job_json(job), out)
+    elif job.status == "completed":
+        print(f"job {job.id} completed: {job.done} item(s), {job.created} run(s) queued", file=out)
+    elif job.status == "running":
+        print(
+            f"job {job.id} stopped at {job.done}/{job.total}; `gateway serve` finishes it, or run "
+            f"`gateway jobs {job.id} --resume`",
+            file=out,
+        )
+    else:
+        print(f"job {job.id} {job.status} at {job.done}/{job.total}: {job.error or ''}".rstrip(), file=out)
+    return 0 if job.status in ("completed", "running") else 1
+
+
+def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    if args.id is None and (args.cancel or args.resume):
+        raise argparse.ArgumentTypeError("--cancel and --resume need a JOB_ID")
+
+    async def work(service: Service) -> int:
+        if args.id is None:
+            page = await service.jobs(limit=50)
+            rows = [job_json(j) for j in page.items]
+            if args.json:
+                print_json(rows, out)
+            else:
+                columns = ["id", "kind", "status", "done", "total", "created", "created_at", "requested_by"]
+                print(render_table(rows, columns) or "no jobs", file=out)
+            return 0
+        if args.cancel:
+            job = await service.cancel_job(args.id)
+        elif args.resume:
+            owner = jobs.owner_name("cli")
+            current = await service.job(args.id)
+            dead = current.owner if jobs.holder_gone(current.owner) else None  # no need to wait for its lease
+            now = service.clock()
+            taken = await service.store.take_job(
+                owner=owner, now=now, lease=jobs.LEASE, job_id=args.id, from_dead=dead
+            )
+            if taken is None:
+                current = await service.job(args.id)
+                held = f", held by {current.owner} until its lease lapses" if current.owner else ""
+                raise Invalid(f"job {args.id} is {current.status}{held}")
+            job = await _work_here(service, taken, owner, err)
+        else:
+            job = await service.job(args.id)
+        return _report(job, args, out, err) if (args.cancel or args.resume) else _show(job, args, out)
+
+    return with_service(args, env, err, work, needs_routes=args.resume)
+
+
+def _show(job: Job, args: argparse.Namespace, out: TextIO) -> int:
+    data = job_json(job)
+    if args.json:
+        print_json(data, out)
+    else:
+        for key, value in data.items():
+            shown = json.dumps(value) if isinstance(value, dict) else ("-" if value is None else value)
+            print(f"{key:<13}{shown}", file=out)
+    return 0
+
+
+# -- routes test, prune, token ----------------------------------------------------------------------
+
+
+def routes_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    since, _ = window(args)
+
+    async def work(service: Service) -> int:
+        report = await service.routes_test(since=since, keep=max(0, args.show))
+        if args.json:
+            print_json(as_json(report), out)
+        else:
+            header = f"{args.routes} against events received since {iso(since)} ({args.since})"
+            print(render(report, header=header), file=out)
+        return 0
+
+    return with_service(args, env, err, work, needs_routes=True)
+
+
+def prune_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    async def work(service: Service) -> int:
+        lines = describe(service.config)
+        if not prunes(service.config):
+            print(f"{args.routes} sets no retention: all is kept (add e.g. `retention: 30d`)", file=out)
+            return 0
+        print("retention: " + "; ".join(lines), file=out)
+        pruned = await service.prune(dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        print(
+            f"{verb} {pruned.events} event(s), {pruned.runs} run(s), {pruned.attempts} attempt(s), "
+            f"{pruned.rejections} rejection(s)"
+            + ("" if args.dry_run else f", {pruned.jobs} finished job(s)"),
+            file=out,
+        )
+        return 0
+
+    return with_service(args, env, err, work, needs_routes=True)
+
+
+def token_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    try:
+        ttl = auth.parse_ttl(args.ttl)
+        if args.private_key:
+            pem = Path(args.private_key).read_text("utf-8")
+            algorithm = auth.signing_algorithm(pem)
+            key: str = pem
+        else:
+            secret = env.get("GATEWAY_ADMIN_SECRET")
+            if not secret:
+                print(
+                    "gateway token: set GATEWAY_ADMIN_SECRET (the gateway's HS256 secret), or pass "
+                    f"--private-key; make a secret with: {auth.MAKE_SECRET}",
+                    file=err,
+                )
+                return 1
+            algorithm, key = "HS256", secret
+        subject = args.subject or getpass.getuser()
+        token = auth.mint(key, algorithm, subject=subject, scopes=args.scope, ttl=ttl, now=time.time())
+    except (Invalid, OSError, UnicodeDecodeError) as exc:
+        print(f"gateway token: {exc}", file=err)
+        return 1
+    print(token, file=out)
+    return 0
+
+
+COMMANDS = {
+    "replay": replay_command,
+    "rerun": rerun_command,
+    "jobs": jobs_command,
+    "routes": routes_command,
+    "prune": prune_command,
+    "token": token_command,
+}

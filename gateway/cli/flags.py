@@ -1,0 +1,139 @@
+"""What the ``gateway`` subcommands share: env-backed flags, time and filter flags, loading routes.yaml, and
+opening the service on an existing database. I/O: reads routes.yaml and the database named by the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.errors import ConfigError, GatewayError, Invalid, NotFound, StoreError
+from gateway.records.service import Service
+from gateway.routes import load as config_mod
+from gateway.telemetry.exporter import from_env as tracing_from_env
+from gateway.telemetry.hub import Telemetry
+from gateway.telemetry.tracing import Tracing
+
+Env = Mapping[str, str]
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+TIME_HELP = "a duration ago (30m, 24h, 7d) or an ISO time (2026-11-24T10:00:00Z)"
+
+
+def parse_since(value: str, now: float) -> float:
+    """``30m``, ``24h``, ``7d`` (ago) or an ISO-8601 time → unix seconds."""
+    m = _DURATION.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * _SECONDS[m.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 30m, 24h, 7d or an ISO time, got {value!r}"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def env_flag(
+    p: argparse.ArgumentParser, flag: str, env: Env, var: str, fallback: str, help: str, **kwargs: Any
+) -> None:
+    """A flag whose default comes from ``var`` in the environment; --help shows the variable and its value."""
+    value = env.get(var) or fallback
+    p.add_argument(flag, default=value, help=f"{help} (env {var}; now: {value})", **kwargs)
+
+
+def routes_arg(p: argparse.ArgumentParser, env: Env) -> None:
+    env_flag(p, "--routes", env, "GATEWAY_ROUTES", "./routes.yaml", "routes file", metavar="FILE")
+
+
+def db_arg(p: argparse.ArgumentParser, env: Env) -> None:
+    env_flag(p, "--db", env, "GATEWAY_DB", "./gateway.db", "SQLite database file", metavar="FILE")
+
+
+def window_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--since", help=f"only {what} at or after {TIME_HELP}")
+    p.add_argument("--until", help=f"only {what} at or before {TIME_HELP}")
+
+
+def window(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """--since and --until as unix times; ArgumentTypeError names the flag."""
+    now = time.time()
+    bounds: list[float | None] = []
+    for flag in ("since", "until"):
+        value = getattr(args, flag, None)
+        try:
+            bounds.append(parse_since(value, now) if value else None)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"--{flag}: {exc}") from None
+    return bounds[0], bounds[1]
+
+
+def load_config(
+    args: argparse.Namespace, env: Env, err: TextIO, *, warn: bool = True
+) -> config_mod.Config | None:
+    """routes.yaml from --routes, its warnings printed (``warn``: serve and check show them, the commands on
+    stored records do not); None (problems printed) when it does not load."""
+    try:
+        loaded = config_mod.load(args.routes, env)
+    except ConfigError as exc:
+        print(exc, file=err)
+        return None
+    for warning in loaded.warnings if warn else ():
+        print(f"WARNING: {warning}", file=err)
+    return loaded
+
+
+def with_service(
+    args: argparse.Namespace,
+    env: Env,
+    err: TextIO,
+    work: Callable[[Service], Awaitable[int]],
+    *,
+    needs_routes: bool = False,
+) -> int:
+    """Run ``work(service)`` on the existing database named by --db (never creates one). Errors the service
+    raises on purpose (NotFound, Invalid, store failures) are printed and give exit code 1."""
+    path = Path(args.db)
+    if not path.exists():
+        print(f"no database at {path} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
+        return 1
+    config = None
+    if needs_routes:
+        config = load_config(args, env, err, warn=False)
+        if config is None:
+            return 1
+
+    try:
+        # With OTEL_* set, a replay or rerun made here starts a trace too (linked to the original).
+        tracing = tracing_from_env(env) if needs_routes else Tracing.off()
+    except GatewayError as exc:
+        print(f"gateway {args.command}: {exc}", file=err)
+        return 1
+
+    async def go() -> int:
+        from gateway.store.sqlite.store import Store
+
+        store = await Store.open(path)
+        try:
+            return await work(Service(store, config, telemetry=Telemetry(tracing)))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except (NotFound, Invalid, StoreError) as exc:
+        print(f"gateway {args.command}: {exc}", file=err)
+        return 1
+    finally:
+        tracing.shutdown()
+
+
+def print_json(value: Any, out: TextIO) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False), file=out)

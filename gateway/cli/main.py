@@ -1,0 +1,325 @@
+"""The ``gateway`` command: ``main(argv) -> int``. serve, check and sign are here; the commands on stored
+records are in gateway/cli/history.py (find, inspect) and gateway/cli/actions.py (replay, rerun, jobs, prune,
+token).
+
+I/O: reads the environment, routes.yaml, the database; prints to stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from gateway.cli import actions as replay
+from gateway.cli import flags, history
+from gateway.cli.flags import env_flag
+from gateway.errors import GatewayError
+from gateway.model import Secret
+from gateway.routes.load import Config
+from gateway.telemetry import logs
+from gateway.telemetry.exporter import from_env as tracing_from_env
+from gateway.web import auth
+
+Env = Mapping[str, str]
+
+
+def build_parser(env: Env) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Self-hosted webhook gateway: verify signed webhooks, route them by routes.yaml, "
+        "store them durably (fsync before 2xx), and run your tasks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    def routes_arg(p: argparse.ArgumentParser) -> None:
+        flags.routes_arg(p, env)
+
+    def db_arg(p: argparse.ArgumentParser) -> None:
+        flags.db_arg(p, env)
+
+    p = add("serve", "Run the gateway: receive webhooks on /hooks/<source> until SIGTERM or Ctrl-C.")
+    routes_arg(p)
+    db_arg(p)
+    env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
+    env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
+    env_flag(
+        p,
+        "--concurrency",
+        env,
+        "GATEWAY_CONCURRENCY",
+        "100",
+        "runs executing at once, across all tasks",
+        type=int,
+    )
+    env_flag(
+        p,
+        "--drain-timeout",
+        env,
+        "GATEWAY_DRAIN_TIMEOUT",
+        "30",
+        "seconds running tasks get to finish after SIGTERM before they are interrupted and queued again",
+        type=float,
+    )
+    env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
+    env_flag(
+        p,
+        "--admin-public-key",
+        env,
+        "GATEWAY_ADMIN_PUBLIC_KEY",
+        "",
+        "PEM public key (RSA or EC P-256) that checks RS256/ES256 admin tokens; or set the env "
+        "GATEWAY_ADMIN_SECRET for HS256 tokens. Without either, /api is off",
+        metavar="PEM",
+    )
+    env_flag(p, "--admin-host", env, "GATEWAY_ADMIN_HOST", "", "serve /api on this address instead of --host")
+    env_flag(
+        p,
+        "--admin-port",
+        env,
+        "GATEWAY_ADMIN_PORT",
+        "0",
+        "serve /api on this port, apart from /hooks (0: on --port, beside the hooks)",
+        type=int,
+    )
+    env_flag(
+        p,
+        "--log-level",
+        env,
+        "GATEWAY_LOG_LEVEL",
+        "info",
+        "log level; info logs one line per request and per attempt, warning only what needs a look",
+        choices=["debug", "info", "warning", "error"],
+    )
+    env_flag(
+        p,
+        "--log-format",
+        env,
+        "GATEWAY_LOG_FORMAT",
+        "auto",
+        "json: one JSON object per line (for log shippers); plain: for a terminal; auto: plain on a "
+        "terminal, else json",
+        choices=["auto", "json", "plain"],
+    )
+    env_flag(
+        p,
+        "--metrics-port",
+        env,
+        "GATEWAY_METRICS_PORT",
+        "0",
+        "serve Prometheus /metrics on this port, apart from /hooks (0: at /metrics on --port)",
+        type=int,
+    )
+    env_flag(p, "--metrics-host", env, "GATEWAY_METRICS_HOST", "", "serve /metrics on this address")
+    env_flag(
+        p,
+        "--server",
+        env,
+        "GATEWAY_SERVER",
+        "hypercorn",
+        "HTTP server. uvicorn (with httptools and uvloop: pip install 'webhook-gateway[uvicorn]') is the "
+        "faster HTTP stack: use it when one process must take more deliveries per second than Hypercorn "
+        "answers (figures in docs/benchmarks.md)",
+        choices=["hypercorn", "uvicorn"],
+    )
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        default=env.get("GATEWAY_METRICS", "").strip().lower() in ("off", "0", "false", "no"),
+        help="do not serve /metrics (env GATEWAY_METRICS=off). Set the env GATEWAY_METRICS_TOKEN to make "
+        "scrapes send 'Authorization: Bearer <token>'. Traces: set the standard OTEL_* variables, e.g. "
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318, with the otel extra installed",
+    )
+
+    p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
+    routes_arg(p)
+
+    p = add(
+        "sign",
+        "Print the headers SOURCE's provider would send for a body, signed with the configured "
+        "secret (for curl: curl -H @headers.txt ...).",
+    )
+    routes_arg(p)
+    p.add_argument("source", help="source name from routes.yaml")
+    p.add_argument(
+        "--body", required=True, metavar="FILE", help="file with the exact body to sign ('-': stdin)"
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="the URL the provider calls, for schemes that sign it (twilio, square); default: the source's "
+        "public_url, else http://127.0.0.1:<GATEWAY_PORT><path>",
+    )
+    p.add_argument(
+        "--event",
+        metavar="TYPE",
+        help="event type header to add where the provider sends one (e.g. push for GitHub)",
+    )
+
+    history.add_parsers(add, env)
+    replay.add_parsers(add, env)
+    return parser
+
+
+def _cmd_check(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    loaded = flags.load_config(args, env, err)
+    if loaded is None:
+        return 1
+    print(
+        f"{args.routes}: OK: {len(loaded.sources)} source(s), {len(loaded.routes)} route(s), "
+        f"{len(loaded.tasks)} task(s)",
+        file=out,
+    )
+    return 0
+
+
+def secrets_of(config: Config, env: Env) -> list[str]:
+    """Every secret the process knows, for the log filter that keeps them out of every line."""
+    values = [secret.reveal() for source in config.sources.values() for secret in source.secrets]
+    values += [s.signing_key.reveal() for s in config.sources.values() if s.signing_key is not None]
+    values += [env[name] for name in ("GATEWAY_ADMIN_SECRET", "GATEWAY_METRICS_TOKEN") if env.get(name)]
+    return values
+
+
+def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    from gateway.server import ServeOptions, serve
+    from gateway.web.listen import loop_factory
+
+    logs.setup(level=args.log_level, fmt=args.log_format, stream=err)
+    loaded = flags.load_config(args, env, err)
+    if loaded is None:
+        return 1
+    # From here on every configured secret is replaced in every log line, whatever logs it.
+    secrets = secrets_of(loaded, env)
+    logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets)
+    try:
+        admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
+        tracing = tracing_from_env(env)
+    except GatewayError as exc:  # Invalid included
+        print(f"gateway serve: {exc}", file=err)
+        return 1
+    options = ServeOptions(
+        admin_key=admin_key,
+        admin_host=args.admin_host or None,
+        admin_port=args.admin_port or None,
+        db=Path(args.db),
+        host=args.host,
+        port=args.port,
+        concurrency=args.concurrency,
+        threads=args.threads,
+        drain_timeout=args.drain_timeout,
+        metrics=not args.no_metrics,
+        metrics_host=args.metrics_host or None,
+        metrics_port=args.metrics_port or None,
+        metrics_token=Secret(env["GATEWAY_METRICS_TOKEN"]) if env.get("GATEWAY_METRICS_TOKEN") else None,
+        server=args.server,
+    )
+    try:
+        # uvloop under uvicorn: the loop is chosen before it starts, not by the server inside it.
+        with asyncio.Runner(loop_factory=loop_factory(options.server)) as runner:
+            runner.run(serve(loaded, options, tracing=tracing, scrub=logs.Scrub(secrets)))
+    except GatewayError as exc:
+        print(f"gateway serve: {exc}", file=err)
+        return 1
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    from gateway.signatures.signing import sign
+    from gateway.signatures.verify import PUBLIC_KEY_CHECKS
+
+    loaded = flags.load_config(args, env, err)
+    if loaded is None:
+        return 1
+    source = loaded.sources.get(args.source)
+    if source is None:
+        print(
+            f"{args.routes}: no source named {args.source!r} (known: {', '.join(loaded.sources)})", file=err
+        )
+        return 1
+    try:
+        body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+    except OSError as exc:
+        print(f"--body: cannot read {args.body}: {exc.strerror}", file=err)
+        return 1
+    if not source.scheme.verified:
+        headers: list[tuple[str, str]] = []
+    elif not source.secrets:
+        print(f"source {source.name} has no secret to sign with", file=err)
+        return 1
+    else:
+        try:
+            port = env.get("GATEWAY_PORT") or "8000"
+            url = args.url or source.public_url or f"http://127.0.0.1:{port}{source.path}"
+            if source.scheme.signature_format in PUBLIC_KEY_CHECKS and source.signing_key is None:
+                raise ValueError(
+                    f"{source.scheme.name} signs with its private key and the gateway holds only the public "
+                    "key: set signing_key: (a test private key) on the source"
+                )
+            key = source.signing_key or _signing_key(source.secrets)
+            headers = sign(source.scheme, key, body, now=time.time(), url=url, remote=source.remote)
+        except (GatewayError, ValueError) as exc:
+            print(f"cannot sign for source {source.name}: {exc}", file=err)
+            return 1
+    names = {k.lower() for k, _ in headers}
+    for path, value in ((source.event_type, args.event), (source.dedupe, f"{uuid.uuid4()}")):
+        if path and path.startswith("headers.") and value and path[8:].lower() not in names:
+            headers.append((path[8:], value))
+    if body[:1] in (b"{", b"["):
+        headers.append(("Content-Type", "application/json"))
+    for name, value in headers:
+        print(f"{name}: {value}", file=out)
+    return 0
+
+
+def _signing_key(secrets: Sequence[Secret]) -> Secret:
+    # Sign with the first key that can sign (a whpk_ public key cannot); verification accepts any.
+    for secret in secrets:
+        if not secret.reveal().startswith("whpk_"):
+            return secret
+    return secrets[0]
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = {
+    "serve": _cmd_serve,
+    "check": _cmd_check,
+    "sign": _cmd_sign,
+    "events": history.events_command,
+    "show": history.show_command,
+    "rejections": history.rejections_command,
+    "runs": history.runs_command,
+    "cancel": history.cancel_command,
+    **replay.COMMANDS,
+}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Env | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Entry point. Returns the exit code: 0 ok, 1 a problem was reported, 2 bad usage."""
+    env = os.environ if env is None else env
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser(env)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args, env, out, err)
+    except argparse.ArgumentTypeError as exc:
+        print(f"gateway {args.command}: {exc}", file=err)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,363 @@
+"""The local executor: claim queued runs within the limits, run each attempt (gateway/execution/attempt.py),
+record it.
+
+I/O: the store, a thread pool for sync tasks, the tasks' own loop (gateway/execution/taskloop.py), a heartbeat
+thread. ``run_once()`` steps it (tests); ``run(stop)`` runs it beside the HTTP server until ``stop`` is set,
+then drains with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from gateway.errors import StoreError, StoreUnavailable
+from gateway.execution.attempt import Attempts, context_for, report_of
+from gateway.execution.taskloop import TaskLoop
+from gateway.execution.tasks import Task
+from gateway.model import (
+    FINAL_STATUSES,
+    AttemptEnd,
+    Claim,
+    Run,
+)
+from gateway.store.sqlite.runs import ClaimOp
+from gateway.store.sqlite.store import Store
+from gateway.telemetry.hub import Telemetry
+
+log = logging.getLogger("gateway.executor")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorOptions:
+    concurrency: int = 100  # runs executing at once, all tasks together
+    threads: int = 8  # worker threads for sync tasks (their own pool: never the event loop)
+    queues: Mapping[str, int] = field(default_factory=dict)  # per-queue limits from routes.yaml
+    lease: float = 30.0  # a claimed run is someone's for this long unless its heartbeat renews it
+    heartbeat: float = 10.0  # how often the heartbeat thread renews the leases of running runs
+    drain_timeout: float = 30.0  # on shutdown, how long running attempts get before being interrupted
+    max_crashes: int = 3  # crash recoveries before a run ends `crashed`
+    poll: float = 5.0  # fallback wake-up, for runs written by another process (e.g. `gateway cancel`)
+    # Async tasks on their own event loop thread (gateway serve): a task blocking in sync code cannot stall
+    # ingest. Off, they share the caller's loop (tests that hand tasks the loop's own asyncio objects).
+    own_loop: bool = False
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        tasks: Mapping[str, Task],
+        options: ExecutorOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.options = options or ExecutorOptions()
+        self.clock = clock
+        self.rand = rand
+        self.telemetry = telemetry or Telemetry.off()
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._ids_lock = threading.Lock()
+        self._ids: frozenset[str] = frozenset()  # what the heartbeat thread renews
+        self._by_queue: Counter[str] = Counter()
+        self._by_task: Counter[str] = Counter()
+        self._pool = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="gateway-task")
+        self._loop = TaskLoop() if self.options.own_loop else None
+        self._attempts = Attempts(
+            tasks, self._pool, clock=clock, rand=rand, scrub=self.telemetry.scrub, loop=self._loop
+        )
+        self._reserved: list[Run] = []  # runs accepted during the claim in progress
+        self._claiming = False  # a claim is in flight: _fill's own, or one riding a store batch
+        self._riding: asyncio.Future[list[Claim]] | None = None
+
+    # -- waking -------------------------------------------------------------------------------------------
+
+    def notify(self, runs: object = None) -> None:
+        """Wake the executor: new runs were committed (the store's on_commit) or a slot came free.
+
+        Not while a claim rides the batch that committed them: that claim has seen them already."""
+        if self._riding is None:
+            self._wake.set()
+
+    # -- limits -------------------------------------------------------------------------------------------
+
+    def _accept(self, run: Run) -> bool:
+        """Reserve a slot for ``run`` if the global, queue and task limits allow it."""
+        if len(self._running) + len(self._reserved) >= self.options.concurrency:
+            return False
+        queue_limit = self.options.queues.get(run.queue)
+        if queue_limit is not None and self._by_queue[run.queue] >= queue_limit:
+            return False
+        task_limit = run.options.get("concurrency")
+        if task_limit is not None and self._by_task[run.task_id] >= task_limit:
+            return False
+        self._by_queue[run.queue] += 1
+        self._by_task[run.task_id] += 1
+        self._reserved.append(run)
+        return True
+
+    def _full(self) -> tuple[set[str], set[str]]:
+        queues = {q for q, limit in self.options.queues.items() if self._by_queue[q] >= limit}
+        tasks = {
+            t.id
+            for t in self.tasks.values()
+            if t.concurrency is not None and self._by_task[t.id] >= t.concurrency
+        }
+        return queues, tasks
+
+    def _release(self, run: Run) -> None:
+        self._by_queue[run.queue] -= 1
+        self._by_task[run.task_id] -= 1
+
+    # -- claiming -----------------------------------------------------------------------------------------
+
+    async def _fill(self) -> int:
+        """Claim and start as many ready runs as the limits allow. Returns how many started."""
+        started = 0
+        while True:
+            free = self.options.concurrency - len(self._running)
+            if free <= 0 or self._claiming:  # a riding claim wakes us when it has started its runs
+                return started
+            self._claiming = True
+            try:
+                claims = await self.store.claim(**self._claim_args(free))
+            except BaseException:
+                self._give_back(set())
+                raise
+            finally:
+                self._claiming = False
+            self._start(claims)
+            started += len(claims)
+            if len(claims) < free:
+                return started
+
+    def ride(self) -> ClaimOp | None:
+        """A claim for the store to add to a batch that creates runs (``Store.set_claimer``): the runs start
+        once that batch commits, with no second transaction. None while a claim is in flight or no slot is
+        free (then the store's on_commit wakes :meth:`run`, which claims them itself)."""
+        free = self.options.concurrency - len(self._running)
+        if self._claiming or free <= 0:
+            return None
+        op = self.store.claim_op(**self._claim_args(free))
+        self._claiming, self._riding = True, op.done
+        op.done.add_done_callback(partial(self._rode, free))
+        return op
+
+    def _claim_args(self, free: int) -> dict[str, Any]:
+        """What a claim of up to ``free`` runs asks the store, with this executor's limits; starts a new
+        reservation list for its accept() calls."""
+        skip_queues, skip_tasks = self._full()
+        self._reserved = []
+        return {
+            "now": self.clock(),
+            "limit": free,
+            "lease": self.options.lease,
+            "accept": self._accept,
+            "skip_queues": skip_queues,
+            "skip_tasks": skip_tasks,
+        }
+
+    def _rode(self, limit: int, done: asyncio.Future[list[Claim]]) -> None:
+        self._claiming, self._riding = False, None
+        if done.cancelled() or done.exception() is not None:
+            self._give_back(set())  # nothing was claimed; run() claims again (and meets the error itself)
+            self._wake.set()
+            return
+        claims = done.result()
+        self._start(claims)
+        if len(claims) == limit:
+            self._wake.set()  # it took as many as it could: more may be ready
+
+    def _start(self, claims: list[Claim]) -> None:
+        self._give_back({c.run.id for c in claims})
+        for claim in claims:
+            self._running[claim.run.id] = asyncio.create_task(self._execute(claim), name=claim.run.id)
+        self._publish_ids()
+
+    def _give_back(self, claimed: set[str]) -> None:
+        """Release the slots reserved during a claim for runs it did not return (e.g. its commit failed)."""
+        reserved, self._reserved = self._reserved, []
+        for run in reserved:
+            if run.id not in claimed:
+                self._release(run)
+
+    def _publish_ids(self) -> None:
+        with self._ids_lock:
+            self._ids = frozenset(self._running)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, no claim in flight and nothing to wake for."""
+        return not self._running and not self._claiming and not self._wake.is_set()
+
+    def busy(self) -> dict[str, int]:
+        """Attempts executing now, by queue (for /metrics)."""
+        return {queue: n for queue, n in self._by_queue.items() if n > 0}
+
+    # -- running one attempt ------------------------------------------------------------------------------
+
+    async def _execute(self, claim: Claim) -> None:
+        run = claim.run
+        started = time.perf_counter()
+        try:
+            with self.telemetry.tracing.attempt(run, claim.attempt) as span:
+                ctx = context_for(claim, self.clock, self.telemetry.tracing.tracer)
+                try:
+                    end = await self._attempts.run(run, ctx)
+                except asyncio.CancelledError:
+                    # Shutdown after the drain deadline: requeue without using a retry (at-least-once).
+                    end = self._attempts.interrupted(run, ctx)
+                    self.telemetry.attempt_ended(span, report_of(end, run, started), end.error)
+                    with contextlib.suppress(Exception):
+                        await self._finish(end)
+                    raise
+                self.telemetry.attempt_ended(span, report_of(end, run, started), end.error)
+            if await self._finish(end) and end.run_status in FINAL_STATUSES:
+                self.telemetry.run_ended(run, end.run_status, end.finished_at, claim.attempt)
+        finally:
+            self._running.pop(run.id, None)
+            self._release(run)
+            self._publish_ids()
+            self._wake.set()
+
+    async def _finish(self, end: AttemptEnd) -> bool:
+        """Record how the attempt ended. While the store cannot commit (disk full, an I/O error) the end is
+        kept and written again, backing off to ``poll`` seconds, for as long as it takes: the run stays in
+        this process's slots, its lease renewed, so a store fault never runs a finished task again. Only a
+        shutdown (cancellation) leaves it `executing` on disk, for crash recovery at the next start."""
+        delay, tries = 0.1, 0
+        while True:
+            try:
+                await self.store.finish_attempt(end)
+                return True
+            except StoreUnavailable as exc:
+                tries += 1
+                if tries & (tries - 1) == 0:  # the 1st, 2nd, 4th, 8th... refusal: a long fault logs little
+                    log.warning(
+                        "could not record the end of run %s attempt %d (%s); trying again in %.1f s",
+                        *(end.run_id, end.attempt, exc, delay),
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.options.poll)
+            except Exception:
+                log.exception("could not record the end of run %s attempt %d", end.run_id, end.attempt)
+                return False
+
+    # -- stepping and running -----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Start every run that is ready now (within the limits) and wait for those attempts to end."""
+        started = await self._fill()
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        return started
+
+    async def recover(self, *, only_expired: bool) -> None:
+        recovered = await self.store.recover(
+            now=self.clock(),
+            max_crashes=self.options.max_crashes,
+            only_expired=only_expired,
+            keep=frozenset(self._running),
+        )
+        for run in recovered:
+            if run.status in FINAL_STATUSES:
+                self.telemetry.run_ended(run, run.status, self.clock(), run.attempts)
+            log.warning(
+                "run %s (task %s) was executing when the gateway stopped: now %s after %d crash(es)",
+                run.id,
+                run.task_id,
+                run.status,
+                run.crashes,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then drain: wait up to drain_timeout, interrupt and requeue the rest."""
+        await self.recover(only_expired=False)  # the caller holds the database lock: nothing else runs these
+        beat_stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(beat_stop,), name="gateway-heartbeat", daemon=True
+        )
+        beat.start()
+        next_sweep = self.clock() + self.options.lease
+        self.store.set_claimer(self.ride)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self._fill()
+                    if self.clock() >= next_sweep:
+                        await self.recover(only_expired=True)
+                        next_sweep = self.clock() + self.options.lease
+                    idle = await self._idle_for()
+                except StoreError as exc:
+                    # The disk is full or failing: ingest answers 503 meanwhile; try again shortly.
+                    log.error(
+                        "executor paused: the store failed (%s); retrying in %.0f s", exc, self.options.poll
+                    )
+                    idle = self.options.poll
+                await wait_first(self._wake.wait(), stop.wait(), timeout=idle)
+            self.store.set_claimer(None)
+            if self._riding is not None:  # its runs are executing on disk: start them, then drain them
+                await asyncio.wait([self._riding])
+            await self._drain()
+        finally:
+            self.store.set_claimer(None)
+            for task in self._running.values():  # only non-empty when run() itself was cancelled
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+            beat_stop.set()
+            beat.join(timeout=5)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._loop is not None:
+                await asyncio.to_thread(self._loop.close)
+
+    async def _idle_for(self) -> float:
+        now = self.clock()
+        nxt = await self.store.next_available_at(after=now)
+        wait = self.options.poll if nxt is None else min(self.options.poll, nxt - now)
+        return max(0.0, wait)
+
+    async def _drain(self) -> None:
+        pending = list(self._running.values())
+        if not pending:
+            return
+        log.info("waiting up to %.0f s for %d running attempt(s)", self.options.drain_timeout, len(pending))
+        _, still = await asyncio.wait(pending, timeout=self.options.drain_timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+            log.warning("interrupted %d attempt(s) at shutdown; their runs are queued again", len(still))
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        # A thread, not a coroutine: leases stay alive even while task code blocks the event loop.
+        while not stop.wait(self.options.heartbeat):
+            with self._ids_lock:
+                ids = self._ids
+            if ids:
+                self.store.heartbeat_blocking(ids, self.clock() + self.options.lease)
+
+
+async def wait_first(*waits: Any, timeout: float) -> None:
+    """Wait until the first of ``waits`` is done, or ``timeout`` seconds; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

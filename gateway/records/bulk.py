@@ -1,0 +1,149 @@
+"""Bulk jobs: replay or rerun everything a filter selects, chunk by chunk, each chunk committed with the job's
+progress. The part of :class:`gateway.records.service.Service` that gateway/records/worker.py's worker drives.
+Does I/O through the store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import Invalid
+from gateway.model import REPLAY, RERUN, Event, EventFilter, Job, Run, RunFilter, new_id
+from gateway.routes.load import Config
+from gateway.store.sqlite.store import Store
+
+SAMPLE = 5  # ids a dry run shows
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a bulk job would take: how many items, and the first few ids (oldest first)."""
+
+    kind: str
+    count: int
+    sample: list[str]
+
+
+class Bulk:
+    """The bulk-job methods of :class:`~gateway.records.service.Service`, which provides what it declares."""
+
+    store: Store
+    clock: Callable[[], float]
+
+    @property
+    def config(self) -> Config:
+        raise NotImplementedError
+
+    async def job(self, job_id: str) -> Job:
+        raise NotImplementedError
+
+    def _readmit(self, event: Event, now: float) -> tuple[Event, tuple[Run, ...]]:
+        raise NotImplementedError
+
+    def _rerun(self, run: Run, payload: Any, *, edited: bool, now: float) -> Run:
+        raise NotImplementedError
+
+    async def preview(self, kind: str, f: EventFilter | RunFilter) -> Preview:
+        """How many items a bulk job of ``kind`` over ``f`` would take now, and the first few."""
+        return await self._preview(kind, f, self.clock())
+
+    async def _preview(self, kind: str, f: EventFilter | RunFilter, now: float) -> Preview:
+        if kind == REPLAY and isinstance(f, EventFilter):
+            count = await self.store.count_events(f, upto=now)
+            events = await self.store.events_after(f, after=None, upto=now, limit=SAMPLE)
+            return Preview(kind, count, [e.id for e in events])
+        if kind == RERUN and isinstance(f, RunFilter):
+            count = await self.store.count_runs(f, upto=now)
+            runs = await self.store.runs_after(f, after=None, upto=now, limit=SAMPLE)
+            return Preview(kind, count, [r.id for r in runs])
+        raise Invalid(
+            f"kind: expected replay (with an event filter) or rerun (with a run filter), got {kind!r}"
+        )
+
+    async def start_job(
+        self,
+        kind: str,
+        f: EventFilter | RunFilter,
+        *,
+        requested_by: str,
+        owner: str | None = None,
+        lease: float = 30.0,
+    ) -> Job:
+        """Record a bulk job over what ``f`` selects now. With ``owner`` the caller works it at once (the
+        CLI); without, the gateway's bulk worker takes it."""
+        self.config  # noqa: B018  # fail now, not in the worker, when there is no config
+        now = self.clock()  # one instant: the job takes exactly what its total counts
+        preview = await self._preview(kind, f, now)
+        job = Job(
+            id=new_id("job", now),
+            kind=kind,
+            filter=f,
+            status="running",
+            total=preview.count,
+            done=0,
+            created=0,
+            upto=now,
+            created_at=now,
+            updated_at=now,
+            requested_by=requested_by,
+        )
+        await self.store.create_job(job, owner=owner, lease_until=None if owner is None else now + lease)
+        return job
+
+    async def cancel_job(self, job_id: str) -> Job:
+        if not await self.store.end_job(job_id, status="canceled", now=self.clock()):
+            job = await self.job(job_id)  # read after: the status that kept it from being canceled
+            raise Invalid(f"job {job_id} is {job.status}: only running jobs can be canceled")
+        return await self.job(job_id)
+
+    async def work_chunk(self, job: Job, owner: str, *, size: int = 100, lease: float = 30.0) -> Job:
+        """Process the next ``size`` items of a job this ``owner`` holds, committing them with the job's
+        progress in one transaction. Returns the job as it is afterwards (``completed`` after the last)."""
+        # The chunk's records are stamped after ``upto`` even when the clock has not moved (or went back):
+        # a job must never select its own output.
+        at = max(self.clock(), math.nextafter(job.upto, math.inf))
+        if job.kind == REPLAY and isinstance(job.filter, EventFilter):
+            events = await self.store.events_after(job.filter, after=job.cursor, upto=job.upto, limit=size)
+            new_events, new_runs, last = self._replays(events, at)
+        elif job.kind == RERUN and isinstance(job.filter, RunFilter):
+            runs = await self.store.runs_after(job.filter, after=job.cursor, upto=job.upto, limit=size)
+            new_events, new_runs, last = [], self._reruns(runs, at), [(r.created_at, r.id) for r in runs]
+        else:
+            raise Invalid(f"job {job.id} has an unknown kind {job.kind!r}")
+        finished = len(last) < size
+        cursor = last[-1] if last else (job.cursor or (job.upto, ""))
+        await self.store.write_chunk(
+            job,
+            owner,
+            new_events,
+            new_runs,
+            items=len(last),
+            cursor=cursor,
+            finished=finished,
+            now=self.clock(),
+            lease=lease,
+        )
+        return await self.job(job.id)
+
+    def _replays(
+        self, events: Sequence[Event], now: float
+    ) -> tuple[list[Event], list[Run], list[tuple[float, str]]]:
+        new_events: list[Event] = []
+        new_runs: list[Run] = []
+        for event in events:
+            if event.source not in self.config.sources:  # a source removed since: nothing can match it
+                continue
+            replay, runs = self._readmit(event, now)
+            new_events.append(replay)
+            new_runs.extend(runs)
+        return new_events, new_runs, [(e.received_at, e.id) for e in events]
+
+    def _reruns(self, runs: Sequence[Run], now: float) -> list[Run]:
+        return [
+            self._rerun(run, run.input, edited=False, now=now)
+            for run in runs
+            if run.task_id in self.config.tasks  # a task removed since cannot run
+        ]

@@ -1,0 +1,385 @@
+"""Load and validate routes.yaml into frozen values; report every problem at once, each with its path.
+
+I/O: reads one file and imports the task modules it names. The environment is passed in, never read here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError, Problem, unknown_key
+from gateway.execution.retry import parse_retry
+from gateway.execution.tasks import Task, load_tasks
+from gateway.routes.mapping import compile_input
+from gateway.routes.match import Route, compile_events, compile_when
+from gateway.routes.retention import parse_retention
+from gateway.routes.sources import SECRET_KEYS, Source, parse_sources, source_warnings
+
+TOP_KEYS = ("tasks", "queues", "sources", "routes", "retention")
+ROUTE_KEYS = (
+    "id",
+    "source",
+    "event",
+    "when",
+    "task",
+    "input",
+    "retry",
+    "timeout",
+    "queue",
+    "concurrency",
+    "priority",
+)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    file: Path
+    sources: Mapping[str, Source]
+    routes: tuple[Route, ...]
+    tasks: Mapping[str, Task]
+    warnings: tuple[str, ...] = field(default=())
+    queues: Mapping[str, int] = field(default_factory=dict)  # queue name → how many runs at once
+    retention: float | None = None  # seconds to keep records of a source that sets none; None: forever
+
+
+# Bounds on a document once its aliases are expanded: a routes.yaml is nowhere near them, and past them every
+# walk of the document (interpolation, compiling, matching) would recurse too deep or take too long.
+MAX_DEPTH = 50
+MAX_VALUES = 100_000
+_MAX_INT_BITS = 4096  # ~1,200 digits; longer ints cannot even be printed in an error message (Python's limit)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses, as YAML errors with a line and column, what PyYAML lets through or fails
+    on with another exception: duplicate keys (it keeps the last), unhashable keys, scalars its constructors
+    cannot read (``!!int x``, ``2001-13-01``), huge integers, recursive aliases, and documents nested or
+    aliased past MAX_DEPTH / MAX_VALUES (``&a [*a]`` or a "billion laughs" would exhaust the loader)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open: set[str] = set()  # anchors of the collections being composed
+        self._values: dict[int, int] = {}  # id(collection node) -> values it holds, aliases expanded
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _refused(f"alias *{event.anchor} is inside the node it names", event.start_mark)
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None) or ""
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+            children = (
+                node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            )
+            self._values[id(node)] = size = 1 + sum(self._values.get(id(child), 1) for child in children)
+            if size > MAX_VALUES:
+                raise _refused(
+                    f"holds more than {MAX_VALUES} values once its aliases are expanded", node.start_mark
+                )
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            LookupError,
+            OverflowError,
+        ):  # `!!int ''`, `2001-13-01`
+            kind = str(node.tag).rpartition(":")[2]  # the value is not shown: it may be a secret
+            message = f"this value cannot be read as {kind} (quote it to make it a string)"
+            raise _refused(message, node.start_mark) from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: SafeLoader merges it below
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise _refused("a key must be a plain value, not a list or a mapping", key_node.start_mark)
+            if key in seen:
+                raise _refused(f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value: int = super().construct_yaml_int(node)
+        if value.bit_length() > _MAX_INT_BITS:
+            raise _refused(
+                "an integer of more than 1,000 digits (quote it to make it a string)", node.start_mark
+            )
+        return value
+
+
+def _refused(message: str, mark: Any) -> yaml.MarkedYAMLError:
+    return yaml.constructor.ConstructorError(None, None, message, mark)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+class _Env:
+    """${VAR} / ${VAR:-default} interpolation that remembers which secrets fell back to a default."""
+
+    def __init__(self, environ: Mapping[str, str], problems: list[Problem]) -> None:
+        self.environ = environ
+        self.problems = problems
+        self.defaulted: list[str] = []
+
+    def expand(self, value: object, where: str) -> object:
+        if isinstance(value, str):
+            return _VAR.sub(lambda m: self._one(m, where), value)
+        if isinstance(value, list):
+            return [self.expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return value
+
+    def _one(self, m: re.Match[str], where: str) -> str:
+        name, default = m.group(1), m.group(2)
+        if self.environ.get(name):
+            return self.environ[name]
+        if default is not None:  # like the shell: an unset *or empty* variable takes the default
+            self.defaulted.append(f"{where} (${{{name}}})")
+            return default
+        if name in self.environ:
+            return ""  # set but empty, without a default: used as given (and refused where empty is wrong)
+        self.problems.append(
+            Problem(where, f"environment variable {name} is not set (set it, or write ${{{name}:-default}})")
+        )
+        return m.group(0)  # keep the reference so no follow-on problem is reported for an empty value
+
+
+def _route_options(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if "retry" in raw:
+        spec = raw["retry"]
+        policy = parse_retry(spec, f"{where}.retry", problems, check_order=False)
+        given = spec if isinstance(spec, dict) else {}
+        options["retry"] = {k: v for k, v in policy.as_dict().items() if k in given}
+    if "timeout" in raw:
+        t = raw["timeout"]
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf):
+            problems.append(Problem(f"{where}.timeout", f"expected seconds > 0 or null, got {t!r}"))
+        options["timeout"] = t
+    if "queue" in raw:
+        if not isinstance(raw["queue"], str) or not raw["queue"]:
+            problems.append(Problem(f"{where}.queue", f"expected a queue name, got {raw['queue']!r}"))
+        options["queue"] = raw["queue"]
+    for key, floor in (("concurrency", 1), ("priority", None)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or (floor is not None and v < floor):
+                need = "a whole number >= 1" if floor else "a whole number"
+                problems.append(Problem(f"{where}.{key}", f"expected {need}, got {v!r}"))
+            options[key] = v
+    return options
+
+
+def _route(
+    i: int, raw: object, sources: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+) -> Route | None:
+    where = f"routes[{i}]"
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "expected a mapping with id, source and task"))
+        return None
+    for key in raw:
+        if key not in ROUTE_KEYS:
+            problems.append(unknown_key(key, ROUTE_KEYS, f"{where}.{key}"))
+    for key in ("id", "source", "task"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            problems.append(
+                Problem(
+                    f"{where}.{key}",
+                    "missing (every route needs id, source and task)"
+                    if key not in raw
+                    else f"expected a string, got {raw[key]!r}",
+                )
+            )
+    source, task_id = raw.get("source"), raw.get("task")
+    if isinstance(source, str) and source and source not in sources:
+        problems.append(_unknown_name("source", source, list(sources), f"{where}.source"))
+    if isinstance(task_id, str) and task_id and task_id not in tasks:
+        problems.append(_unknown_name("task", task_id, list(tasks), f"{where}.task"))
+    events = compile_events(raw.get("event"), f"{where}.event", problems)
+    when = compile_when(raw.get("when"), f"{where}.when", problems)
+    mapping = compile_input(raw.get("input"), f"{where}.input", problems)
+    options = _route_options(raw, where, problems)
+    task = tasks.get(task_id) if isinstance(task_id, str) else None
+    if task is not None and options.get("retry"):
+        merged = {**task.retry.as_dict(), **options["retry"]}
+        if merged["min_timeout"] > merged["max_timeout"]:
+            problems.append(
+                Problem(
+                    f"{where}.retry",
+                    f"merged with the policy of task {task.id!r}, min_timeout ({merged['min_timeout']}) "
+                    f"would be larger than max_timeout ({merged['max_timeout']})",
+                )
+            )
+    if not all(isinstance(raw.get(k), str) and raw[k] for k in ("id", "source", "task")):
+        return None
+    return Route(
+        id=raw["id"],
+        source=raw["source"],
+        task=raw["task"],
+        events=events,
+        when=when,
+        input=mapping,
+        options=options,
+        index=i,
+    )
+
+
+def _unknown_name(kind: str, name: str, known: list[Any], where: str) -> Problem:
+    known = [k for k in known if isinstance(k, str)]  # a name of another type is reported where it is defined
+    hint = difflib.get_close_matches(name, known, n=1)
+    tail = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(sorted(known)) or 'none'}"
+    return Problem(where, f"unknown {kind} {name!r} ({tail})")
+
+
+def _read_yaml(text: str, label: str) -> dict[Any, Any]:
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(at, f"not valid YAML: {reason}")], label) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError([Problem("", "expected a mapping with tasks, sources and routes")], label)
+    return doc
+
+
+def _task_modules(doc: Mapping[str, Any], problems: list[Problem]) -> list[str]:
+    modules = doc.get("tasks", [])
+    if isinstance(modules, str):
+        modules = [modules]
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+        problems.append(Problem("tasks", "expected a list of module names, e.g. [tasks]"))
+        return []
+    return modules
+
+
+def _queues(raw: object, problems: list[Problem]) -> dict[str, int]:
+    """``queues: {emails: {concurrency: 5}}``: limits shared by every task and route naming that queue."""
+    if not isinstance(raw, dict):
+        problems.append(Problem("queues", "expected a mapping like {emails: {concurrency: 5}}"))
+        return {}
+    limits: dict[str, int] = {}
+    for name, spec in raw.items():
+        where = f"queues.{name}"
+        if not isinstance(spec, dict):
+            problems.append(Problem(where, "expected a mapping like {concurrency: 5}"))
+            continue
+        for key in spec:
+            if key != "concurrency":
+                problems.append(unknown_key(key, ("concurrency",), f"{where}.{key}"))
+        value = spec.get("concurrency")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(Problem(f"{where}.concurrency", f"expected a whole number >= 1, got {value!r}"))
+        else:
+            limits[str(name)] = value
+    return limits
+
+
+def _routes(
+    raw_routes: object, source_names: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+) -> list[Route]:
+    if not isinstance(raw_routes, list):
+        problems.append(Problem("routes", "expected a list of routes"))
+        return []
+    routes: list[Route] = []
+    ids: dict[str, int] = {}
+    for i, raw in enumerate(raw_routes):
+        route = _route(i, raw, source_names, tasks, problems)
+        if route is None:
+            continue
+        if route.id in ids:
+            first = ids[route.id]
+            problems.append(
+                Problem(f"routes[{i}].id", f"duplicate route id {route.id!r} (first used at routes[{first}])")
+            )
+        ids.setdefault(route.id, i)
+        routes.append(route)
+    return routes
+
+
+def _warnings(label: str, defaulted: list[str], sources: Mapping[str, Source]) -> tuple[str, ...]:
+    warnings = [
+        f"{label}: {w}: using the development default; set the variable before real traffic"
+        for w in defaulted
+        if any(f".{k}" in w for k in SECRET_KEYS)
+    ]
+    warnings += [f"{label}: {w}" for s in sources.values() for w in source_warnings(s)]
+    for s in sources.values():
+        if not s.scheme.verified:
+            warnings.append(f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified")
+        elif not s.scheme.binds_body:
+            warnings.append(
+                f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body "
+                "(it proves who sent a delivery, not that its content is unchanged)"
+            )
+    return tuple(warnings)
+
+
+def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
+    """Validate routes.yaml text; raise :class:`ConfigError` listing every problem."""
+    problems: list[Problem] = []
+    label = file.name
+    raw = _read_yaml(text, label)
+    problems += [unknown_key(key, TOP_KEYS, str(key)) for key in raw if key not in TOP_KEYS]
+    env = _Env(environ, problems)
+    doc = env.expand(raw, "")
+    assert isinstance(doc, dict)
+    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
+    # An empty section (`routes:`) is null; any other value of the wrong type, `[]` or `0` too, is reported.
+    queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
+    retention = parse_retention(doc.get("retention"), "retention", problems)
+    raw_sources = {} if doc.get("sources") is None else doc["sources"]
+    sources = parse_sources(raw_sources, problems, file.parent)
+    routes = _routes(
+        [] if doc.get("routes") is None else doc["routes"],
+        raw_sources if isinstance(raw_sources, dict) else {},
+        tasks,
+        problems,
+    )
+    if problems:
+        raise ConfigError(problems, label)
+    warnings = _warnings(label, env.defaulted, sources)
+    return Config(file, sources, tuple(routes), tasks, warnings, queues, retention)
+
+
+def load(path: str | Path, environ: Mapping[str, str]) -> Config:
+    """Read and validate a routes file. Raises ConfigError (a missing file is one too)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [Problem("", f"cannot read the file: {exc.strerror} (set --routes or GATEWAY_ROUTES)")], str(file)
+        ) from None
+    return parse(text, file=file, environ=environ)

@@ -1,0 +1,211 @@
+"""The store's reads for people: events, runs, attempts, rejections, jobs and counts, paged by keyset.
+
+Does I/O (the store's reader connection). Pages are newest first and take a ``before`` cursor, the
+``(time, id)`` of the last item of the previous page: a page never repeats or skips an item, however much
+is written meanwhile. Bulk jobs walk oldest first with ``after``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter
+from gateway.report import QueueDepth
+from gateway.store.rows import (
+    attempt_from_row,
+    event_from_row,
+    filter_params,
+    job_from_row,
+    rejection_from_row,
+    run_from_row,
+)
+
+Cursor = tuple[float, str]
+_TOP: Cursor = (math.inf, "")  # before everything
+_BOTTOM: Cursor = (-math.inf, "")  # after nothing
+_ANY_EVENT = EventFilter()
+_ANY_RUN = RunFilter()
+
+
+def _limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return limit
+
+
+def _window(since: float | None, until: float | None = None) -> dict[str, float]:
+    return {"since": -math.inf if since is None else since, "until": math.inf if until is None else until}
+
+
+class Reader:
+    """The read methods of :class:`gateway.store.sqlite.store.Store`, which provides ``_read``."""
+
+    async def _read(self, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> Event | None:
+        rows = await self._read("get_event", {"id": event_id})
+        return event_from_row(rows[0]) if rows else None
+
+    async def events_page(
+        self, f: EventFilter = _ANY_EVENT, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[Event]:
+        """Newest first: at most ``limit`` events matching ``f`` that come before the cursor."""
+        t, i = before or _TOP
+        params = {**filter_params(f), "before_time": t, "before_id": i, "limit": _limit(limit)}
+        return [event_from_row(row) for row in await self._read("filter_events_newest", params)]
+
+    async def events_after(
+        self, f: EventFilter, *, after: Cursor | None, upto: float, limit: int
+    ) -> list[Event]:
+        """Oldest first: events matching ``f`` after the cursor, received at or before ``upto``."""
+        t, i = after or _BOTTOM
+        params = {**filter_params(f), "after_time": t, "after_id": i, "limit": _limit(limit)}
+        params["until"] = min(params["until"], upto)
+        return [event_from_row(row) for row in await self._read("filter_events_oldest", params)]
+
+    async def count_events(self, f: EventFilter = _ANY_EVENT, *, upto: float = math.inf) -> int:
+        params = filter_params(f)
+        params["until"] = min(params["until"], upto)
+        rows = await self._read("count_events", params)
+        n: int = rows[0][0]
+        return n
+
+    async def list_events(
+        self,
+        *,
+        source: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Event]:
+        """Newest first, at most ``limit``; ``since`` keeps events received at or after it."""
+        return await self.events_page(EventFilter(source=source, status=status, since=since), limit=limit)
+
+    async def replays_of(self, event_id: str) -> list[tuple[str, float, str]]:
+        """(id, received_at, status) of the events that replayed this one, oldest first."""
+        rows = await self._read("replays_of_event", {"id": event_id})
+        return [(row["id"], row["received_at"], row["status"]) for row in rows]
+
+    # -- runs -----------------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run | None:
+        rows = await self._read("get_run", {"id": run_id})
+        return run_from_row(rows[0]) if rows else None
+
+    async def runs_for_event(self, event_id: str) -> list[Run]:
+        """The event's runs in the order they were recorded (its routes' order, then reruns)."""
+        return [run_from_row(row) for row in await self._read("runs_for_event", {"event_id": event_id})]
+
+    async def runs_for_events(self, event_ids: Sequence[str]) -> dict[str, list[Run]]:
+        """Every listed event's runs (an event without runs is absent), each list in recorded order."""
+        found: dict[str, list[Run]] = {}
+        for row in await self._read("runs_for_events", {"ids": json.dumps(list(event_ids))}):
+            run = run_from_row(row)
+            found.setdefault(run.event_id, []).append(run)
+        return found
+
+    async def runs_page(
+        self, f: RunFilter = _ANY_RUN, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[Run]:
+        t, i = before or _TOP
+        params = {**filter_params(f), "before_time": t, "before_id": i, "limit": _limit(limit)}
+        return [run_from_row(row) for row in await self._read("filter_runs_newest", params)]
+
+    async def runs_after(self, f: RunFilter, *, after: Cursor | None, upto: float, limit: int) -> list[Run]:
+        t, i = after or _BOTTOM
+        params = {**filter_params(f), "after_time": t, "after_id": i, "limit": _limit(limit)}
+        params["until"] = min(params["until"], upto)
+        return [run_from_row(row) for row in await self._read("filter_runs_oldest", params)]
+
+    async def count_runs(
+        self, f: RunFilter | None = None, *, status: str | None = None, upto: float = math.inf
+    ) -> int:
+        params = filter_params(f or RunFilter(status=status))
+        params["until"] = min(params["until"], upto)
+        rows = await self._read("count_runs", params)
+        n: int = rows[0][0]
+        return n
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Newest first, at most ``limit``; ``since`` keeps runs created at or after it."""
+        return await self.runs_page(
+            RunFilter(status=status, task=task, source=source, since=since), limit=limit
+        )
+
+    async def reruns_of(self, run_id: str) -> list[tuple[str, float, str]]:
+        """(id, created_at, status) of the runs that reran this one, oldest first."""
+        rows = await self._read("reruns_of_run", {"id": run_id})
+        return [(row["id"], row["created_at"], row["status"]) for row in rows]
+
+    async def attempts_for_run(self, run_id: str) -> list[Attempt]:
+        rows = await self._read("attempts_for_run", {"run_id": run_id})
+        return [attempt_from_row(row) for row in rows]
+
+    # -- rejections, jobs, counts ---------------------------------------------------------------------
+
+    async def list_rejections(
+        self,
+        *,
+        source: str | None = None,
+        reason: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Rejection]:
+        """Newest first, at most ``limit``, before the rejection id ``before``."""
+        params = {
+            "source": source,
+            "reason": reason,
+            "before_id": math.inf if before is None else before,
+            "limit": _limit(limit),
+            **_window(since, until),
+        }
+        return [rejection_from_row(row) for row in await self._read("list_rejections", params)]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        rows = await self._read("get_job", {"id": job_id})
+        return job_from_row(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, *, status: str | None = None, before: Cursor | None = None, limit: int = 50
+    ) -> list[Job]:
+        t, i = before or _TOP
+        params = {"status": status, "before_time": t, "before_id": i, "limit": _limit(limit)}
+        return [job_from_row(row) for row in await self._read("list_jobs", params)]
+
+    async def queue_depths(self) -> tuple[QueueDepth, ...]:
+        """Runs waiting (queued or retrying) per queue, and the earliest time one of them became ready."""
+        rows = await self._read("queue_depth", {})
+        return tuple(QueueDepth(row["queue"], row["n"], row["oldest"]) for row in rows)
+
+    async def counts(self, *, since: float | None = None) -> dict[str, Any]:
+        """Events by source and status, runs by task and status, rejections by source and reason, and the
+        waiting runs of each queue with the oldest one's ready time."""
+        params = {"since": -math.inf if since is None else since}
+        out: dict[str, Any] = {"events": {}, "runs": {}, "rejections": {}, "queues": {}}
+        for key, query, group in (
+            ("events", "event_counts", "source"),
+            ("runs", "run_counts", "task_id"),
+            ("rejections", "rejection_counts", "source"),
+        ):
+            for row in await self._read(query, params):
+                out[key].setdefault(row[group], {})[row[1]] = row["n"]
+        for row in await self._read("queue_depth", {}):
+            out["queues"][row["queue"]] = {"waiting": row["n"], "oldest_ready_at": row["oldest"]}
+        return out
