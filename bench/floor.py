@@ -12,7 +12,6 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,8 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.server import ServeOptions
-from gateway.web.listen import SERVERS, loop_factory, run_server
+from gateway.web.listen import SERVERS, Listener, loop_factory, run_server
 
 
 async def hook(request: Request) -> Response:
@@ -47,7 +45,7 @@ async def run(served: Any, host: str, port: int, server: str = "hypercorn") -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_server(served, ServeOptions(db=Path("unused"), host=host, port=port, server=server), stop)
+    await run_server(served, Listener(host, port, server), stop)
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:

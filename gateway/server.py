@@ -36,7 +36,7 @@ from gateway.telemetry.tracing import Tracing
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
 from gateway.web.hooks import create_admin_app, create_app, create_metrics_app
-from gateway.web.listen import bind_address, check_free, loop_factory, run_server
+from gateway.web.listen import Listener, bind_address, check_free, loop_factory, run_server
 
 log = logging.getLogger("gateway.server")
 
@@ -87,6 +87,10 @@ def database_lock(db: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _listener(options: ServeOptions, host: str, port: int) -> Listener:
+    return Listener(host, port, options.server, options.shutdown_grace)
 
 
 def _listeners(options: ServeOptions) -> list[tuple[str, str, int]]:
@@ -192,7 +196,7 @@ async def _serve(
         on = f"http://{bind_address(options.host, options.port)} ({options.server})"
         sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"
         log.info("gateway starting on %s with %s, database %s", on, sums, options.db)
-        servers = [run_server(app, options, stop)]
+        servers = [run_server(app, _listener(options, options.host, options.port), stop)]
         for what, host, port in listeners[1:]:
             if what == "/metrics":
                 extra = create_metrics_app(telemetry, gauges, options.metrics_token)
@@ -202,7 +206,7 @@ async def _serve(
                 log.info("admin API on http://%s/api (%s tokens)", bind_address(host, port), key.algorithm)
             else:
                 continue
-            servers.append(run_server(extra, options, stop, host, port))
+            servers.append(run_server(extra, _listener(options, host, port), stop))
         _announce(options, key, apart, tracing)
         try:
             async with asyncio.TaskGroup() as group:

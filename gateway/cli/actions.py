@@ -22,9 +22,9 @@ from gateway.errors import Invalid
 from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, Job, RunFilter
 from gateway.records import worker as jobs
 from gateway.records.compare import as_json, render
+from gateway.records.prune import describe
 from gateway.records.service import Service
 from gateway.records.view import iso, job_json, render_table
-from gateway.routes.retention import describe, prunes
 from gateway.web import auth
 
 
@@ -312,8 +312,8 @@ def routes_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
 
 def prune_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     async def work(service: Service) -> int:
-        lines = describe(service.config)
-        if not prunes(service.config):
+        lines = describe(service.config.retention)
+        if not service.config.retention.prunes:
             print(f"{args.routes} sets no retention: all is kept (add e.g. `retention: 30d`)", file=out)
             return 0
         print("retention: " + "; ".join(lines), file=out)

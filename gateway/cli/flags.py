@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway import __version__, durations
 from gateway.errors import ConfigError, GatewayError, Invalid, NotFound, StoreError
 from gateway.records.service import Service
 from gateway.routes import load as config_mod
@@ -22,23 +21,15 @@ from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import Tracing
 
 Env = Mapping[str, str]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 TIME_HELP = "a duration ago (30m, 24h, 7d) or an ISO time (2026-11-24T10:00:00Z)"
 
 
 def parse_since(value: str, now: float) -> float:
-    """``30m``, ``24h``, ``7d`` (ago) or an ISO-8601 time → unix seconds."""
-    m = _DURATION.match(value.strip())
-    if m:
-        return now - float(m.group(1)) * _SECONDS[m.group(2)]
+    """``30m``, ``24h``, ``7d`` (ago) or an ISO-8601 time → unix seconds; ArgumentTypeError says why not."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration like 30m, 24h, 7d or an ISO time, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return durations.since(value, now)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def env_flag(
@@ -112,7 +103,7 @@ def with_service(
 
     try:
         # With OTEL_* set, a replay or rerun made here starts a trace too (linked to the original).
-        tracing = tracing_from_env(env) if needs_routes else Tracing.off()
+        tracing = tracing_from_env(env, __version__) if needs_routes else Tracing.off()
     except GatewayError as exc:
         print(f"gateway {args.command}: {exc}", file=err)
         return 1

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from gateway import __version__
 from gateway.cli import actions as replay
 from gateway.cli import flags, history
 from gateway.cli.flags import env_flag
@@ -203,7 +204,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets)
     try:
         admin_key = auth.admin_key(env.get("GATEWAY_ADMIN_SECRET"), args.admin_public_key or None)
-        tracing = tracing_from_env(env)
+        tracing = tracing_from_env(env, __version__)
     except GatewayError as exc:  # Invalid included
         print(f"gateway serve: {exc}", file=err)
         return 1

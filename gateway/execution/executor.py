@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from gateway.aio import wait_first
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.execution.attempt import Attempts, context_for, report_of
 from gateway.execution.taskloop import TaskLoop
@@ -351,13 +352,3 @@ class Executor:
                 ids = self._ids
             if ids:
                 self.store.heartbeat_blocking(ids, self.clock() + self.options.lease)
-
-
-async def wait_first(*waits: Any, timeout: float) -> None:
-    """Wait until the first of ``waits`` is done, or ``timeout`` seconds; cancel the rest."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

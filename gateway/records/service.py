@@ -27,9 +27,9 @@ from gateway.model import (
 from gateway.records.bulk import Bulk
 from gateway.records.compare import Report, Tally
 from gateway.records.page import Page, decode_cursor, limited, paged
+from gateway.records.prune import cutoffs
 from gateway.routes.ingest import new_run, parse_payload, readmit, redact
 from gateway.routes.load import Config
-from gateway.routes.retention import cutoffs
 from gateway.store.sqlite.store import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import run_traceparent, stamp, stamp_run
@@ -277,7 +277,7 @@ class Service(Bulk):
     async def prune(self, *, dry_run: bool = False, batch: int = 500, pause: float = 0.01) -> Pruned:
         """Remove what is older than its retention, ``batch`` events per transaction, ``pause`` seconds
         apart so ingest's own commits go between them; with ``dry_run``, count what would go."""
-        cut = cutoffs(self.config, self.clock())
+        cut = cutoffs(self.config.retention, self.clock())
         per_source = dict(cut.per_source)
         if dry_run:
             return await self.store.prunable(cut.default, per_source)

@@ -12,11 +12,10 @@ import logging
 import os
 from collections.abc import Callable
 
+from gateway.aio import wait_first
 from gateway.errors import GatewayError, Invalid, StoreError
-from gateway.execution.executor import wait_first
 from gateway.model import Job
 from gateway.records.service import Service
-from gateway.routes.retention import prunes
 
 log = logging.getLogger("gateway.jobs")
 
@@ -124,7 +123,7 @@ class Worker:
             await wait_first(self._wake.wait(), stop.wait(), timeout=self.poll)
 
     async def _prunes(self, stop: asyncio.Event) -> None:
-        if not prunes(self.service.config):
+        if not self.service.config.retention.prunes:
             return
         while not stop.is_set():
             await wait_first(stop.wait(), timeout=self.prune_every)

@@ -20,7 +20,7 @@ from gateway.execution.retry import parse_retry
 from gateway.execution.tasks import Task, load_tasks
 from gateway.routes.mapping import compile_input
 from gateway.routes.match import Route, compile_events, compile_when
-from gateway.routes.retention import parse_retention
+from gateway.routes.retention import Retention, parse_retention
 from gateway.routes.sources import SECRET_KEYS, Source, parse_sources, source_warnings
 
 TOP_KEYS = ("tasks", "queues", "sources", "routes", "retention")
@@ -48,7 +48,7 @@ class Config:
     tasks: Mapping[str, Task]
     warnings: tuple[str, ...] = field(default=())
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name → how many runs at once
-    retention: float | None = None  # seconds to keep records of a source that sets none; None: forever
+    retention: Retention = field(default_factory=Retention)  # how long records are kept, per source
 
 
 # Bounds on a document once its aliases are expanded: a routes.yaml is nowhere near them, and past them every
@@ -358,7 +358,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
     # An empty section (`routes:`) is null; any other value of the wrong type, `[]` or `0` too, is reported.
     queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
-    retention = parse_retention(doc.get("retention"), "retention", problems)
+    default_retention = parse_retention(doc.get("retention"), "retention", problems)
     raw_sources = {} if doc.get("sources") is None else doc["sources"]
     sources = parse_sources(raw_sources, problems, file.parent)
     routes = _routes(
@@ -370,6 +370,11 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     if problems:
         raise ConfigError(problems, label)
     warnings = _warnings(label, env.defaulted, sources)
+    retention = Retention(
+        default_retention,
+        {name: s.retention for name, s in sources.items() if s.retention_set},
+        tuple(sources),
+    )
     return Config(file, sources, tuple(routes), tasks, warnings, queues, retention)
 
 

@@ -83,7 +83,7 @@ class Source:
     # A test private key for `gateway sign` (discord, sendgrid); it never verifies anything.
     signing_key: Secret | None = None
     # `retention:` in seconds (None: forever), used only when retention_set; a source that says nothing
-    # inherits the top-level default (see gateway/routes/retention.py).
+    # inherits the top-level default (Config.retention, gateway/routes/retention.py).
     retention: float | None = None
     retention_set: bool = False
     # The sender's delivery timeout in seconds (`sender_timeout:`, else the preset's): the ack budget that

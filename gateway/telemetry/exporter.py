@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import GatewayError
-from gateway.telemetry.tracing import SERVICE_NAME, Tracing, chosen_ids, version
+from gateway.telemetry.tracing import SERVICE_NAME, Tracing, chosen_ids
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -43,8 +43,9 @@ class OncePerMinute(logging.Filter):
         return True
 
 
-def from_env(env: Mapping[str, str]) -> Tracing:
-    """Tracing as the ``OTEL_*`` environment configures it; off unless an exporter is configured.
+def from_env(env: Mapping[str, str], version: str = "") -> Tracing:
+    """Tracing as the ``OTEL_*`` environment configures it; off unless an exporter is configured. ``version``
+    (gateway.__version__) is the resource's ``service.version``.
 
     ``OTEL_TRACES_EXPORTER`` (otlp, console, none; default otlp once an OTLP endpoint is set),
     ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` / ``_PROTOCOL`` (http/protobuf, or grpc with its exporter
@@ -75,7 +76,7 @@ def from_env(env: Mapping[str, str]) -> Tracing:
             "OpenTelemetry export is configured (OTEL_*), but its SDK is not installed: "
             "pip install 'webhook-gateway[otel]', or unset the OTEL_* variables to run without traces"
         ) from None
-    attributes = {"service.version": version()}
+    attributes = {"service.version": version}
     if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         attributes["service.name"] = SERVICE_NAME
     for name in _CHATTY:
@@ -92,7 +93,7 @@ def from_env(env: Mapping[str, str]) -> Tracing:
         "stdout" if name == "console" else f"{endpoint or 'http://localhost:4318'} (OTLP)"
         for name, _ in exporters
     ]
-    tracing = Tracing(provider, destinations)
+    tracing = Tracing(provider, destinations, version)
     for (_, exporter), where in zip(exporters, destinations, strict=True):
         provider.add_span_processor(BatchSpanProcessor(_reporting(exporter, where, tracing.export_failed)))
     return tracing

@@ -108,10 +108,13 @@ class Tracing:
     """The gateway's tracer. Without a provider (no ``OTEL_*`` exporter configured) spans are not recorded,
     but a sender's ``traceparent`` is still continued: its trace id is stored on the event and the runs."""
 
-    def __init__(self, provider: TracerProvider | None = None, destinations: Sequence[str] = ()) -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, destinations: Sequence[str] = (), version: str = ""
+    ) -> None:
+        """``version`` is the gateway's (gateway.__version__), the instrumentation version of its spans."""
         self._provider = provider
         self.tracer: trace.Tracer = (
-            provider.get_tracer("gateway", version()) if provider is not None else trace.NoOpTracer()
+            provider.get_tracer("gateway", version or None) if provider is not None else trace.NoOpTracer()
         )
         self.destinations = tuple(destinations)
         self._on_failure: Callable[[int], None] | None = None
@@ -141,18 +144,18 @@ class Tracing:
         return cls()
 
     @classmethod
-    def to(cls, exporter: SpanExporter, *, batch: bool = False) -> Tracing:
+    def to(cls, exporter: SpanExporter, *, batch: bool = False, version: str = "") -> Tracing:
         """Export to ``exporter`` (tests pass an in-memory one); ``batch`` puts a BatchSpanProcessor first."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
         provider = TracerProvider(
-            resource=Resource.create({"service.name": SERVICE_NAME, "service.version": version()}),
+            resource=Resource.create({"service.name": SERVICE_NAME, "service.version": version}),
             id_generator=chosen_ids(),
         )
         provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
-        return cls(provider)
+        return cls(provider, version=version)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Flush what is buffered (at most ``timeout`` seconds: an unreachable collector must not hold up a
@@ -311,12 +314,6 @@ def current_traceparent() -> str | None:
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
-
-
-def version() -> str:
-    from gateway import __version__
-
-    return __version__
 
 
 def chosen_ids() -> Any:

@@ -20,6 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from gateway.durations import UNITS
 from gateway.errors import AccessDenied, Invalid
 from gateway.model import Secret
 
@@ -35,7 +36,6 @@ MAX_KEY_FILE = 64 * 1024  # a PEM public key is a few hundred bytes; more is the
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _REQUIRED = ("sub", "scope", "iat", "exp", "aud")
 _TTL = re.compile(r"([0-9]{1,9})([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -288,7 +288,7 @@ def parse_ttl(text: str) -> float:
             f"ttl {text[:40]!r} is not understood; use a whole number and a unit: "
             "90s, 15m, 1h, 7d or 2w (s, m, h, d, w)"
         )
-    return float(int(m.group(1)) * _UNITS[m.group(2)])
+    return float(int(m.group(1)) * UNITS[m.group(2)])
 
 
 def _scopes(scopes: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ import logging
 import math
 import socket
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -19,8 +20,6 @@ from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     import uvicorn
-
-    from gateway.server import ServeOptions
 
 SERVERS = ("hypercorn", "uvicorn")
 UVICORN_MISSING = (
@@ -36,18 +35,26 @@ HEAD_LIMIT = 64 * 1024  # request line + headers; bigger is refused by the serve
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One address to serve, and the HTTP server that serves it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    server: str = "hypercorn"  # or "uvicorn" (httptools + uvloop, the `uvicorn` extra)
+    shutdown_grace: float = 10.0  # seconds in-flight requests get to finish once `stop` is set
+
+
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def hypercorn_config(
-    options: ServeOptions, host: str | None = None, port: int | None = None
-) -> HypercornConfig:
+def hypercorn_config(listener: Listener) -> HypercornConfig:
     hc = HypercornConfig()
-    hc.bind = [bind_address(host or options.host, port or options.port)]
+    hc.bind = [bind_address(listener.host, listener.port)]
     hc.accesslog = None  # one structured line per request is the app's job, not the server's
     hc.errorlog = logging.getLogger("hypercorn.error")  # through our handler and format, not its own
-    hc.graceful_timeout = options.shutdown_grace
+    hc.graceful_timeout = listener.shutdown_grace
     hc.keep_alive_timeout = KEEP_ALIVE
     hc.read_timeout = math.ceil(READ_TIMEOUT)
     # h11 refuses a buffer *over* its limit while the head is incomplete; Hypercorn reads 64 KiB at a time,
@@ -72,17 +79,15 @@ def loop_factory(server: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def uvicorn_config(
-    app: Any, options: ServeOptions, host: str | None = None, port: int | None = None
-) -> uvicorn.Config:
+def uvicorn_config(app: Any, listener: Listener) -> uvicorn.Config:
     """uvicorn's settings matching :func:`hypercorn_config`: httptools, no lifespan, no access log, its error
     log through our handler, the same keep-alive, head limit and graceful timeout."""
     import uvicorn
 
     return uvicorn.Config(
         app,
-        host=host or options.host,
-        port=port or options.port,
+        host=listener.host,
+        port=listener.port,
         loop="uvloop",  # for the record: the caller's asyncio.Runner(loop_factory=loop_factory(...)) runs it
         http=_bounded_httptools(),
         lifespan="off",  # serve() opens and closes what the app needs
@@ -90,7 +95,7 @@ def uvicorn_config(
         access_log=False,  # one structured line per request is the app's job, not the server's
         proxy_headers=False,  # as Hypercorn: the client is the peer, X-Forwarded-For is not trusted
         timeout_keep_alive=KEEP_ALIVE,
-        timeout_graceful_shutdown=math.ceil(options.shutdown_grace),
+        timeout_graceful_shutdown=math.ceil(listener.shutdown_grace),
         h11_max_incomplete_event_size=HEAD_LIMIT - 1,  # as Hypercorn's, were uvicorn's h11 protocol used
     )
 
@@ -167,14 +172,12 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
     return Bounded
 
 
-def run_server(
-    app: Any, options: ServeOptions, stop: asyncio.Event, host: str | None = None, port: int | None = None
-) -> Coroutine[Any, Any, None]:
-    """Serve ``app`` on one listener with ``options.server`` until ``stop`` is set, then drain in-flight
-    requests for up to ``options.shutdown_grace`` seconds. SIGTERM/SIGINT are the caller's to handle."""
-    if options.server == "uvicorn":
-        return _uvicorn(uvicorn_config(app, options, host, port), stop)
-    return hypercorn_serve(app, hypercorn_config(options, host, port), shutdown_trigger=stop.wait)
+def run_server(app: Any, listener: Listener, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Serve ``app`` on ``listener`` until ``stop`` is set, then drain in-flight requests for up to
+    ``listener.shutdown_grace`` seconds. SIGTERM/SIGINT are the caller's to handle."""
+    if listener.server == "uvicorn":
+        return _uvicorn(uvicorn_config(app, listener), stop)
+    return hypercorn_serve(app, hypercorn_config(listener), shutdown_trigger=stop.wait)
 
 
 async def _uvicorn(config: uvicorn.Config, stop: asyncio.Event) -> None:

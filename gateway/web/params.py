@@ -6,14 +6,13 @@ than a few characters of it).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from gateway.cli.flags import parse_since
+from gateway import durations
 from gateway.errors import Invalid, unknown_key
 from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import PAGE_MAX
@@ -49,8 +48,8 @@ def time(name: str, value: object, now: float) -> float:
         return float(value)
     if isinstance(value, str):
         try:
-            return parse_since(value, now)
-        except (argparse.ArgumentTypeError, ValueError, OverflowError, OSError):
+            return durations.since(value, now)
+        except (ValueError, OverflowError, OSError):
             pass
     shown = repr(value[:40]) if isinstance(value, str) else f"a JSON {kind(value)}"
     raise Invalid(

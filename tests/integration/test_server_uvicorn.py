@@ -20,7 +20,7 @@ import pytest
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
 from gateway.server import ServeOptions, serve
-from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, run_server
+from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, Listener, run_server
 
 PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "o/r"}}).encode()
 
@@ -121,7 +121,8 @@ async def test_a_uvicorn_listener_that_cannot_bind_raises_oserror_not_systemexit
             raise AssertionError("never called")
 
         with pytest.raises(OSError, match=rf"^uvicorn could not listen on 127\.0\.0\.1:{port}$"):
-            await asyncio.wait_for(run_server(app, options, asyncio.Event()), 10)
+            listener = Listener(options.host, options.port, options.server)
+            await asyncio.wait_for(run_server(app, listener, asyncio.Event()), 10)
 
 
 def test_serve_with_uvicorn_missing_says_how_to_install_it_and_exits_1(

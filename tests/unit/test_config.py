@@ -349,9 +349,9 @@ def test_retention_is_read_at_the_top_level_and_per_source(load_config: Callable
         "    secret: s3cr3t-value-github", "    secret: x\n    retention: forever"
     )
     loaded = load_config(routes)
-    assert loaded.retention == 30 * 86400
+    assert loaded.retention.default == 30 * 86400
     assert (loaded.sources["github"].retention, loaded.sources["github"].retention_set) == (None, True)
-    assert load_config(MINIMAL).retention is None
+    assert load_config(MINIMAL).retention.default is None
 
 
 def test_a_misspelt_retention_key_gets_a_suggestion(load_config: Callable[..., Any]) -> None:

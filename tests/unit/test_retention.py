@@ -1,4 +1,5 @@
-"""retention: parsing durations, the cutoff per source at a given now, and the dry-run description."""
+"""retention: parsing durations into a Retention, the cutoff per source at a given now (records/prune.py), and
+the dry-run description."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError, Problem
+from gateway.records.prune import Cutoffs, cutoffs, describe, kept
 from gateway.routes import load as config_mod
-from gateway.routes.retention import Cutoffs, cutoffs, describe, format_duration, parse_retention
+from gateway.routes.retention import Retention, parse_retention
 
 NOW = 1_700_000_000.0
 HOUR, DAY = 3600.0, 86400.0
@@ -106,34 +108,36 @@ def test_bad_values_are_problems_naming_the_value_and_the_fix(value: object, mes
     ],
 )
 def test_durations_are_formatted_in_the_largest_whole_unit(seconds: float | None, text: str) -> None:
-    assert format_duration(seconds) == text
+    assert kept(seconds) == text
 
 
 def test_a_routes_file_with_top_level_and_per_source_retention_gives_each_source_its_cutoff() -> None:
     loaded = config(EXAMPLE)
-    assert loaded.retention == 30 * DAY
+    assert loaded.retention == Retention(
+        30 * DAY, {"github": 7 * DAY, "stripe": None}, ("github", "stripe", "acme")
+    )
     assert (loaded.sources["github"].retention, loaded.sources["github"].retention_set) == (7 * DAY, True)
     assert (loaded.sources["acme"].retention, loaded.sources["acme"].retention_set) == (None, False)
-    cut = cutoffs(loaded, NOW)
+    cut = cutoffs(loaded.retention, NOW)
     assert cut == Cutoffs(default=NOW - 30 * DAY, per_source={"github": NOW - 7 * DAY, "stripe": None})
     assert cut.for_source("github") == NOW - 7 * DAY
     assert cut.for_source("acme") == NOW - 30 * DAY
 
 
 def test_a_forever_source_is_never_cut_off_under_a_30d_default() -> None:
-    cut = cutoffs(config(EXAMPLE), NOW)
+    cut = cutoffs(config(EXAMPLE).retention, NOW)
     assert cut.default == NOW - 30 * DAY
     assert cut.for_source("stripe") is None
 
 
 def test_records_of_a_source_removed_from_the_file_use_the_default() -> None:
-    assert cutoffs(config(EXAMPLE), NOW).for_source("gitlab") == NOW - 30 * DAY
+    assert cutoffs(config(EXAMPLE).retention, NOW).for_source("gitlab") == NOW - 30 * DAY
 
 
 def test_without_retention_nothing_is_cut_off_except_sources_that_ask() -> None:
     loaded = config("sources:\n  github: {verify: none, retention: 90d}\n  acme: {verify: none}\n")
-    assert loaded.retention is None
-    cut = cutoffs(loaded, NOW)
+    assert loaded.retention.default is None and loaded.retention.prunes
+    cut = cutoffs(loaded.retention, NOW)
     assert cut == Cutoffs(default=None, per_source={"github": NOW - 90 * DAY})
     assert cut.for_source("acme") is None
     assert cut.for_source("gone") is None
@@ -141,17 +145,17 @@ def test_without_retention_nothing_is_cut_off_except_sources_that_ask() -> None:
 
 def test_a_source_that_repeats_the_default_is_not_listed_separately() -> None:
     loaded = config("retention: 30d\nsources:\n  github: {verify: none, retention: 720h}\n")
-    assert cutoffs(loaded, NOW) == Cutoffs(default=NOW - 30 * DAY, per_source={})
+    assert cutoffs(loaded.retention, NOW) == Cutoffs(default=NOW - 30 * DAY, per_source={})
 
 
 def test_describe_lists_each_source_then_the_rest() -> None:
-    assert describe(config(EXAMPLE)) == [
+    assert describe(config(EXAMPLE).retention) == [
         "github: 7d",
         "stripe: forever",
         "acme: 30d (default)",
         "(other sources): 30d",
     ]
-    assert describe(config("sources: {}\n")) == ["(other sources): forever"]
+    assert describe(config("sources: {}\n").retention) == ["(other sources): forever"]
 
 
 def test_bad_retention_values_are_reported_with_their_paths() -> None:
@@ -166,6 +170,6 @@ def test_bad_retention_values_are_reported_with_their_paths() -> None:
 
 def test_retention_may_come_from_an_environment_variable() -> None:
     text = "retention: ${RETENTION:-30d}\nsources: {}\n"
-    assert config(text).retention == 30 * DAY
+    assert config(text).retention.default == 30 * DAY
     env_set = config_mod.parse(text, file=Path("routes.yaml"), environ={"RETENTION": "forever"})
-    assert env_set.retention is None
+    assert env_set.retention.default is None and not env_set.retention.prunes

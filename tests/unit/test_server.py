@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -11,8 +10,14 @@ import uvloop
 
 from gateway.cli.main import build_parser, main
 from gateway.errors import GatewayError
-from gateway.server import ServeOptions
-from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, hypercorn_config, loop_factory, uvicorn_config
+from gateway.web.listen import (
+    HEAD_LIMIT,
+    UVICORN_MISSING,
+    Listener,
+    hypercorn_config,
+    loop_factory,
+    uvicorn_config,
+)
 
 
 async def app(scope: object, receive: object, send: object) -> None:
@@ -45,9 +50,9 @@ def test_a_missing_uvicorn_extra_names_the_install_command(
 
 
 def test_uvicorn_gets_hypercorns_limits_and_leaves_logging_and_lifespan_to_the_gateway() -> None:
-    options = ServeOptions(db=Path("unused"), host="127.0.0.1", port=8123, shutdown_grace=7.5)
-    hc = hypercorn_config(options)
-    uv = uvicorn_config(app, options)
+    listener = Listener(host="127.0.0.1", port=8123, shutdown_grace=7.5)
+    hc = hypercorn_config(listener)
+    uv = uvicorn_config(app, listener)
     assert (uv.host, uv.port) == ("127.0.0.1", 8123)
     assert uv.timeout_keep_alive == hc.keep_alive_timeout == 75
     assert uv.timeout_graceful_shutdown == 8  # 7.5 s rounded up: uvicorn takes whole seconds
@@ -58,8 +63,7 @@ def test_uvicorn_gets_hypercorns_limits_and_leaves_logging_and_lifespan_to_the_g
 
 
 def test_uvicorn_listens_where_it_is_told_for_an_extra_listener() -> None:
-    options = ServeOptions(db=Path("unused"), port=8000, server="uvicorn")
-    uv = uvicorn_config(app, options, "::1", 9100)
+    uv = uvicorn_config(app, Listener("::1", 9100, server="uvicorn"))
     assert (uv.host, uv.port) == ("::1", 9100)
     assert isinstance(uv, uvicorn.Config)
 
