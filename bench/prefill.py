@@ -1,7 +1,7 @@
 """Fill a fresh gateway database fast: N signed 1 KiB GitHub pushes stored exactly as the gateway stores
 them, optionally with one queued ``noop`` run each; and a cache of such databases. I/O: SQLite files.
 
-The schema is the gateway's own (``Store.open`` creates and migrates the file). The rows come from the
+The schema is the gateway's own (``SQLiteStore.open`` creates and migrates the file). The rows come from the
 gateway's own functions: a few deliveries go the whole way (``verify`` → ``admit`` → ``rows``), and the rest
 reuse those rows with only the per-delivery fields (ids, times, delivery id, signature, body) swapped in,
 which every fill checks against full admissions first. Inserts use sqlite3 ``executemany`` in big
@@ -36,8 +36,9 @@ from gateway.model import Headers, Request, new_id
 from gateway.routes import load as gateway_config
 from gateway.routes.ingest import admit
 from gateway.signatures.verify import verify
-from gateway.store.rows import event_row, run_row, with_blocked
-from gateway.store.sqlite.store import MIGRATIONS, QUERIES, Store
+from gateway.store.rows import event_to_row, run_to_row, with_blocked
+from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
+from gateway.store.sqlite.store import SQLiteStore
 
 ROWS_VERSION = 1  # bump when the way this module builds rows changes: cached databases are rebuilt
 URL = "http://127.0.0.1:8000" + deliveries.SOURCE_PATH  # what the gateway stores as the called URL
@@ -144,8 +145,8 @@ class Rows:
             remote=self.source.remote,
         )
         admission = admit(self.config, self.source, inbound, verdict, now)
-        # As runstore.insert_runs binds them: keyless runs are never blocked (checked in __init__).
-        return event_row(admission.event), with_blocked([run_row(run) for run in admission.runs], ())
+        # As store.sqlite.runs.insert_runs binds them: keyless runs are never blocked (checked in __init__).
+        return event_to_row(admission.event), with_blocked([run_to_row(run) for run in admission.runs], ())
 
     def fast(self, n: int, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The same rows, from the template with delivery ``n``'s fields swapped in (~20 µs)."""
@@ -196,7 +197,7 @@ class Rows:
         """What the cached databases depend on: the schema, the insert statements, the template rows."""
         blank = {"id": "", "event_id": "", "received_at": 0, "created_at": 0}
         rows = [{**self.template_event, **blank}] + [{**r, **blank} for r in self.template_runs]
-        schema = [QUERIES[name] for name in (*MIGRATIONS, "insert_event", "insert_run")]
+        schema = [m.sql for m in MIGRATIONS] + [QUERIES[name] for name in ("insert_event", "insert_run")]
         text = json.dumps([ROWS_VERSION, schema, rows], sort_keys=True, default=str)  # bytes as their repr
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -217,8 +218,8 @@ def load_config(runs: bool, directory: Path) -> gateway_config.Config:
 
 
 async def create_schema(path: Path) -> None:
-    """Create and migrate the database file with the gateway's own Store."""
-    store = await Store.open(path)
+    """Create and migrate the database file with the gateway's own SQLiteStore."""
+    store = await SQLiteStore.open(path)
     await store.close()
 
 

@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import disable_created_metrics
 
@@ -28,14 +29,15 @@ from gateway.records.service import Service
 from gateway.records.worker import Worker
 from gateway.report import Gauges, QueueDepth
 from gateway.routes.load import Config
-from gateway.store.sqlite.store import Store
+from gateway.store.interface import Reads, Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
-from gateway.web.hooks import create_admin_app, create_app, create_metrics_app
+from gateway.web.hooks import App, create_admin_app, create_app, create_metrics_app
 from gateway.web.listen import Listener, bind_address, check_free, loop_factory, run_server
 
 log = logging.getLogger("gateway.server")
@@ -148,66 +150,17 @@ async def serve(
 async def _serve(
     config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing, scrub: Scrub
 ) -> None:
-    executor: Executor | None = None
-
-    def wake(runs: object) -> None:
-        if executor is not None:
-            executor.notify()
-
-    metrics = None
-    if options.metrics:
-        # No *_created twin of every series: half the scrape, nothing lost.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        budgets = {s.name: s.sender_timeout for s in config.sources.values() if s.sender_timeout is not None}
-        metrics = Metrics(budgets, version=__version__)
-    tracing.on_export_failure(metrics.trace_export_failed if metrics is not None else None)
-    telemetry = Telemetry(tracing, metrics, scrub)
-    store = await Store.open(options.db, on_commit=wake, on_batch=telemetry.committed)
+    telemetry = _telemetry(config, options, tracing, scrub)
+    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed)
     keyring = Keyring(config.sources.values())
     try:
-        executor = Executor(
-            store,
-            config.tasks,
-            ExecutorOptions(
-                concurrency=options.concurrency,
-                threads=options.threads,
-                queues=config.queues,
-                drain_timeout=options.drain_timeout,
-                own_loop=True,  # a task that blocks its loop never stalls ingest
-            ),
-            telemetry=telemetry,
-        )
-        gauges = gauge_reader(config, store, executor)
+        executor = Executor(store.runs, config.tasks, _executor_options(config, options), telemetry=telemetry)
         service = Service(store, config, telemetry=telemetry)
         worker = Worker(service)
         key = options.admin_key
         api = None if key is None else create_api(service, key, on_job=worker.notify)
-        listeners = _listeners(options)
-        apart = {what for what, _, _ in listeners[1:]}
-        app = create_app(
-            config,
-            store,
-            keyring=keyring,
-            api=None if "the admin API" in apart else api,
-            telemetry=None if "/metrics" in apart else telemetry,
-            gauges=gauges,
-            metrics_token=options.metrics_token,
-        )
-        on = f"http://{bind_address(options.host, options.port)} ({options.server})"
-        sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"
-        log.info("gateway starting on %s with %s, database %s", on, sums, options.db)
-        servers = [run_server(app, _listener(options, options.host, options.port), stop)]
-        for what, host, port in listeners[1:]:
-            if what == "/metrics":
-                extra = create_metrics_app(telemetry, gauges, options.metrics_token)
-                log.info("Prometheus metrics on http://%s/metrics", bind_address(host, port))
-            elif api is not None and key is not None:
-                extra = create_admin_app(api)
-                log.info("admin API on http://%s/api (%s tokens)", bind_address(host, port), key.algorithm)
-            else:
-                continue
-            servers.append(run_server(extra, _listener(options, host, port), stop))
-        _announce(options, key, apart, tracing)
+        gauges = gauge_reader(config, store.reads, executor)
+        servers = _servers(config, options, stop, store, keyring, telemetry, gauges, api)
         try:
             async with asyncio.TaskGroup() as group:
                 for server in servers:
@@ -226,8 +179,71 @@ async def _serve(
         log.info("gateway stopped; every acknowledged event is on disk")
 
 
+def _telemetry(config: Config, options: ServeOptions, tracing: Tracing, scrub: Scrub) -> Telemetry:
+    """Spans, and Prometheus metrics unless --no-metrics, with each sender's ack budget."""
+    metrics = None
+    if options.metrics:
+        # No *_created twin of every series: half the scrape, nothing lost.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        budgets = {s.name: s.sender_timeout for s in config.sources.values() if s.sender_timeout is not None}
+        metrics = Metrics(budgets, version=__version__)
+    tracing.on_export_failure(metrics.trace_export_failed if metrics is not None else None)
+    return Telemetry(tracing, metrics, scrub)
+
+
+def _executor_options(config: Config, options: ServeOptions) -> ExecutorOptions:
+    return ExecutorOptions(
+        concurrency=options.concurrency,
+        threads=options.threads,
+        queues=config.queues,
+        drain_timeout=options.drain_timeout,
+        own_loop=True,  # a task that blocks its loop never stalls ingest
+    )
+
+
+def _servers(
+    config: Config,
+    options: ServeOptions,
+    stop: asyncio.Event,
+    store: Store,
+    keyring: Keyring,
+    telemetry: Telemetry,
+    gauges: Callable[[], Awaitable[Gauges]],
+    api: App | None,
+) -> list[Coroutine[Any, Any, None]]:
+    """One server per listener: the hooks (with /api and /metrics beside them unless they have their own)."""
+    listeners = _listeners(options)
+    apart = {what for what, _, _ in listeners[1:]}
+    app = create_app(
+        config,
+        store,
+        keyring=keyring,
+        api=None if "the admin API" in apart else api,
+        telemetry=None if "/metrics" in apart else telemetry,
+        gauges=gauges,
+        metrics_token=options.metrics_token,
+    )
+    on = f"http://{bind_address(options.host, options.port)} ({options.server})"
+    sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"
+    log.info("gateway starting on %s with %s, database %s", on, sums, options.db)
+    servers = [run_server(app, _listener(options, options.host, options.port), stop)]
+    key = options.admin_key
+    for what, host, port in listeners[1:]:
+        if what == "/metrics":
+            extra = create_metrics_app(telemetry, gauges, options.metrics_token)
+            log.info("Prometheus metrics on http://%s/metrics", bind_address(host, port))
+        elif api is not None and key is not None:
+            extra = create_admin_app(api)
+            log.info("admin API on http://%s/api (%s tokens)", bind_address(host, port), key.algorithm)
+        else:
+            continue
+        servers.append(run_server(extra, _listener(options, host, port), stop))
+    _announce(options, key, apart, telemetry.tracing)
+    return servers
+
+
 def gauge_reader(
-    config: Config, store: Store, executor: Executor, clock: Callable[[], float] = time.time
+    config: Config, reads: Reads, executor: Executor, clock: Callable[[], float] = time.time
 ) -> Callable[[], Awaitable[Gauges]]:
     """What /metrics reads at scrape time: the queues on disk (every known queue, 0 when empty) and this
     process's executor slots. A store that cannot be read leaves the queues out, not the executor."""
@@ -235,7 +251,7 @@ def gauge_reader(
 
     async def gauges() -> Gauges:
         try:
-            waiting = {q.queue: q for q in await store.queue_depths()}
+            waiting = {q.queue: q for q in await reads.queue_depths()}
         except StoreError as exc:
             log.warning("/metrics: could not read the queues: %s", exc)
             waiting = None

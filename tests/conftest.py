@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from gateway.routes import load as config_mod
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.hooks import create_app
 
 TASKS_CODE = """
@@ -102,9 +102,11 @@ def load_config(write_routes: Callable[..., Path]) -> Callable[..., config_mod.C
 @pytest.fixture
 async def open_store(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Open real stores on files in tmp_path; every store opened is closed at the end."""
-    opened: list[Store] = []
+    opened: list[SQLiteStore] = []
 
-    async def open_(name: str = "gateway.db", cls: type[Store] = Store, **kwargs: Any) -> Store:
+    async def open_(
+        name: str = "gateway.db", cls: type[SQLiteStore] = SQLiteStore, **kwargs: Any
+    ) -> SQLiteStore:
         store = await cls.open(tmp_path / name, **kwargs)
         opened.append(store)
         return store
@@ -119,7 +121,9 @@ async def client_for(open_store: Callable[..., Any]) -> AsyncIterator[Callable[.
     """Build an httpx client that calls the real app in process, on a real store."""
     clients: list[httpx.AsyncClient] = []
 
-    async def make(config: config_mod.Config, store: Store | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    async def make(
+        config: config_mod.Config, store: SQLiteStore | None = None, **kwargs: Any
+    ) -> httpx.AsyncClient:
         store = store or await open_store()
         app = create_app(config, store, **kwargs)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")

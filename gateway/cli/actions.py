@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.cli.flags import Env, db_arg, print_json, routes_arg, window, window_args, with_service
+from gateway.cli.flags import (
+    AddParser,
+    Env,
+    db_arg,
+    print_json,
+    routes_arg,
+    window,
+    window_args,
+    with_service,
+)
 from gateway.errors import Invalid
 from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, Job, RunFilter
 from gateway.records import worker as jobs
@@ -28,16 +37,25 @@ from gateway.records.view import iso, job_json, render_table
 from gateway.web import auth
 
 
-def add_parsers(add: Any, env: Env) -> None:
+def add_parsers(add: AddParser, env: Env) -> None:
     """Add this module's subcommands; ``add(name, help)`` makes a subparser."""
+    _replay_parser(add, env)
+    _rerun_parser(add, env)
+    _jobs_parser(add, env)
+    _routes_parser(add, env)
+    _prune_parser(add, env)
+    _token_parser(add)
 
-    def bulk(p: argparse.ArgumentParser, what: str) -> None:
-        window_args(p, what)
-        p.add_argument(
-            "--dry-run", action="store_true", help="only print how many would be taken, and the first few"
-        )
-        p.add_argument("--json", action="store_true", help="machine-readable output")
 
+def _bulk_flags(p: argparse.ArgumentParser, what: str) -> None:
+    window_args(p, what)
+    p.add_argument(
+        "--dry-run", action="store_true", help="only print how many would be taken, and the first few"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _replay_parser(add: AddParser, env: Env) -> None:
     p = add(
         "replay",
         "Route stored events again through the current routes.yaml: each gets a new event (replay_of the "
@@ -46,12 +64,14 @@ def add_parsers(add: Any, env: Env) -> None:
     routes_arg(p, env)
     db_arg(p, env)
     p.add_argument("id", nargs="?", metavar="EVENT_ID", help="replay this one event")
-    bulk(p, "events received")
+    _bulk_flags(p, "events received")
     p.add_argument("--source", help="only events of this source")
     p.add_argument("--type", dest="event_type", metavar="TYPE", help="only events of this type")
     p.add_argument("--status", help="routed or unrouted; or a run status (failed, …): events with such a run")
     p.add_argument("--task", help="only events with a run of this task")
 
+
+def _rerun_parser(add: AddParser, env: Env) -> None:
     p = add(
         "rerun",
         "Run stored runs' tasks again with the same input (or, for one RUN_ID, --payload): new runs "
@@ -61,11 +81,13 @@ def add_parsers(add: Any, env: Env) -> None:
     db_arg(p, env)
     p.add_argument("id", nargs="?", metavar="RUN_ID", help="rerun this one run")
     p.add_argument("--payload", metavar="FILE", help="JSON file with an edited input ('-': stdin)")
-    bulk(p, "runs created")
+    _bulk_flags(p, "runs created")
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs in this status (e.g. failed)")
     p.add_argument("--task", help="only runs of this task")
     p.add_argument("--source", help="only runs of events from this source")
 
+
+def _jobs_parser(add: AddParser, env: Env) -> None:
     p = add("jobs", "List bulk replay/rerun jobs, or show, cancel or resume one.")
     routes_arg(p, env)
     db_arg(p, env)
@@ -75,6 +97,8 @@ def add_parsers(add: Any, env: Env) -> None:
     action.add_argument("--resume", action="store_true", help="work the job here until it is done")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+
+def _routes_parser(add: AddParser, env: Env) -> None:
     p = add(
         "routes",
         "Check routes.yaml against stored history: `gateway routes test` shows which routes stored events "
@@ -87,6 +111,8 @@ def add_parsers(add: Any, env: Env) -> None:
     p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed events (20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+
+def _prune_parser(add: AddParser, env: Env) -> None:
     p = add(
         "prune",
         "Remove events, runs, attempts and rejections older than `retention:` in routes.yaml (gateway serve "
@@ -96,6 +122,9 @@ def add_parsers(add: Any, env: Env) -> None:
     db_arg(p, env)
     p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
+
+def _token_parser(add: AddParser) -> None:
+    # No --routes or --db: a token needs only the admin secret or a private key.
     p = add("token", "Create an admin API token (a JWT), signed with GATEWAY_ADMIN_SECRET or a private key.")
     p.add_argument("action", choices=["create"])
     p.add_argument(
@@ -189,7 +218,7 @@ def _bulk(
 
     async def work(service: Service) -> int:
         if args.dry_run:
-            preview = await service.preview(kind, f)
+            preview = await service.bulk.preview(kind, f)
             if args.json:
                 print_json({"kind": kind, "count": preview.count, "sample": preview.sample}, out)
             else:
@@ -200,7 +229,7 @@ def _bulk(
                     print(f"  … and {preview.count - len(preview.sample)} more", file=out)
             return 0
         owner = jobs.owner_name("cli")
-        job = await service.start_job(kind, f, requested_by=f"cli:{getpass.getuser()}", owner=owner)
+        job = await service.bulk.start_job(kind, f, requested_by=f"cli:{getpass.getuser()}", owner=owner)
         print(f"job {job.id}: {kind} of {job.total} {noun}(s)", file=err)
         job = await _work_here(service, job, owner, err)
         return _report(job, args, out, err)
@@ -223,7 +252,7 @@ async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job
             print(f"job {j.id}: {j.done}/{j.total} item(s), {j.created} run(s) queued", file=err)
 
     try:
-        return await jobs.work(service, job, owner, on_progress=progress, stop=stop)
+        return await jobs.work(service.bulk, job, owner, on_progress=progress, stop=stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -251,7 +280,7 @@ def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
 
     async def work(service: Service) -> int:
         if args.id is None:
-            page = await service.jobs(limit=50)
+            page = await service.bulk.jobs(limit=50)
             rows = [job_json(j) for j in page.items]
             if args.json:
                 print_json(rows, out)
@@ -260,22 +289,22 @@ def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
                 print(render_table(rows, columns) or "no jobs", file=out)
             return 0
         if args.cancel:
-            job = await service.cancel_job(args.id)
+            job = await service.bulk.cancel_job(args.id)
         elif args.resume:
             owner = jobs.owner_name("cli")
-            current = await service.job(args.id)
+            current = await service.bulk.job(args.id)
             dead = current.owner if jobs.holder_gone(current.owner) else None  # no need to wait for its lease
             now = service.clock()
-            taken = await service.store.take_job(
+            taken = await service.store.jobs.take_job(
                 owner=owner, now=now, lease=jobs.LEASE, job_id=args.id, from_dead=dead
             )
             if taken is None:
-                current = await service.job(args.id)
+                current = await service.bulk.job(args.id)
                 held = f", held by {current.owner} until its lease lapses" if current.owner else ""
                 raise Invalid(f"job {args.id} is {current.status}{held}")
             job = await _work_here(service, taken, owner, err)
         else:
-            job = await service.job(args.id)
+            job = await service.bulk.job(args.id)
         return _report(job, args, out, err) if (args.cancel or args.resume) else _show(job, args, out)
 
     return with_service(args, env, err, work, needs_routes=args.resume)

@@ -21,6 +21,8 @@ from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import Tracing
 
 Env = Mapping[str, str]
+# ``add(name, help)``: a subcommand's parser, its help shown in ``gateway --help`` and as its description.
+AddParser = Callable[[str, str], argparse.ArgumentParser]
 TIME_HELP = "a duration ago (30m, 24h, 7d) or an ISO time (2026-11-24T10:00:00Z)"
 
 
@@ -109,9 +111,9 @@ def with_service(
         return 1
 
     async def go() -> int:
-        from gateway.store.sqlite.store import Store
+        from gateway.store.sqlite.store import SQLiteStore
 
-        store = await Store.open(path)
+        store = await SQLiteStore.open(path)
         try:
             return await work(Service(store, config, telemetry=Telemetry(tracing)))
         finally:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from gateway.cli.flags import Env, db_arg, print_json, window, window_args, with_service
+from gateway.cli.flags import AddParser, Env, db_arg, print_json, window, window_args, with_service
 from gateway.model import RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import Page
 from gateway.records.service import Service
 from gateway.records.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
 
 
-def add_parsers(add: Any, env: Env) -> None:
+def add_parsers(add: AddParser, env: Env) -> None:
     """Add this module's subcommands; ``add(name, help)`` makes a subparser."""
 
     def listing(p: argparse.ArgumentParser, what: str) -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__
-from gateway.cli import actions as replay
-from gateway.cli import flags, history
-from gateway.cli.flags import env_flag
+from gateway.cli import actions, flags, history
+from gateway.cli.flags import AddParser, env_flag
 from gateway.errors import GatewayError
 from gateway.model import Secret
 from gateway.routes.load import Config
@@ -37,22 +36,41 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         description="Self-hosted webhook gateway: verify signed webhooks, route them by routes.yaml, "
         "store them durably (fsync before 2xx), and run your tasks.",
     )
+    # Named after the distribution (what pip installs and pins), not the command.
+    parser.add_argument("--version", action="version", version=f"hookgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help)
 
-    def routes_arg(p: argparse.ArgumentParser) -> None:
-        flags.routes_arg(p, env)
+    _serve_parser(add, env)
+    _check_parser(add, env)
+    _sign_parser(add, env)
+    history.add_parsers(add, env)
+    actions.add_parsers(add, env)
+    return parser
 
-    def db_arg(p: argparse.ArgumentParser) -> None:
-        flags.db_arg(p, env)
 
+def _serve_parser(add: AddParser, env: Env) -> None:
     p = add("serve", "Run the gateway: receive webhooks on /hooks/<source> until SIGTERM or Ctrl-C.")
-    routes_arg(p)
-    db_arg(p)
+    flags.routes_arg(p, env)
+    flags.db_arg(p, env)
+    # In the order --help has always listed them: --server after the metrics flags, not beside --host.
+    _listen_flags(p, env)
+    _execution_flags(p, env)
+    _admin_flags(p, env)
+    _log_flags(p, env)
+    _metrics_flags(p, env)
+    _server_flag(p, env)
+    _no_metrics_flag(p, env)
+
+
+def _listen_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
     env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
+
+
+def _execution_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(
         p,
         "--concurrency",
@@ -72,6 +90,9 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         type=float,
     )
     env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
+
+
+def _admin_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(
         p,
         "--admin-public-key",
@@ -92,6 +113,9 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "serve /api on this port, apart from /hooks (0: on --port, beside the hooks)",
         type=int,
     )
+
+
+def _log_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(
         p,
         "--log-level",
@@ -111,6 +135,9 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "terminal, else json",
         choices=["auto", "json", "plain"],
     )
+
+
+def _metrics_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(
         p,
         "--metrics-port",
@@ -121,17 +148,24 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         type=int,
     )
     env_flag(p, "--metrics-host", env, "GATEWAY_METRICS_HOST", "", "serve /metrics on this address")
+
+
+def _server_flag(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(
         p,
         "--server",
         env,
         "GATEWAY_SERVER",
         "hypercorn",
-        "HTTP server. uvicorn (with httptools and uvloop: pip install 'webhook-gateway[uvicorn]') is the "
+        "HTTP server. uvicorn (with httptools and uvloop: pip install 'hookgate[uvicorn]') is the "
         "faster HTTP stack: use it when one process must take more deliveries per second than Hypercorn "
         "answers (figures in docs/benchmarks.md)",
         choices=["hypercorn", "uvicorn"],
     )
+
+
+def _no_metrics_flag(p: argparse.ArgumentParser, env: Env) -> None:
+    # Not an env_flag: a switch, whose env fallback is GATEWAY_METRICS=off rather than a value.
     p.add_argument(
         "--no-metrics",
         action="store_true",
@@ -141,15 +175,19 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318, with the otel extra installed",
     )
 
-    p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
-    routes_arg(p)
 
+def _check_parser(add: AddParser, env: Env) -> None:
+    p = add("check", "Validate routes.yaml and import the tasks; print every problem with its location.")
+    flags.routes_arg(p, env)
+
+
+def _sign_parser(add: AddParser, env: Env) -> None:
     p = add(
         "sign",
         "Print the headers SOURCE's provider would send for a body, signed with the configured "
         "secret (for curl: curl -H @headers.txt ...).",
     )
-    routes_arg(p)
+    flags.routes_arg(p, env)
     p.add_argument("source", help="source name from routes.yaml")
     p.add_argument(
         "--body", required=True, metavar="FILE", help="file with the exact body to sign ('-': stdin)"
@@ -165,10 +203,6 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
         metavar="TYPE",
         help="event type header to add where the provider sends one (e.g. push for GitHub)",
     )
-
-    history.add_parsers(add, env)
-    replay.add_parsers(add, env)
-    return parser
 
 
 def _cmd_check(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
@@ -299,7 +333,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "rejections": history.rejections_command,
     "runs": history.runs_command,
     "cancel": history.cancel_command,
-    **replay.COMMANDS,
+    **actions.COMMANDS,
 }
 
 

@@ -1,9 +1,9 @@
-"""The local executor: claim queued runs within the limits, run each attempt (gateway/execution/attempt.py),
-record it.
+"""The local executor: claim queued runs within the limits, run each attempt (attempt.py), record it.
 
-I/O: the store, a thread pool for sync tasks, the tasks' own loop (gateway/execution/taskloop.py), a heartbeat
-thread. ``run_once()`` steps it (tests); ``run(stop)`` runs it beside the HTTP server until ``stop`` is set,
-then drains with a deadline.
+I/O: the store (through interface.RunQueue only), a thread pool for sync tasks, the tasks' own loop
+(taskloop.py), a heartbeat thread. ``run_once()`` steps it (tests); ``run(stop)`` runs it beside the HTTP
+server until ``stop`` is set, then drains with a deadline. The store calls back only through the Claimant
+methods below (accept, ride, rode, ride_failed, committed), which the executor registers once, at creation.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 from gateway.aio import wait_first
 from gateway.errors import StoreError, StoreUnavailable
@@ -32,8 +30,7 @@ from gateway.model import (
     Claim,
     Run,
 )
-from gateway.store.sqlite.runs import ClaimOp
-from gateway.store.sqlite.store import Store
+from gateway.store.interface import ClaimRequest, RunQueue
 from gateway.telemetry.hub import Telemetry
 
 log = logging.getLogger("gateway.executor")
@@ -55,9 +52,11 @@ class ExecutorOptions:
 
 
 class Executor:
+    """Runs claimed runs within the limits; the store's Claimant (gateway/store/interface.py)."""
+
     def __init__(
         self,
-        store: Store,
+        store: RunQueue,
         tasks: Mapping[str, Task],
         options: ExecutorOptions | None = None,
         *,
@@ -84,21 +83,28 @@ class Executor:
         )
         self._reserved: list[Run] = []  # runs accepted during the claim in progress
         self._claiming = False  # a claim is in flight: _fill's own, or one riding a store batch
-        self._riding: asyncio.Future[list[Claim]] | None = None
+        self._riding: asyncio.Future[None] | None = None  # done once the riding claim's runs are started
+        self._ride_limit = 0  # how many runs the riding claim asked for
+        self._serving = False  # run() is running: only then do claims ride the store's batches
+        store.attach(self)
 
-    # -- waking -------------------------------------------------------------------------------------------
+    # -- what the store calls (interface.Claimant) --------------------------------------------------------
 
-    def notify(self, runs: object = None) -> None:
-        """Wake the executor: new runs were committed (the store's on_commit) or a slot came free.
-
-        Not while a claim rides the batch that committed them: that claim has seen them already."""
+    def committed(self, runs: Sequence[Run]) -> None:
+        """New runs were committed: wake up to claim them. Not while a claim rides the batch that committed
+        them: that claim has seen them already."""
         if self._riding is None:
             self._wake.set()
 
+    def notify(self) -> None:
+        """Wake the executor (a slot came free, or runs were written by someone else)."""
+        self._wake.set()
+
     # -- limits -------------------------------------------------------------------------------------------
 
-    def _accept(self, run: Run) -> bool:
-        """Reserve a slot for ``run`` if the global, queue and task limits allow it."""
+    def accept(self, run: Run) -> bool:
+        """Reserve a slot for ``run`` if the global, queue and task limits allow it (asked by the store for
+        each candidate of a claim this executor made)."""
         if len(self._running) + len(self._reserved) >= self.options.concurrency:
             return False
         queue_limit = self.options.queues.get(run.queue)
@@ -136,7 +142,7 @@ class Executor:
                 return started
             self._claiming = True
             try:
-                claims = await self.store.claim(**self._claim_args(free))
+                claims = await self.store.claim(self._claim_request(free))
             except BaseException:
                 self._give_back(set())
                 raise
@@ -147,44 +153,49 @@ class Executor:
             if len(claims) < free:
                 return started
 
-    def ride(self) -> ClaimOp | None:
-        """A claim for the store to add to a batch that creates runs (``Store.set_claimer``): the runs start
-        once that batch commits, with no second transaction. None while a claim is in flight or no slot is
-        free (then the store's on_commit wakes :meth:`run`, which claims them itself)."""
+    def ride(self) -> ClaimRequest | None:
+        """A claim for the store to make in a batch that creates runs: the runs start once that batch commits,
+        with no second transaction. None unless :meth:`run` is serving, while a claim is in flight or when no
+        slot is free (then :meth:`committed` wakes :meth:`run`, which claims them itself)."""
         free = self.options.concurrency - len(self._running)
-        if self._claiming or free <= 0:
+        if not self._serving or self._claiming or free <= 0:
             return None
-        op = self.store.claim_op(**self._claim_args(free))
-        self._claiming, self._riding = True, op.done
-        op.done.add_done_callback(partial(self._rode, free))
-        return op
+        request = self._claim_request(free)
+        self._claiming, self._riding = True, asyncio.get_running_loop().create_future()
+        self._ride_limit = free
+        return request
 
-    def _claim_args(self, free: int) -> dict[str, Any]:
-        """What a claim of up to ``free`` runs asks the store, with this executor's limits; starts a new
-        reservation list for its accept() calls."""
-        skip_queues, skip_tasks = self._full()
-        self._reserved = []
-        return {
-            "now": self.clock(),
-            "limit": free,
-            "lease": self.options.lease,
-            "accept": self._accept,
-            "skip_queues": skip_queues,
-            "skip_tasks": skip_tasks,
-        }
-
-    def _rode(self, limit: int, done: asyncio.Future[list[Claim]]) -> None:
-        self._claiming, self._riding = False, None
-        if done.cancelled() or done.exception() is not None:
-            self._give_back(set())  # nothing was claimed; run() claims again (and meets the error itself)
-            self._wake.set()
-            return
-        claims = done.result()
+    def rode(self, claims: Sequence[Claim]) -> None:
+        """The riding claim committed: start its runs."""
+        limit = self._ride_ended()
         self._start(claims)
         if len(claims) == limit:
             self._wake.set()  # it took as many as it could: more may be ready
 
-    def _start(self, claims: list[Claim]) -> None:
+    def ride_failed(self) -> None:
+        """The batch the claim rode failed: nothing was claimed; run() claims again (and meets the error)."""
+        self._ride_ended()
+        self._give_back(set())
+        self._wake.set()
+
+    def _ride_ended(self) -> int:
+        """Close the ride; returns how many runs it asked for."""
+        riding, limit = self._riding, self._ride_limit
+        self._claiming, self._riding = False, None
+        if riding is not None and not riding.done():
+            riding.set_result(None)
+        return limit
+
+    def _claim_request(self, free: int) -> ClaimRequest:
+        """A claim of up to ``free`` runs with this executor's limits; starts a new reservation list for the
+        store's accept() calls."""
+        skip_queues, skip_tasks = self._full()
+        self._reserved = []
+        return ClaimRequest(
+            self.clock(), free, self.options.lease, frozenset(skip_queues), frozenset(skip_tasks)
+        )
+
+    def _start(self, claims: Sequence[Claim]) -> None:
         self._give_back({c.run.id for c in claims})
         for claim in claims:
             self._running[claim.run.id] = asyncio.create_task(self._execute(claim), name=claim.run.id)
@@ -295,7 +306,7 @@ class Executor:
         )
         beat.start()
         next_sweep = self.clock() + self.options.lease
-        self.store.set_claimer(self.ride)
+        self._serving = True  # from here, claims ride the store's batches that create runs
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -312,12 +323,12 @@ class Executor:
                     )
                     idle = self.options.poll
                 await wait_first(self._wake.wait(), stop.wait(), timeout=idle)
-            self.store.set_claimer(None)
+            self._serving = False
             if self._riding is not None:  # its runs are executing on disk: start them, then drain them
                 await asyncio.wait([self._riding])
             await self._drain()
         finally:
-            self.store.set_claimer(None)
+            self._serving = False
             for task in self._running.values():  # only non-empty when run() itself was cancelled
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)

@@ -1,6 +1,5 @@
 """Bulk jobs: replay or rerun everything a filter selects, chunk by chunk, each chunk committed with the job's
-progress. The part of :class:`gateway.records.service.Service` that gateway/records/worker.py's worker drives.
-Does I/O through the store.
+progress. ``Service.bulk``; gateway/records/worker.py works the jobs. Does I/O through the store.
 """
 
 from __future__ import annotations
@@ -8,12 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from gateway.errors import Invalid
+from gateway.errors import Invalid, NotFound
 from gateway.model import REPLAY, RERUN, Event, EventFilter, Job, Run, RunFilter, new_id
-from gateway.routes.load import Config
-from gateway.store.sqlite.store import Store
+from gateway.records.page import Page, decode_cursor, limited, paged
+from gateway.records.replays import Replayer
+from gateway.store.interface import Store
 
 SAMPLE = 5  # ids a dry run shows
 
@@ -28,23 +27,27 @@ class Preview:
 
 
 class Bulk:
-    """The bulk-job methods of :class:`~gateway.records.service.Service`, which provides what it declares."""
+    """Jobs over what a filter selects: preview, start, work a chunk, cancel; and the jobs as they stand."""
 
-    store: Store
-    clock: Callable[[], float]
+    def __init__(self, store: Store, replayer: Replayer, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self._replayer = replayer
 
-    @property
-    def config(self) -> Config:
-        raise NotImplementedError
+    async def jobs(
+        self, *, status: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> Page[Job]:
+        """Jobs, newest first, a page at a time."""
+        before = decode_cursor(cursor) if cursor else None
+        items = await self.store.reads.list_jobs(status=status, before=before, limit=limited(limit) + 1)
+        return paged(items, limit, lambda j: (j.created_at, j.id))
 
     async def job(self, job_id: str) -> Job:
-        raise NotImplementedError
-
-    def _readmit(self, event: Event, now: float) -> tuple[Event, tuple[Run, ...]]:
-        raise NotImplementedError
-
-    def _rerun(self, run: Run, payload: Any, *, edited: bool, now: float) -> Run:
-        raise NotImplementedError
+        """One job as it is now; NotFound if there is none."""
+        job = await self.store.reads.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job
 
     async def preview(self, kind: str, f: EventFilter | RunFilter) -> Preview:
         """How many items a bulk job of ``kind`` over ``f`` would take now, and the first few."""
@@ -52,12 +55,12 @@ class Bulk:
 
     async def _preview(self, kind: str, f: EventFilter | RunFilter, now: float) -> Preview:
         if kind == REPLAY and isinstance(f, EventFilter):
-            count = await self.store.count_events(f, upto=now)
-            events = await self.store.events_after(f, after=None, upto=now, limit=SAMPLE)
+            count = await self.store.reads.count_events(f, upto=now)
+            events = await self.store.reads.events_after(f, after=None, upto=now, limit=SAMPLE)
             return Preview(kind, count, [e.id for e in events])
         if kind == RERUN and isinstance(f, RunFilter):
-            count = await self.store.count_runs(f, upto=now)
-            runs = await self.store.runs_after(f, after=None, upto=now, limit=SAMPLE)
+            count = await self.store.reads.count_runs(f, upto=now)
+            runs = await self.store.reads.runs_after(f, after=None, upto=now, limit=SAMPLE)
             return Preview(kind, count, [r.id for r in runs])
         raise Invalid(
             f"kind: expected replay (with an event filter) or rerun (with a run filter), got {kind!r}"
@@ -74,7 +77,7 @@ class Bulk:
     ) -> Job:
         """Record a bulk job over what ``f`` selects now. With ``owner`` the caller works it at once (the
         CLI); without, the gateway's bulk worker takes it."""
-        self.config  # noqa: B018  # fail now, not in the worker, when there is no config
+        self._replayer.config  # noqa: B018  # fail now, not in the worker, when there is no config
         now = self.clock()  # one instant: the job takes exactly what its total counts
         preview = await self._preview(kind, f, now)
         job = Job(
@@ -90,11 +93,11 @@ class Bulk:
             updated_at=now,
             requested_by=requested_by,
         )
-        await self.store.create_job(job, owner=owner, lease_until=None if owner is None else now + lease)
+        await self.store.jobs.create_job(job, owner=owner, lease_until=None if owner is None else now + lease)
         return job
 
     async def cancel_job(self, job_id: str) -> Job:
-        if not await self.store.end_job(job_id, status="canceled", now=self.clock()):
+        if not await self.store.jobs.end_job(job_id, status="canceled", now=self.clock()):
             job = await self.job(job_id)  # read after: the status that kept it from being canceled
             raise Invalid(f"job {job_id} is {job.status}: only running jobs can be canceled")
         return await self.job(job_id)
@@ -106,16 +109,18 @@ class Bulk:
         # a job must never select its own output.
         at = max(self.clock(), math.nextafter(job.upto, math.inf))
         if job.kind == REPLAY and isinstance(job.filter, EventFilter):
-            events = await self.store.events_after(job.filter, after=job.cursor, upto=job.upto, limit=size)
+            events = await self.store.reads.events_after(
+                job.filter, after=job.cursor, upto=job.upto, limit=size
+            )
             new_events, new_runs, last = self._replays(events, at)
         elif job.kind == RERUN and isinstance(job.filter, RunFilter):
-            runs = await self.store.runs_after(job.filter, after=job.cursor, upto=job.upto, limit=size)
+            runs = await self.store.reads.runs_after(job.filter, after=job.cursor, upto=job.upto, limit=size)
             new_events, new_runs, last = [], self._reruns(runs, at), [(r.created_at, r.id) for r in runs]
         else:
             raise Invalid(f"job {job.id} has an unknown kind {job.kind!r}")
         finished = len(last) < size
         cursor = last[-1] if last else (job.cursor or (job.upto, ""))
-        await self.store.write_chunk(
+        await self.store.jobs.write_chunk(
             job,
             owner,
             new_events,
@@ -134,16 +139,17 @@ class Bulk:
         new_events: list[Event] = []
         new_runs: list[Run] = []
         for event in events:
-            if event.source not in self.config.sources:  # a source removed since: nothing can match it
+            if event.source not in self._replayer.config.sources:  # a source removed since: nothing matches
                 continue
-            replay, runs = self._readmit(event, now)
+            replay, runs = self._replayer.replay(event, now)
             new_events.append(replay)
             new_runs.extend(runs)
         return new_events, new_runs, [(e.received_at, e.id) for e in events]
 
     def _reruns(self, runs: Sequence[Run], now: float) -> list[Run]:
+        tasks = self._replayer.config.tasks
         return [
-            self._rerun(run, run.input, edited=False, now=now)
+            self._replayer.rerun(run, run.input, edited=False, now=now)
             for run in runs
-            if run.task_id in self.config.tasks  # a task removed since cannot run
+            if run.task_id in tasks  # a task removed since cannot run
         ]

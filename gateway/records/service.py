@@ -17,7 +17,6 @@ from gateway.model import (
     Event,
     EventFilter,
     Headers,
-    Job,
     Pruned,
     Rejection,
     Run,
@@ -28,11 +27,12 @@ from gateway.records.bulk import Bulk
 from gateway.records.compare import Report, Tally
 from gateway.records.page import Page, decode_cursor, limited, paged
 from gateway.records.prune import cutoffs
-from gateway.routes.ingest import new_run, parse_payload, readmit, redact
+from gateway.records.replays import Replayer
+from gateway.routes.ingest import new_run, parse_payload, redact
 from gateway.routes.load import Config
-from gateway.store.sqlite.store import Store
+from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
-from gateway.telemetry.tracing import run_traceparent, stamp, stamp_run
+from gateway.telemetry.tracing import stamp
 
 API_SOURCE = "@api"  # the source of events made by POST /api/tasks/{id}/trigger (not a valid source name)
 
@@ -60,10 +60,10 @@ class Outcome:
     duplicate: bool = False  # a trigger whose Idempotency-Key was used before: the original's runs
 
 
-class Service(Bulk):
-    """The operations on stored records (bulk jobs are in gateway/records/bulk.py). ``config`` is needed only
-    by what routes or runs tasks (replay, rerun, trigger, bulk jobs, routes test, prune); reads work without
-    it."""
+class Service:
+    """The operations on stored records; bulk jobs are its ``bulk`` (gateway/records/bulk.py). ``config`` is
+    needed only by what routes or runs tasks (replay, rerun, trigger, bulk jobs, routes test, prune); reads
+    work without it."""
 
     def __init__(
         self,
@@ -74,41 +74,41 @@ class Service(Bulk):
         telemetry: Telemetry | None = None,
     ):
         self.store = store
-        self._config = config
         self.clock = clock
         self.telemetry = telemetry or Telemetry.off()
+        self._replayer = Replayer(config, self.telemetry)
+        self.bulk = Bulk(store, self._replayer, clock)
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            raise Invalid("this needs routes.yaml: pass --routes (or set GATEWAY_ROUTES)")
-        return self._config
+        """routes.yaml; Invalid when the caller loaded none."""
+        return self._replayer.config
 
     # -- finding and inspecting -----------------------------------------------------------------------
 
     async def events(self, f: EventFilter, *, cursor: str | None = None, limit: int = 50) -> Page[Event]:
         before = decode_cursor(cursor) if cursor else None
-        items = await self.store.events_page(f, before=before, limit=limited(limit) + 1)
+        items = await self.store.reads.events_page(f, before=before, limit=limited(limit) + 1)
         return paged(items, limit, lambda e: (e.received_at, e.id))
 
     async def event(self, event_id: str) -> EventDetail:
-        event = await self.store.get_event(event_id)
+        event = await self.store.reads.get_event(event_id)
         if event is None:
             raise NotFound(f"no event with id {event_id!r}")
-        runs = await self.store.runs_for_event(event_id)
-        return EventDetail(event, runs, await self.store.replays_of(event_id))
+        runs = await self.store.reads.runs_for_event(event_id)
+        return EventDetail(event, runs, await self.store.reads.replays_of(event_id))
 
     async def runs(self, f: RunFilter, *, cursor: str | None = None, limit: int = 50) -> Page[Run]:
         before = decode_cursor(cursor) if cursor else None
-        items = await self.store.runs_page(f, before=before, limit=limited(limit) + 1)
+        items = await self.store.reads.runs_page(f, before=before, limit=limited(limit) + 1)
         return paged(items, limit, lambda r: (r.created_at, r.id))
 
     async def run(self, run_id: str) -> RunDetail:
-        run = await self.store.get_run(run_id)
+        run = await self.store.reads.get_run(run_id)
         if run is None:
             raise NotFound(f"no run with id {run_id!r}")
-        attempts = await self.store.attempts_for_run(run_id)
-        return RunDetail(run, attempts, await self.store.reruns_of(run_id))
+        attempts = await self.store.reads.attempts_for_run(run_id)
+        return RunDetail(run, attempts, await self.store.reads.reruns_of(run_id))
 
     async def rejections(
         self,
@@ -126,82 +126,42 @@ class Service(Bulk):
             if not raw_id.isdigit():
                 raise Invalid("cursor: not a cursor of the rejections listing")
             before = int(raw_id)
-        items = await self.store.list_rejections(
+        items = await self.store.reads.list_rejections(
             source=source, reason=reason, since=since, until=until, before=before, limit=limited(limit) + 1
         )
         return paged(items, limit, lambda r: (r.received_at, str(r.id)))
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]:
-        return await self.store.counts(since=since)
-
-    async def jobs(
-        self, *, status: str | None = None, cursor: str | None = None, limit: int = 50
-    ) -> Page[Job]:
-        before = decode_cursor(cursor) if cursor else None
-        items = await self.store.list_jobs(status=status, before=before, limit=limited(limit) + 1)
-        return paged(items, limit, lambda j: (j.created_at, j.id))
-
-    async def job(self, job_id: str) -> Job:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise NotFound(f"no job with id {job_id!r}")
-        return job
+        return await self.store.reads.counts(since=since)
 
     # -- replaying, rerunning, triggering -------------------------------------------------------------
 
     async def replay(self, event_id: str) -> Outcome:
         """Route a stored event again through the current routes.yaml: a new event (``replay_of`` the
         original) with a new run per route that matches it now. Unrouted events can be replayed too."""
-        event = await self.store.get_event(event_id)
+        event = await self.store.reads.get_event(event_id)
         if event is None:
             raise NotFound(f"no event with id {event_id!r}")
-        replay, runs = self._readmit(event, self.clock())
-        await self.store.add([replay], runs)
+        replay, runs = self._replayer.replay(event, self.clock())
+        await self.store.jobs.add([replay], runs)
         return Outcome(replay.id, runs)
-
-    def _readmit(self, event: Event, now: float) -> tuple[Event, tuple[Run, ...]]:
-        """``readmit`` in a span of its own: a new trace, linked to the original event's."""
-        attributes = {"gateway.replay_of": event.id, "gateway.source": event.source}
-        with self.telemetry.tracing.linked("replay", event.traceparent, attributes) as span:
-            admission = readmit(self.config, event, now)
-            span.set_attributes({"gateway.event.id": admission.event.id, "gateway.runs": len(admission.runs)})
-            return stamp(admission.event, admission.runs, span.get_span_context())
 
     async def rerun(self, run_id: str, *, payload: Any = None, edited: bool = False) -> Run:
         """Run a stored run's task again, with the original input or (``edited``) with ``payload``: a new
         run on the same event, ``rerun_of`` the original, with the task's current options. A rerun with
         the original input keeps the original's idempotency key; an edited one gets its own."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.reads.get_run(run_id)
         if run is None:
             raise NotFound(f"no run with id {run_id!r}")
-        rerun = self._rerun(run, payload if edited else run.input, edited=edited, now=self.clock())
-        await self.store.add([], [rerun])
+        rerun = self._replayer.rerun(run, payload if edited else run.input, edited=edited, now=self.clock())
+        await self.store.jobs.add([], [rerun])
         return rerun
-
-    def _rerun(self, run: Run, payload: Any, *, edited: bool, now: float) -> Run:
-        config = self.config
-        route = next((r for r in config.routes if r.id == run.route_id and r.task == run.task_id), None)
-        key = None if edited else (run.idempotency_key or run.id)
-        attributes = {"gateway.rerun_of": run.id, "gateway.task": run.task_id, "gateway.edited": edited}
-        with self.telemetry.tracing.linked("rerun", run_traceparent(run), attributes) as span:
-            rerun = new_run(
-                config,
-                run.task_id,
-                payload,
-                run.event_id,
-                now,
-                route=route,
-                rerun_of=run.id,
-                idempotency_key=key,
-            )
-            span.set_attribute("gateway.run.id", rerun.id)
-            return stamp_run(rerun, span.get_span_context())
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a queued or retrying run. Raises NotFound, or Invalid for a run in another status."""
-        canceled = await self.store.cancel(run_id, now=self.clock())
+        canceled = await self.store.runs.cancel(run_id, now=self.clock())
         if canceled is None:
-            current = await self.store.get_run(run_id)
+            current = await self.store.reads.get_run(run_id)
             status = current.status if current else "gone"
             raise Invalid(f"run {run_id} is {status}: only queued or retrying runs can be canceled")
         self.telemetry.run_ended(canceled, canceled.status, self.clock(), canceled.attempts)
@@ -252,7 +212,7 @@ class Service(Bulk):
             recorded = await self.store.record(event, runs)
         if not recorded.duplicate:
             return Outcome(event.id, runs)
-        original = await self.store.runs_for_event(recorded.event_id)
+        original = await self.store.reads.runs_for_event(recorded.event_id)
         return Outcome(recorded.event_id, tuple(original), duplicate=True)
 
     # -- routes test and retention --------------------------------------------------------------------
@@ -264,10 +224,10 @@ class Service(Bulk):
         upto = self.clock()
         after: tuple[float, str] | None = None
         while True:
-            events = await self.store.events_after(f, after=after, upto=upto, limit=page)
+            events = await self.store.reads.events_after(f, after=after, upto=upto, limit=page)
             if not events:
                 break
-            runs = await self.store.runs_for_events([e.id for e in events])
+            runs = await self.store.reads.runs_for_events([e.id for e in events])
             for event in events:
                 if event.source != API_SOURCE:
                     tally.add(self.config, event, runs.get(event.id, []))
@@ -280,10 +240,10 @@ class Service(Bulk):
         cut = cutoffs(self.config.retention, self.clock())
         per_source = dict(cut.per_source)
         if dry_run:
-            return await self.store.prunable(cut.default, per_source)
+            return await self.store.jobs.prunable(cut.default, per_source)
         total = Pruned()
         while True:
-            pruned = await self.store.prune(cut.default, per_source, limit=batch)
+            pruned = await self.store.jobs.prune(cut.default, per_source, limit=batch)
             total = total + pruned
             if pruned.events < batch and pruned.rejections < batch:
                 return total

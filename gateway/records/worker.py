@@ -15,6 +15,7 @@ from collections.abc import Callable
 from gateway.aio import wait_first
 from gateway.errors import GatewayError, Invalid, StoreError
 from gateway.model import Job
+from gateway.records.bulk import Bulk
 from gateway.records.service import Service
 
 log = logging.getLogger("gateway.jobs")
@@ -47,7 +48,7 @@ def holder_gone(owner: str | None) -> bool:
 
 
 async def work(
-    service: Service,
+    bulk: Bulk,
     job: Job,
     owner: str,
     *,
@@ -60,19 +61,18 @@ async def work(
     is set (the job is then released for anyone to resume). Returns the job as it is at the end."""
     while job.status == "running":
         if stop is not None and stop.is_set():
-            await service.store.release_job(job.id, owner=owner, now=service.clock())
-            return await service.job(job.id)
+            await bulk.store.jobs.release_job(job.id, owner=owner, now=bulk.clock())
+            return await bulk.job(job.id)
         try:
-            job = await service.work_chunk(job, owner, size=chunk, lease=lease)
+            job = await bulk.work_chunk(job, owner, size=chunk, lease=lease)
         except Invalid:  # canceled meanwhile, or the lease lapsed and someone else holds it now
-            return await service.job(job.id)
+            return await bulk.job(job.id)
         except StoreError:
             raise
         except GatewayError as exc:  # e.g. the config lost a source mid-job: fail it with the reason
-            await service.store.end_job(
-                job.id, status="failed", now=service.clock(), error=str(exc), owner=owner
-            )
-            return await service.job(job.id)
+            failed, now = str(exc), bulk.clock()
+            await bulk.store.jobs.end_job(job.id, status="failed", now=now, error=failed, owner=owner)
+            return await bulk.job(job.id)
         if on_progress is not None:
             on_progress(job)
         await asyncio.sleep(0)  # let requests in between chunks
@@ -101,14 +101,14 @@ class Worker:
         while not stop.is_set():
             self._wake.clear()  # before looking, so a notify() that comes during the look is not lost
             try:
-                job = await self.service.store.take_job(
+                job = await self.service.store.jobs.take_job(
                     owner=self.owner, now=self.service.clock(), lease=LEASE
                 )
                 if job is not None:
                     log.info(
                         "job %s: %s of %d item(s) started by %s", job.id, job.kind, job.total, self.owner
                     )
-                    job = await work(self.service, job, self.owner, stop=stop)
+                    job = await work(self.service.bulk, job, self.owner, stop=stop)
                     log.info(
                         "job %s: %s, %d/%d item(s), %d run(s)",
                         job.id,

@@ -1,6 +1,7 @@
 """The store's codec: domain dataclasses to and from flat database rows (JSON for nested values).
 
-Pure: no I/O. Only gateway/store/sqlite/store.py uses it; a Postgres store could reuse it as it is.
+Pure: no I/O. ``*_to_row`` encodes a value for writing, ``*_from_row`` decodes a row read back. The SQLite
+store uses it; a PostgreSQL store can reuse it as it is.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-def event_row(e: Event) -> dict[str, Any]:
+def event_to_row(e: Event) -> dict[str, Any]:
     """Raises ValueError for an unknown status, TypeError for a payload JSON cannot hold."""
     if e.status not in EVENT_STATUSES:
         raise ValueError(f"event status {e.status!r} is not one of 'routed', 'unrouted'")
@@ -69,7 +70,7 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def run_row(r: Run, event: Event | None = None) -> dict[str, Any]:
+def run_to_row(r: Run, event: Event | None = None) -> dict[str, Any]:
     """Raises ValueError for an unknown status, TypeError for input or output JSON cannot hold.
 
     With the run's ``event``: an input that is the event's whole payload, parsed from its body, is stored
@@ -142,7 +143,7 @@ def with_blocked(
     return marked
 
 
-def attempt_end_row(end: AttemptEnd) -> dict[str, Any]:
+def attempt_end_to_row(end: AttemptEnd) -> dict[str, Any]:
     """The parameters of ``end_attempt`` and ``end_run_attempt`` (``spent`` is added by the store).
 
     Raises ValueError for a next status that is unknown or ``executing``, TypeError for output or logs
@@ -173,7 +174,7 @@ def attempt_end_row(end: AttemptEnd) -> dict[str, Any]:
     }
 
 
-def rejection_row(r: Rejection) -> dict[str, Any]:
+def rejection_to_row(r: Rejection) -> dict[str, Any]:
     return {
         "source": r.source,
         "reason": r.reason,

@@ -74,7 +74,7 @@ def from_env(env: Mapping[str, str], version: str = "") -> Tracing:
     except ImportError:
         raise GatewayError(
             "OpenTelemetry export is configured (OTEL_*), but its SDK is not installed: "
-            "pip install 'webhook-gateway[otel]', or unset the OTEL_* variables to run without traces"
+            "pip install 'hookgate[otel]', or unset the OTEL_* variables to run without traces"
         ) from None
     attributes = {"service.version": version}
     if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
@@ -111,7 +111,7 @@ def _otlp(env: Mapping[str, str]) -> SpanExporter:
         except ImportError:
             raise GatewayError(
                 "OTLP over HTTP is configured, but its exporter is not installed: "
-                "pip install 'webhook-gateway[otel]'"
+                "pip install 'hookgate[otel]'"
             ) from None
         return OTLPSpanExporter()
     if protocol == "grpc":

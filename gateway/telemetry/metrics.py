@@ -54,7 +54,23 @@ class Metrics:
             ProcessCollector(registry=reg)
             PlatformCollector(registry=reg)
         self._render_lock = threading.Lock()
+        # Registered group by group, in the order /metrics lists them.
+        self._request_metrics(reg)
+        self._run_metrics(reg)
+        self._queue_gauges(reg)
+        self._store_metrics(reg)
+        self._process_metrics(reg, version)
 
+        # Children cached by label tuple: the request path pays a dict lookup, not the family's lock.
+        self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._ack_children: dict[str, Histogram] = {}
+        self._budget_children: dict[str, _Budget] = {}
+        for source, timeout in (budgets or {}).items():
+            self._timeout.labels(source).set(timeout)
+            self._budget(source)  # present at 0 before traffic, so increase(...) alerts work at once
+
+    def _request_metrics(self, reg: CollectorRegistry) -> None:
+        """Requests on hook paths and how fast they were answered, against the sender's timeout."""
         self._requests = Counter(
             "gateway_requests_total",
             "Requests to webhook paths, by source and outcome; reason says why a request was rejected",
@@ -86,6 +102,9 @@ class Metrics:
             ("source",),
             registry=reg,
         )
+
+    def _run_metrics(self, reg: CollectorRegistry) -> None:
+        """Runs that finished and the attempts they took."""
         self._runs = Counter(
             "gateway_runs_total",
             "Runs that reached a final status (completed, failed, timed_out, canceled, crashed), by task",
@@ -105,6 +124,9 @@ class Metrics:
             buckets=ATTEMPT_BUCKETS,
             registry=reg,
         )
+
+    def _queue_gauges(self, reg: CollectorRegistry) -> None:
+        """What waits in the queues and what the executor is running: set at scrape time by render()."""
         self._depth = Gauge(
             "gateway_queue_depth",
             "Runs waiting in a queue (queued or retrying), as stored on disk",
@@ -131,6 +153,9 @@ class Metrics:
             "Attempts executing now in this process, all queues; equal to slots means the executor is full",
             registry=reg,
         )
+
+    def _store_metrics(self, reg: CollectorRegistry) -> None:
+        """The store's group-commit transactions: how many writes each took, how long, which rolled back."""
         self._batch = Histogram(
             "gateway_commit_batch_size",
             "Writes committed together in one group-commit transaction of the store",
@@ -148,6 +173,9 @@ class Metrics:
             "Group-commit transactions rolled back: their requests were answered 503 and not stored",
             registry=reg,
         )
+
+    def _process_metrics(self, reg: CollectorRegistry, version: str) -> None:
+        """This process: the trace spans it dropped, and its version."""
         self._trace_failures = Counter(
             "gateway_trace_export_failures_total",
             "Trace spans that could not be exported to the tracing backend (dropped)",
@@ -155,14 +183,6 @@ class Metrics:
         )
         build = Gauge("gateway_build_info", "The gateway's version (always 1)", ("version",), registry=reg)
         build.labels(version).set(1)
-
-        # Children cached by label tuple: the request path pays a dict lookup, not the family's lock.
-        self._request_children: dict[tuple[str, str, str], Counter] = {}
-        self._ack_children: dict[str, Histogram] = {}
-        self._budget_children: dict[str, _Budget] = {}
-        for source, timeout in (budgets or {}).items():
-            self._timeout.labels(source).set(timeout)
-            self._budget(source)  # present at 0 before traffic, so increase(...) alerts work at once
 
     def delivery(self, d: Delivery, seconds: float) -> None:
         """Count one request on a hook path; ``seconds`` is its ack latency (request start to answer)."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.tracing")
 
+# The old distribution name, kept: operators' dashboards and alerts filter on this OpenTelemetry service.name.
 SERVICE_NAME = "webhook-gateway"
 _W3C = TraceContextTextMapPropagator()
 _CHOSEN_SPAN_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("chosen_span_id", default=None)

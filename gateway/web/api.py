@@ -273,24 +273,24 @@ class _Api:
         if not isinstance(dry_run, bool):
             raise Invalid(f"dry_run: expected true or false, got a JSON {params.kind(dry_run)}")
         if dry_run:
-            preview = await self.service.preview(kind, f)
+            preview = await self.service.bulk.preview(kind, f)
             return _Answer({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
-        job = await self.service.start_job(kind, f, requested_by=who.subject)
+        job = await self.service.bulk.start_job(kind, f, requested_by=who.subject)
         if self.on_job is not None:
             self.on_job()
         return _Answer({"job": job_json(job)}, status_code=202)
 
     async def list_jobs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         status = params.choice("status", q["status"], JOB_STATUSES) if "status" in q else None
-        page = await self.service.jobs(status=status, **params.paging(q))
+        page = await self.service.bulk.jobs(status=status, **params.paging(q))
         return _page(page, job_json)
 
     async def show_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        return _Answer(job_json(await self.service.job(request.path_params["id"])))
+        return _Answer(job_json(await self.service.bulk.job(request.path_params["id"])))
 
     async def cancel_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         try:
-            job = await self.service.cancel_job(request.path_params["id"])
+            job = await self.service.bulk.cancel_job(request.path_params["id"])
         except Invalid as exc:  # the job exists but has ended
             raise _Conflict(str(exc)) from None
         return _Answer(job_json(job))

@@ -33,7 +33,7 @@ from gateway.routes.load import Config
 from gateway.routes.sources import Source
 from gateway.signatures.handshake import respond
 from gateway.signatures.verify import verify
-from gateway.store.sqlite.store import Store
+from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import stamp
 from gateway.web.auth import check_bearer
@@ -62,6 +62,7 @@ async def http_error(request: HTTPRequest, exc: Exception) -> Response:
 
 
 R = TypeVar("R", bound=Response)
+App = ASGIApp  # what create_app mounts at /api and serves; the server passes it along without knowing HTTP
 
 
 async def _discard(receive: Receive, timeout: float) -> None:

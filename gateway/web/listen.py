@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SERVERS = ("hypercorn", "uvicorn")
 UVICORN_MISSING = (
     "--server uvicorn needs uvicorn, httptools and uvloop, which are not installed: "
-    "pip install 'webhook-gateway[uvicorn]' (or use --server hypercorn)"
+    "pip install 'hookgate[uvicorn]' (or use --server hypercorn)"
 )
 KEEP_ALIVE = 75  # seconds; longer than common load-balancer idle timeouts
 # Slow senders: a request head must be complete KEEP_ALIVE seconds after the connection opened or the last

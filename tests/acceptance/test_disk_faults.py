@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from tests.acceptance.conftest import Gateway, free_port
 from tests.acceptance.test_serve import PUSH, github
 from tests.integration.test_store_faults import on_disk, stored
@@ -194,7 +194,7 @@ def test_a_read_only_database_stops_start_up_with_one_line_naming_the_file_and_t
     original = tmp_path / "original.db"
 
     async def create() -> None:
-        await (await Store.open(original)).close()
+        await (await SQLiteStore.open(original)).close()
 
     asyncio.run(create())
     db = tmp_path / "gateway.db"

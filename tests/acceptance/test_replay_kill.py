@@ -18,7 +18,7 @@ import pytest
 from gateway.model import Headers, Request, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from tests.conftest import ROUTES
 
 pytestmark = pytest.mark.acceptance
@@ -26,7 +26,7 @@ EVENTS = 4000
 
 
 async def _populate(config: config_mod.Config, db: Path, n: int) -> None:
-    store = await Store.open(db)
+    store = await SQLiteStore.open(db)
     try:
         now = time.time() - 60
         writes = []

@@ -14,7 +14,8 @@ import pytest
 from bench import deliveries, prefill
 from gateway.cli import main as cli
 from gateway.model import EventFilter
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
+from tests.fakes import claim_runs
 
 EVENTS = 1_000
 
@@ -71,10 +72,14 @@ def test_the_table_listing_shows_the_newest_event(routed: Path) -> None:
 async def test_prefilled_runs_are_claimable_with_their_event(routed: Path, tmp_path: Path) -> None:
     db = tmp_path / "claim.db"
     prefill.copy(routed, db)
-    store = await Store.open(db)
+    store = await SQLiteStore.open(db)
     try:
-        claims = await store.claim(now=time.time(), limit=EVENTS, lease=30.0, accept=lambda run: True)
-        again = await store.claim(now=time.time(), limit=EVENTS, lease=30.0, accept=lambda run: True)
+        claims = await claim_runs(
+            store.runs, now=time.time(), limit=EVENTS, lease=30.0, accept=lambda run: True
+        )
+        again = await claim_runs(
+            store.runs, now=time.time(), limit=EVENTS, lease=30.0, accept=lambda run: True
+        )
     finally:
         await store.close()
     assert len(claims) == EVENTS
@@ -86,10 +91,10 @@ async def test_prefilled_runs_are_claimable_with_their_event(routed: Path, tmp_p
 
 
 async def test_a_stored_event_reads_back_as_the_signed_delivery(routed: Path) -> None:
-    store = await Store.open(routed)
+    store = await SQLiteStore.open(routed)
     try:
-        [oldest] = await store.events_after(EventFilter(), after=None, upto=time.time(), limit=1)
-        [run] = await store.runs_for_event(oldest.id)
+        [oldest] = await store.reads.events_after(EventFilter(), after=None, upto=time.time(), limit=1)
+        [run] = await store.reads.runs_for_event(oldest.id)
     finally:
         await store.close()
     body = deliveries.push_body(0)

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 
 from gateway.model import QUEUED, Event, Headers, Payload, Run, RunFilter, Secret
 from gateway.records.service import Service
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import BODY_CAP, create_api
 from gateway.web.auth import AdminKey, mint
 
@@ -83,7 +83,7 @@ def queued_run(name: str, event: Event) -> Run:
 class Api:
     client: httpx.AsyncClient
     service: Service
-    store: Store
+    store: SQLiteStore
     clock: Clock
     woken: list[str]
 
@@ -152,7 +152,7 @@ async def test_every_endpoint_refuses_missing_bad_expired_and_unscoped_tokens_an
 ) -> None:
     api = await make_api()
     event, run = await api.seed()
-    job = await api.service.start_job("rerun", RunFilter(task="deploy-preview"), requested_by="test")
+    job = await api.service.bulk.start_job("rerun", RunFilter(task="deploy-preview"), requested_by="test")
     path = path.format(event=event.id, run=run.id, job=job.id)
     good = token()
     cases = [
@@ -241,7 +241,7 @@ async def test_250_events_come_in_pages_of_100_100_50_newest_first_without_dupli
 ) -> None:
     api = await make_api()
     events = [push_event(f"{i:03d}", NOW - 1000 + i) for i in range(250)]
-    await api.store.add(events, [])
+    await api.store.jobs.add(events, [])
     pages = await page_through(api, "/events")
     assert [len(p) for p in pages] == [100, 100, 50]
     seen = [i for page in pages for i in page]
@@ -253,7 +253,7 @@ async def test_paging_while_events_arrive_shows_every_earlier_event_exactly_once
 ) -> None:
     api = await make_api()
     before = [push_event(f"old{i:03d}", NOW - 1000 + i) for i in range(250)]
-    await api.store.add(before, [])
+    await api.store.jobs.add(before, [])
     arrived: list[str] = []
 
     async def arrive(name: str, at: float) -> None:
@@ -288,7 +288,7 @@ async def test_paging_while_events_arrive_shows_every_earlier_event_exactly_once
 async def test_since_and_until_take_durations_ago_and_iso_times(make_api: Callable[..., Any]) -> None:
     api = await make_api()
     old, recent = push_event("old", NOW - 7200), push_event("recent", NOW - 60)
-    await api.store.add([old, recent], [])
+    await api.store.jobs.add([old, recent], [])
     last_hour = await api.call("GET", "/events?since=1h")
     assert [e["id"] for e in last_hour.json()["data"]] == [recent.id]
     earlier = await api.call("GET", "/events?until=2027-01-15T07:00:00Z")
@@ -375,9 +375,9 @@ async def test_replaying_an_event_records_a_linked_event_with_new_runs(make_api:
     assert response.status_code == 202
     answer = response.json()
     assert answer["replay_of"] == event.id
-    replay = await api.store.get_event(answer["event_id"])
+    replay = await api.store.reads.get_event(answer["event_id"])
     assert replay is not None and replay.replay_of == event.id
-    runs = await api.store.runs_for_event(replay.id)
+    runs = await api.store.reads.runs_for_event(replay.id)
     assert sorted((r.id, r.task_id) for r in runs) == sorted((r["id"], r["task"]) for r in answer["runs"])
     assert sorted(r.task_id for r in runs) == ["deploy-preview", "record-payment"]
     detail = (await api.call("GET", f"/events/{event.id}")).json()
@@ -394,8 +394,8 @@ async def test_rerunning_keeps_or_replaces_the_input_and_links_the_new_run(
     edited = await api.call("POST", f"/runs/{run.id}/rerun", {"payload": {"sha": "def456"}})
     assert (same.status_code, edited.status_code) == (202, 202)
     assert same.json()["rerun_of"] == run.id and same.json()["task"] == "deploy-preview"
-    first = await api.store.get_run(same.json()["run_id"])
-    second = await api.store.get_run(edited.json()["run_id"])
+    first = await api.store.reads.get_run(same.json()["run_id"])
+    second = await api.store.reads.get_run(edited.json()["run_id"])
     assert first is not None and second is not None
     assert (first.rerun_of, first.input, first.event_id) == (run.id, run.input, run.event_id)
     assert (second.rerun_of, second.input) == (run.id, {"sha": "def456"})
@@ -419,7 +419,7 @@ async def test_a_rerun_body_other_than_a_payload_is_400(
     _, run = await api.seed()
     response = await api.call("POST", f"/runs/{run.id}/rerun", content=body)
     assert (response.status_code, response.json()["detail"]) == (400, detail)
-    assert await api.store.reruns_of(run.id) == []
+    assert await api.store.reads.reruns_of(run.id) == []
 
 
 async def test_canceling_a_queued_run_works_once_then_conflicts(make_api: Callable[..., Any]) -> None:
@@ -452,7 +452,7 @@ async def test_a_trigger_with_the_same_idempotency_key_answers_the_first_run(
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json() == {**first.json(), "duplicate": True}
     [run] = first.json()["runs"]
-    stored = await api.store.get_run(run["id"])
+    stored = await api.store.reads.get_run(run["id"])
     assert stored is not None and (stored.task_id, stored.input) == ("deploy-preview", {"sha": "1"})
 
 
@@ -486,7 +486,7 @@ async def test_a_bad_trigger_is_refused_and_records_nothing(
     api = await make_api()
     response = await api.call("POST", path, content=body)
     assert (response.status_code, response.json()["detail"]) == (status, detail)
-    assert await api.store.list_events() == []
+    assert await api.store.reads.events_page() == []
 
 
 async def test_a_chunked_trigger_body_over_the_cap_is_413(make_api: Callable[..., Any]) -> None:
@@ -506,7 +506,7 @@ async def test_a_chunked_trigger_body_over_the_cap_is_413(make_api: Callable[...
 async def test_a_bulk_dry_run_counts_what_a_job_would_take(make_api: Callable[..., Any]) -> None:
     api = await make_api()
     events = [push_event(f"{i}", NOW - 100 + i) for i in range(7)]
-    await api.store.add(events, [])
+    await api.store.jobs.add(events, [])
     response = await api.call(
         "POST", "/replays", {"kind": "replay", "filter": {"source": "github"}, "dry_run": True}
     )
@@ -518,7 +518,7 @@ async def test_a_bulk_dry_run_counts_what_a_job_would_take(make_api: Callable[..
     assert none.json()["count"] == 0
     older = {"kind": "replay", "filter": {"until": NOW - 97}, "dry_run": True}  # unix seconds in a body
     assert (await api.call("POST", "/replays", older)).json()["count"] == 4
-    assert api.woken == [] and await api.store.list_jobs() == []
+    assert api.woken == [] and await api.store.reads.list_jobs() == []
 
 
 async def test_starting_a_bulk_job_wakes_the_worker_and_shows_it_in_jobs(
@@ -579,7 +579,7 @@ async def test_a_bad_bulk_request_is_400_and_starts_nothing(
     api = await make_api()
     response = await api.call("POST", "/replays", body)
     assert (response.status_code, response.json()["detail"]) == (400, detail)
-    assert api.woken == [] and await api.store.list_jobs() == []
+    assert api.woken == [] and await api.store.reads.list_jobs() == []
 
 
 # -- bodies --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import hmac
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 import standardwebhooks
 import stripe
 
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 
 PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc123", "repository": {"full_name": "o/r"}}).encode()
 INVOICE = json.dumps({"id": "evt_1", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}}).encode()
@@ -49,7 +49,7 @@ async def test_a_signed_github_push_is_stored_with_its_runs_before_202(
     answer = response.json()
     assert [run["task"] for run in answer["runs"]] == ["deploy-preview", "record-payment"]
 
-    event = await store.get_event(answer["event_id"])
+    event = await store.reads.get_event(answer["event_id"])
     assert event is not None
     assert event.body == PUSH  # the exact bytes
     assert (event.source, event.event_type, event.dedupe_key) == ("github", "push", "d-1")
@@ -57,7 +57,7 @@ async def test_a_signed_github_push_is_stored_with_its_runs_before_202(
     assert event.query == (("via", "test"),)
     assert event.headers["x-github-event"] == "push"
     assert event.payload.data["repository"] == {"full_name": "o/r"}
-    runs = await store.runs_for_event(event.id)
+    runs = await store.reads.runs_for_event(event.id)
     assert sorted((r.id, r.task_id, r.status) for r in runs) == sorted(
         (r["id"], r["task"], "queued") for r in answer["runs"]
     )
@@ -73,8 +73,8 @@ async def test_a_duplicate_answers_200_with_the_original_id_and_creates_no_runs(
     again = await client.post("/hooks/github", content=PUSH, headers=github_headers(PUSH))
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json() == {"event_id": first.json()["event_id"], "runs": [], "duplicate": True}
-    assert len(await store.list_events()) == 1
-    assert len(await store.runs_for_event(first.json()["event_id"])) == 2
+    assert len(await store.reads.events_page()) == 1
+    assert len(await store.reads.runs_for_event(first.json()["event_id"])) == 2
 
 
 async def test_concurrent_duplicates_store_exactly_one_event(
@@ -87,7 +87,7 @@ async def test_concurrent_duplicates_store_exactly_one_event(
     )
     assert sorted(r.status_code for r in responses) == [200] * 19 + [202]
     assert len({r.json()["event_id"] for r in responses}) == 1
-    assert len(await store.list_events()) == 1
+    assert len(await store.reads.events_page()) == 1
 
 
 async def test_stripe_deliveries_signed_by_the_stripe_sdk_are_accepted_with_either_secret(
@@ -105,7 +105,7 @@ async def test_stripe_deliveries_signed_by_the_stripe_sdk_are_accepted_with_eith
         )
         assert response.status_code == 202, response.text
         assert [r["task"] for r in response.json()["runs"]] == ["record-payment"]
-        event = await store.get_event(response.json()["event_id"])
+        event = await store.reads.get_event(response.json()["event_id"])
         assert event is not None
         assert event.verification == ["verified:stripe", "verified:stripe key=1"][i]  # which secret matched
 
@@ -121,14 +121,14 @@ async def test_a_stale_stripe_signature_is_refused_and_recorded(
     response = await client.post("/hooks/stripe", content=INVOICE, headers={"Stripe-Signature": header})
     assert response.status_code == 401
     assert response.json()["error"] == "stale_timestamp"
-    [rejection] = await store.list_rejections()
+    [rejection] = await store.reads.list_rejections()
     assert (rejection.source, rejection.reason, rejection.body_size) == (
         "stripe",
         "stale_timestamp",
         len(INVOICE),
     )
     assert rejection.body_prefix == INVOICE
-    assert await store.list_events() == []
+    assert await store.reads.events_page() == []
 
 
 async def test_standard_webhooks_signed_by_the_reference_library_are_accepted(
@@ -201,11 +201,11 @@ async def test_a_body_over_the_cap_is_413_and_recorded_even_when_chunked(
 
     chunked = await client.post("/hooks/acme", content=chunks(), headers={"X-Acme-Signature": "sha256=00"})
     assert chunked.status_code == 413
-    chunked_rejection, declared_rejection = await store.list_rejections()
+    chunked_rejection, declared_rejection = await store.reads.list_rejections()
     assert (chunked_rejection.reason, declared_rejection.reason) == ("too_large", "too_large")
     assert chunked_rejection.body_prefix == b"y" * 1024  # what was read before the cap, for debugging
     assert declared_rejection.body_prefix == b""  # refused on Content-Length alone, nothing read
-    assert await store.list_events() == []
+    assert await store.reads.events_page() == []
 
 
 async def test_a_form_body_is_stored_raw_and_parsed(
@@ -218,7 +218,7 @@ async def test_a_form_body_is_stored_raw_and_parsed(
         "/hooks/acme", content=body, headers=acme_headers(body, "f-1", "application/x-www-form-urlencoded")
     )
     assert response.status_code == 202
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None
     assert (event.body, event.payload.kind, event.payload.data) == (body, "form", {"a": "1", "b": ["é", "2"]})
 
@@ -230,7 +230,7 @@ async def test_an_unrouted_event_is_still_stored(
     client = await client_for(load_config(), store)
     response = await client.post("/hooks/github", content=PUSH, headers=github_headers(PUSH, event="star"))
     assert (response.status_code, response.json()["runs"]) == (202, [])
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None and event.status == "unrouted"
 
 
@@ -241,19 +241,19 @@ async def test_an_unverified_source_accepts_and_labels_events(
     client = await client_for(load_config(), store)
     response = await client.post("/hooks/open", content=b"{}")
     assert response.status_code == 202
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None and event.verification == "unverified"
 
 
-class FailingStore(Store):
+class FailingStore(SQLiteStore):
     """A store whose disk 'fails' while ``failing`` is set."""
 
     failing = False
 
-    async def _write_batch(self, conn: Any, items: Sequence[Any]) -> Any:
+    async def write(self, conn: Any, batch: list[Any]) -> None:
         if self.failing:
             raise sqlite3.OperationalError("disk I/O error")
-        return await super()._write_batch(conn, items)
+        return await super().write(conn, batch)
 
 
 async def test_a_store_that_cannot_commit_answers_503_never_2xx_and_recovers(
@@ -267,7 +267,7 @@ async def test_a_store_that_cannot_commit_answers_503_never_2xx_and_recovers(
     assert response.json()["error"] == "store_unavailable"
     assert (await client.get("/readyz")).status_code == 503
     assert (await client.get("/healthz")).status_code == 200
-    assert await store.list_events() == []
+    assert await store.reads.events_page() == []
 
     store.failing = False
     retried = await client.post("/hooks/github", content=PUSH, headers=github_headers(PUSH))
@@ -303,5 +303,5 @@ async def test_many_concurrent_deliveries_share_commits(
         )
     )
     assert {r.status_code for r in responses} == {202}
-    assert len(await store.list_events(limit=500)) == 100
+    assert len(await store.reads.events_page(limit=500)) == 100
     assert store.stats.commits < 100  # group commit: fewer fsyncs than requests

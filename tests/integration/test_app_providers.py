@@ -56,7 +56,7 @@ async def test_a_slack_url_verification_is_answered_and_not_stored(
         200,
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
     )
-    assert await store.list_events() == []
+    assert await store.reads.events_page() == []
     forged = await client.post("/hooks/slack", content=body, headers=slack_headers(body.encode(), "wrong"))
     assert forged.status_code == 401  # a handshake is answered only after verification
 
@@ -75,7 +75,7 @@ async def test_twilio_behind_a_proxy_verifies_against_public_url(
         headers={"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": "idem-1"},
     )
     assert response.status_code == 202, response.text
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None
     assert (event.url, event.dedupe_key, event.payload.data["Body"]) == (called, "idem-1", "hello")
     tampered = await client.post(
@@ -91,7 +91,7 @@ async def test_a_token_in_the_query_is_never_stored(
     client = await client_for(load_config(ROUTES), store)
     response = await client.post("/hooks/keyed?token=query-token-value&page=2", content=b"{}")
     assert response.status_code == 202
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None
     assert event.query == (("token", "[redacted]"), ("page", "2"))
     assert "query-token-value" not in event.url
@@ -189,12 +189,12 @@ async def test_discord_ping_interactions_and_forgeries(
     assert verify_key(ping, headers["X-Signature-Ed25519"], headers["X-Signature-Timestamp"], public_hex)
     answer = await client.post("/hooks/discord", content=ping, headers=headers)
     assert (answer.status_code, answer.json()) == (200, {"type": 1})
-    assert await store.list_events() == []  # a handshake is not an event
+    assert await store.reads.events_page() == []  # a handshake is not an event
 
     command = b'{"type": 2, "id": "inter-7", "data": {"name": "deploy"}}'
     accepted = await client.post("/hooks/discord", content=command, headers=discord_headers(private, command))
     assert accepted.status_code == 202
-    event = await store.get_event(accepted.json()["event_id"])
+    event = await store.reads.get_event(accepted.json()["event_id"])
     assert event is not None
     assert (event.event_type, event.dedupe_key, event.verification) == ("2", "inter-7", "verified:discord")
 

@@ -387,7 +387,7 @@ async def test_refusals_are_recorded_but_a_key_outage_is_not(
         assert (await post_jwt(client, "static", "not-a-token")).status_code == 401
     finally:
         await keyring.aclose()
-    assert [(r.source, r.reason) for r in await store.list_rejections()] == [
+    assert [(r.source, r.reason) for r in await store.reads.list_rejections()] == [
         ("static", "malformed_signature")
     ]
 

@@ -1,8 +1,9 @@
-"""The CLI, called as ``main(argv)``: check, sign, events, show, rejections, and bad input."""
+"""The CLI, called as ``main(argv)``: --version, check, sign, events, show, rejections, and bad input."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import io
 import json
 from collections.abc import Callable
@@ -12,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+import gateway
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.hooks import create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,11 +66,25 @@ def test_help_names_the_environment_fallbacks(capsys: pytest.CaptureFixture[str]
         assert name in text
 
 
+def test_version_prints_the_distribution_and_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--version"], env={}, out=out, err=err) == 0
+    # argparse's version action prints to sys.stdout itself, not to the stream main() was given.
+    assert capsys.readouterr().out.splitlines() == [f"hookgate {gateway.__version__}"]
+    assert out.getvalue() == err.getvalue() == ""
+
+
+def test_the_installed_distribution_has_the_package_version() -> None:
+    # pyproject.toml takes its version from gateway/__init__.py; a mismatch means a stale install (reinstall
+    # with pip install -e .) or a static version back in pyproject.toml.
+    assert importlib.metadata.version("hookgate") == gateway.__version__
+
+
 def deliver(
     config: config_mod.Config, db: Path, requests: list[tuple[str, bytes, dict[str, str]]]
 ) -> list[Any]:
     async def go() -> list[Any]:
-        store = await Store.open(db)
+        store = await SQLiteStore.open(db)
         try:
             transport = httpx.ASGITransport(app=create_app(config, store))
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
@@ -228,9 +244,9 @@ def execute(config: config_mod.Config, db: Path) -> None:
     from gateway.execution.executor import Executor
 
     async def go() -> None:
-        store = await Store.open(db)
+        store = await SQLiteStore.open(db)
         try:
-            await Executor(store, config.tasks).run_once()
+            await Executor(store.runs, config.tasks).run_once()
         finally:
             await store.close()
 

@@ -13,9 +13,10 @@ from gateway import AbortRun, Context, RetryAfter, task
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.execution.tasks import Task
 from gateway.model import Event, Headers, Payload, Run, new_id
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
+from tests.fakes import claim_runs
 
 
 class FakeClock:
@@ -30,7 +31,7 @@ class FakeClock:
 
 
 async def enqueue(
-    store: Store,
+    store: SQLiteStore,
     clock: FakeClock,
     t: Task,
     payload: Any = None,
@@ -74,11 +75,11 @@ async def enqueue(
 
 @pytest.fixture
 async def setup(open_store: Callable[..., Any]) -> Callable[..., Any]:
-    async def make(*tasks: Task, **options: Any) -> tuple[Store, Executor, FakeClock]:
+    async def make(*tasks: Task, **options: Any) -> tuple[SQLiteStore, Executor, FakeClock]:
         clock = FakeClock()
         store = await open_store()
         executor = Executor(
-            store, {t.id: t for t in tasks}, ExecutorOptions(**options), clock=clock, rand=lambda: 0.0
+            store.runs, {t.id: t for t in tasks}, ExecutorOptions(**options), clock=clock, rand=lambda: 0.0
         )
         return store, executor, clock
 
@@ -97,11 +98,11 @@ async def test_a_completed_run_keeps_output_attempt_logs_and_duration(setup: Cal
     store, executor, clock = await setup(echo)
     run = await enqueue(store, clock, echo, {"n": 21})
     assert await executor.run_once() == 1
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.output, done.attempts, done.error) == ("completed", {"doubled": 42}, 1, None)
     assert done.finished_at is not None and done.duration >= 0
-    [attempt] = await store.attempts_for_run(run.id)
+    [attempt] = await store.reads.attempts_for_run(run.id)
     assert (attempt.number, attempt.outcome) == (1, "completed")
     assert [line["message"] for line in attempt.logs] == ["got 21"]
     [ctx] = seen
@@ -129,27 +130,27 @@ async def test_fails_twice_then_succeeds_with_backoff_on_the_clock(setup: Callab
     store, executor, clock = await setup(flaky)
     run = await enqueue(store, clock, flaky)
     assert await executor.run_once() == 1
-    waiting = await store.get_run(run.id)
+    waiting = await store.reads.get_run(run.id)
     assert waiting is not None
     assert (waiting.status, waiting.attempts) == ("retrying", 1)
     assert waiting.error is not None and waiting.error["message"] == "upstream down (1)"
     assert (
-        await store.next_available_at(after=clock()) == clock() + 1
+        await store.runs.next_available_at(after=clock()) == clock() + 1
     )  # rand pinned to 0: exactly min_timeout
 
     assert await executor.run_once() == 0  # not before its time
     clock.advance(1)
     assert await executor.run_once() == 1
-    assert await store.next_available_at(after=clock()) == clock() + 2  # factor 2
+    assert await store.runs.next_available_at(after=clock()) == clock() + 2  # factor 2
     clock.advance(2)
     assert await executor.run_once() == 1
 
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.attempts, done.output) == ("completed", 3, "ok")
     assert [c[0] for c in calls] == [1, 2, 3]
     assert {c[1] for c in calls} == {run.id}  # one idempotency key across attempts
-    history = await store.attempts_for_run(run.id)
+    history = await store.reads.attempts_for_run(run.id)
     assert [(a.outcome, a.error_type) for a in history] == [
         ("failed", "ConnectionError"),
         ("failed", "ConnectionError"),
@@ -168,7 +169,7 @@ async def test_retries_run_out_and_the_run_fails_with_the_last_error(setup: Call
     await executor.run_once()
     await executor.run_once()
     assert await executor.run_once() == 0
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.attempts) == ("failed", 2)
     assert done.error is not None and (done.error["type"], done.error["message"]) == (
@@ -185,11 +186,11 @@ async def test_abort_run_fails_at_once(setup: Callable[..., Any]) -> None:
     store, executor, clock = await setup(aborts)
     run = await enqueue(store, clock, aborts)
     await executor.run_once()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.attempts) == ("failed", 1)
     assert done.error is not None and done.error["type"] == "AbortRun"
-    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["aborted"]
+    assert [a.outcome for a in await store.reads.attempts_for_run(run.id)] == ["aborted"]
 
 
 async def test_retry_after_schedules_the_next_attempt_exactly(setup: Callable[..., Any]) -> None:
@@ -202,12 +203,12 @@ async def test_retry_after_schedules_the_next_attempt_exactly(setup: Callable[..
     store, executor, clock = await setup(limited)
     run = await enqueue(store, clock, limited)
     await executor.run_once()
-    assert await store.next_available_at(after=clock()) == clock() + 30
+    assert await store.runs.next_available_at(after=clock()) == clock() + 30
     clock.advance(29.9)
     assert await executor.run_once() == 0
     clock.advance(0.1)
     assert await executor.run_once() == 1
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and (done.status, done.attempts) == ("completed", 2)
 
 
@@ -226,7 +227,7 @@ async def test_an_attempt_over_its_timeout_is_cancelled_and_counted(setup: Calla
     run = await enqueue(store, clock, hangs)
     await executor.run_once()
     assert cancelled.is_set()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and (done.status, done.attempts) == ("timed_out", 1)
     assert done.error is not None and done.error["message"] == "the attempt ran past its timeout of 0.05 s"
 
@@ -239,7 +240,7 @@ async def test_a_route_override_of_the_timeout_wins(setup: Callable[..., Any]) -
     store, executor, clock = await setup(slowish)
     run = await enqueue(store, clock, slowish, options={"timeout": 0.05})
     await executor.run_once()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and done.status == "timed_out"
 
 
@@ -251,7 +252,7 @@ async def test_unserialisable_output_fails_the_attempt_naming_the_type(setup: Ca
     store, executor, clock = await setup(returns_a_set)
     run = await enqueue(store, clock, returns_a_set)
     await executor.run_once()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and done.status == "failed"
     assert done.error == {
         "type": "TypeError",
@@ -281,7 +282,9 @@ async def test_sync_tasks_run_in_worker_threads_and_one_argument_tasks_work(
     b = await enqueue(store, clock, payload_only, {"x": 1})
     assert await executor.run_once() == 2
     assert threads[0].startswith("gateway-task")
-    assert [(r.status, r.output) for r in [await store.get_run(a.id), await store.get_run(b.id)] if r] == [
+    assert [
+        (r.status, r.output) for r in [await store.reads.get_run(a.id), await store.reads.get_run(b.id)] if r
+    ] == [
         ("completed", "done"),
         ("completed", {"x": 1}),
     ]
@@ -294,7 +297,7 @@ async def test_a_run_for_an_unknown_task_fails_clearly(setup: Callable[..., Any]
     store, executor, clock = await setup()  # the task is not loaded any more
     run = await enqueue(store, clock, gone)
     await executor.run_once()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and done.status == "failed"
     assert done.error is not None and done.error["message"] == (
         "no task with id 'gone' is loaded (was it renamed or removed from tasks/?)"
@@ -412,23 +415,24 @@ async def test_a_retrying_run_holds_back_later_runs_of_its_key(setup: Callable[.
     assert ran == [0, 0, 1]
 
 
-async def test_a_crashed_run_is_recovered_without_using_a_retry(setup: Callable[..., Any]) -> None:
+async def test_a_crashed_run_is_recovered_without_using_a_retry(
+    setup: Callable[..., Any], open_store: Callable[..., Any]
+) -> None:
     @task(id="work", retry={"max_attempts": 1})
     async def work(payload: Any, ctx: Context) -> int:
         return ctx.attempt
 
     store, executor, clock = await setup(work)
     run = await enqueue(store, clock, work)
-    claimed = await store.claim(
-        now=clock(), limit=1, lease=30, accept=lambda r: True
-    )  # then "the process dies"
+    dying = await open_store()  # another process on the same file claims the run, then dies
+    claimed = await claim_runs(dying.runs, now=clock(), limit=1, lease=30)
     assert [c.run.id for c in claimed] == [run.id]
     await executor.recover(only_expired=False)
     assert await executor.run_once() == 1
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.attempts, done.crashes, done.output) == ("completed", 1, 1, 2)
-    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["crashed", "completed"]
+    assert [a.outcome for a in await store.reads.attempts_for_run(run.id)] == ["crashed", "completed"]
 
 
 async def test_shutdown_interrupts_after_the_deadline_and_requeues(setup: Callable[..., Any]) -> None:
@@ -446,10 +450,10 @@ async def test_shutdown_interrupts_after_the_deadline_and_requeues(setup: Callab
     await asyncio.wait_for(started.wait(), timeout=10)
     stop.set()
     await asyncio.wait_for(runner, timeout=10)
-    after = await store.get_run(run.id)
+    after = await store.reads.get_run(run.id)
     assert after is not None
     assert (after.status, after.attempts, after.crashes) == ("queued", 0, 0)  # no retry used, not a crash
-    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["interrupted"]
+    assert [a.outcome for a in await store.reads.attempts_for_run(run.id)] == ["interrupted"]
 
 
 async def test_a_commit_wakes_the_running_executor(open_store: Callable[..., Any]) -> None:
@@ -459,11 +463,9 @@ async def test_a_commit_wakes_the_running_executor(open_store: Callable[..., Any
     async def quick(payload: Any, ctx: Context) -> None:
         finished.set()
 
-    holder: list[Executor] = []
-    store = await open_store(on_commit=lambda runs: holder[0].notify() if holder else None)
+    store = await open_store()
     clock = FakeClock()
-    executor = Executor(store, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
-    holder.append(executor)
+    executor = Executor(store.runs, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
     await asyncio.sleep(0)
@@ -476,18 +478,16 @@ async def test_a_commit_wakes_the_running_executor(open_store: Callable[..., Any
 async def test_a_run_starts_after_the_one_commit_that_records_it(open_store: Callable[..., Any]) -> None:
     # The executor's claim rides the batch that inserts the run: one transaction, then the task starts.
     commits_at_start: list[int] = []
-    stores: list[Store] = []
+    stores: list[SQLiteStore] = []
 
     @task(id="quick")
     async def quick(payload: Any, ctx: Context) -> None:
         commits_at_start.append(stores[0].stats.commits)
 
-    holder: list[Executor] = []
-    store = await open_store(on_commit=lambda runs: holder[0].notify() if holder else None)
+    store = await open_store()
     stores.append(store)
     clock = FakeClock()
-    executor = Executor(store, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
-    holder.append(executor)
+    executor = Executor(store.runs, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
 
@@ -506,7 +506,7 @@ async def test_a_run_starts_after_the_one_commit_that_records_it(open_store: Cal
     assert commits_at_start[1:] == [before + 1]
     stop.set()
     await asyncio.wait_for(runner, timeout=10)
-    after = await store.get_run(run.id)
+    after = await store.reads.get_run(run.id)
     assert after is not None and (after.status, after.attempts) == ("completed", 1)
 
 
@@ -517,7 +517,7 @@ async def test_a_canceled_run_never_executes(setup: Callable[..., Any]) -> None:
 
     store, executor, clock = await setup(never)
     run = await enqueue(store, clock, never)
-    canceled = await store.cancel(run.id, now=clock())
+    canceled = await store.runs.cancel(run.id, now=clock())
     assert canceled is not None and canceled.status == "canceled"
     assert await executor.run_once() == 0
 
@@ -574,7 +574,7 @@ async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_l
     watcher.start()
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
-    while (current := await store.get_run(run.id)) is None or current.status != "completed":
+    while (current := await store.reads.get_run(run.id)) is None or current.status != "completed":
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(runner, timeout=10)
@@ -582,7 +582,7 @@ async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_l
     watcher.join()
     assert len(set(leases)) >= 3  # renewed several times while the loop was blocked
     assert (current.attempts, current.crashes) == (1, 0)
-    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["completed"]
+    assert [a.outcome for a in await store.reads.attempts_for_run(run.id)] == ["completed"]
 
 
 async def test_a_secret_a_task_puts_into_its_error_or_log_is_stored_redacted(
@@ -598,13 +598,13 @@ async def test_a_secret_a_task_puts_into_its_error_or_log_is_stored_redacted(
     clock = FakeClock()
     store = await open_store()
     telemetry = Telemetry(scrub=Scrub([secret]))
-    executor = Executor(store, {careless.id: careless}, clock=clock, telemetry=telemetry)
+    executor = Executor(store.runs, {careless.id: careless}, clock=clock, telemetry=telemetry)
     run = await enqueue(store, clock, careless)
     await executor.run_once()
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and done.error is not None
     assert done.error["message"] == "upstream refused key [redacted]"
-    [attempt] = await store.attempts_for_run(run.id)
+    [attempt] = await store.reads.attempts_for_run(run.id)
     assert attempt.error_message == "upstream refused key [redacted]"
     assert attempt.traceback is not None and secret not in attempt.traceback
     assert [line["message"] for line in attempt.logs] == ["calling with key [redacted]"]

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from bench.deliveries import github_headers
 from gateway.model import RunFilter, Secret
 from gateway.records.service import Service
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import ROUTES, create_api
 from gateway.web.auth import AdminKey
 from gateway.web.hooks import create_app
@@ -81,13 +81,13 @@ class Served:
 def served(load_config: Callable[..., Any], tmp_path: Path) -> Iterator[Served]:
     config = load_config()
     with asyncio.Runner() as runner:
-        store = runner.run(Store.open(tmp_path / "fuzz.db"))
+        store = runner.run(SQLiteStore.open(tmp_path / "fuzz.db"))
         clock = Clock()
         service = Service(store, config, clock=clock)
         event = push_event("seed", NOW - 3600, content_type="application/json")
         run = queued_run("seed", event)
         runner.run(store.record(event, [run]))
-        job = runner.run(service.start_job("rerun", RunFilter(task="nope"), requested_by="fuzz"))
+        job = runner.run(service.bulk.start_job("rerun", RunFilter(task="nope"), requested_by="fuzz"))
         api = create_api(service, AdminKey("HS256", Secret(SECRET)), clock=clock)
         app = create_app(config, store, clock=clock, api=api)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")

@@ -16,9 +16,10 @@ import pytest
 from bench.deliveries import github_headers
 from gateway.model import COMPLETED, AttemptEnd, Secret
 from gateway.records.service import Service
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
+from tests.fakes import claim_runs
 from tests.integration.test_api import NOW, SECRET, Clock, bearer, token
 
 GH_SECRET = "gh-secret"  # tests/conftest.py ROUTES: source github
@@ -34,7 +35,7 @@ def signed(body: bytes, content_type: str | None = "application/json") -> dict[s
 @dataclass
 class Gateway:
     client: httpx.AsyncClient
-    store: Store
+    store: SQLiteStore
 
     async def post(self, body: bytes, headers: Any, path: str = "/hooks/github") -> httpx.Response:
         response = await self.client.post(path, content=body, headers=headers)
@@ -174,7 +175,7 @@ async def test_a_malformed_signature_header_is_refused_with_its_reason_and_recor
         response = await gw.post(BODY, headers)
         assert (response.status_code, response.json()["error"]) == (401, reason), value[:80]
         assert GH_SECRET not in response.text
-    rejections = await gw.store.list_rejections(source="github", limit=100)
+    rejections = await gw.store.reads.list_rejections(source="github", limit=100)
     assert [r.reason for r in reversed(rejections)] == [reason for _, reason in MALFORMED]
 
 
@@ -217,7 +218,7 @@ async def test_a_chunked_body_past_the_cap_is_refused_with_413_and_recorded(
         "error": "too_large",
         "detail": "the body is larger than this source's limit of 1024 bytes",
     }
-    [rejection] = await gw.store.list_rejections(source="acme")
+    [rejection] = await gw.store.reads.list_rejections(source="acme")
     assert (rejection.reason, rejection.body_size) == ("too_large", 1100)
     assert rejection.body_prefix == b"x" * 1024
 
@@ -232,7 +233,7 @@ async def test_a_body_trickled_past_the_body_timeout_is_refused_with_408_and_rec
         "error": "slow_body",
         "detail": "the body did not arrive within 0.2 s; send it at once",
     }
-    [rejection] = await gw.store.list_rejections(source="open")
+    [rejection] = await gw.store.reads.list_rejections(source="open")
     assert rejection.reason == "slow_body"
     assert 0 < rejection.body_size < 50
 
@@ -294,10 +295,10 @@ async def test_a_task_output_of_nan_is_shown_as_null_instead_of_failing_the_answ
     gw = await gateway()
     body = b'{"ref": "refs/heads/dev"}'  # only the audit-pushes route
     response = await gw.post(body, signed(body))
-    [claim] = await gw.store.claim(now=NOW, limit=1, lease=60, accept=lambda run: True)
+    [claim] = await claim_runs(gw.store.runs, now=NOW, limit=1, lease=60, accept=lambda run: True)
     output = {"ratio": float("nan"), "limit": float("inf"), "ok": 1.5}
     end = AttemptEnd(claim.run.id, claim.attempt, NOW + 1, COMPLETED, COMPLETED, output=output)
-    await gw.store.finish_attempt(end)
+    await gw.store.runs.finish_attempt(end)
     shown = await gw.client.get(f"/api/runs/{claim.run.id}", headers=bearer(token()))
     assert shown.status_code == 200
     assert shown.json()["output"] == {"ratio": None, "limit": None, "ok": 1.5}

@@ -23,7 +23,7 @@ from gateway.model import (
 from gateway.records import worker as jobs
 from gateway.records.service import Service
 from gateway.routes.load import Config
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from tests.integration.test_service import (
     HOUR,
     NOW,
@@ -40,21 +40,21 @@ LoadConfig = Callable[..., Config]
 LEASE = 30.0
 
 
-async def seed_open(store: Store, n: int, *, at: float = NOW - 1000) -> list[Event]:
+async def seed_open(store: SQLiteStore, n: int, *, at: float = NOW - 1000) -> list[Event]:
     """``n`` unrouted events of source `open` (routed to open-all by v2), one second apart, in one write."""
     events = [plain_event(i, at=at + i) for i in range(n)]
-    await store.add(events, [])
+    await store.jobs.add(events, [])
     return events
 
 
-async def replays_per_original(store: Store) -> Counter[str]:
-    replays = await store.events_page(EventFilter(), limit=10_000)
+async def replays_per_original(store: SQLiteStore) -> Counter[str]:
+    replays = await store.reads.events_page(EventFilter(), limit=10_000)
     return Counter(e.replay_of for e in replays if e.replay_of is not None)
 
 
 async def until_job(service: Service, job_id: str, status: str, *, timeout: float = 5.0) -> Job:
     async def poll() -> Job:
-        while (job := await service.job(job_id)).status != status:
+        while (job := await service.bulk.job(job_id)).status != status:
             await asyncio.sleep(0.01)
         return job
 
@@ -64,7 +64,7 @@ async def until_job(service: Service, job_id: str, status: str, *, timeout: floa
 # -- preview --------------------------------------------------------------------------------------------
 
 
-async def seed_mixed(store: Store, config: Config) -> dict[str, str]:
+async def seed_mixed(store: SQLiteStore, config: Config) -> dict[str, str]:
     """Six events of different sources, types, statuses and runs, ten seconds apart; name → event id."""
     t = NOW - 1000
     ids = {
@@ -101,7 +101,7 @@ async def test_a_replay_preview_counts_and_samples_what_each_filter_selects(
     config = load_config(ROUTES_V2)
     ids = await seed_mixed(store, config)
 
-    preview = await Service(store, config, clock=Clock()).preview(REPLAY, f)
+    preview = await Service(store, config, clock=Clock()).bulk.preview(REPLAY, f)
 
     assert (preview.kind, preview.count) == (REPLAY, len(names))
     assert preview.sample == [ids[name] for name in names][:5]  # oldest first, at most five
@@ -113,15 +113,15 @@ async def test_a_rerun_preview_honours_the_run_filter(open_store: OpenStore, loa
     ids = await seed_mixed(store, config)
     service = Service(store, config, clock=Clock())
 
-    failed = await service.preview(RERUN, RunFilter(status=FAILED))
-    [deploy, _] = await store.runs_for_event(ids["main1"])
+    failed = await service.bulk.preview(RERUN, RunFilter(status=FAILED))
+    [deploy, _] = await store.reads.runs_for_event(ids["main1"])
     assert (failed.count, failed.sample) == (1, [deploy.id])
-    assert (await service.preview(RERUN, RunFilter(task="record-payment"))).count == 4
-    assert (await service.preview(RERUN, RunFilter(source="open"))).count == 1
-    assert (await service.preview(RERUN, RunFilter(event_id=ids["main0"]))).count == 2
-    assert (await service.preview(RERUN, RunFilter(until=NOW - 995))).count == 2  # main0's two runs
+    assert (await service.bulk.preview(RERUN, RunFilter(task="record-payment"))).count == 4
+    assert (await service.bulk.preview(RERUN, RunFilter(source="open"))).count == 1
+    assert (await service.bulk.preview(RERUN, RunFilter(event_id=ids["main0"]))).count == 2
+    assert (await service.bulk.preview(RERUN, RunFilter(until=NOW - 995))).count == 2  # main0's two runs
     with pytest.raises(Invalid) as info:
-        await service.preview(RERUN, EventFilter())
+        await service.bulk.preview(RERUN, EventFilter())
     assert str(info.value) == (
         "kind: expected replay (with an event filter) or rerun (with a run filter), got 'rerun'"
     )
@@ -136,11 +136,13 @@ async def test_a_replay_job_works_250_events_in_3_chunks_and_replays_each_once(
     store = await open_store()
     originals = await seed_open(store, 250)
     service = Service(store, load_config(ROUTES_V2), clock=Clock())  # the clock stands still all along
-    job = await service.start_job(REPLAY, EventFilter(), requested_by="ops", owner="cli:1")
+    job = await service.bulk.start_job(REPLAY, EventFilter(), requested_by="ops", owner="cli:1")
     assert (job.status, job.total, job.done, job.upto) == ("running", 250, 0, NOW)
     progress: list[int] = []
 
-    job = await jobs.work(service, job, "cli:1", chunk=100, on_progress=lambda j: progress.append(j.done))
+    job = await jobs.work(
+        service.bulk, job, "cli:1", chunk=100, on_progress=lambda j: progress.append(j.done)
+    )
 
     assert progress == [100, 200, 250]
     assert (job.status, job.total, job.done, job.created, job.finished_at) == (
@@ -152,8 +154,8 @@ async def test_a_replay_job_works_250_events_in_3_chunks_and_replays_each_once(
     )
     # Its own replays (received at NOW, its upto) were never taken as items: exactly one per original.
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
-    assert await store.count_events() == 500
-    assert await store.count_runs(RunFilter(task="sync-subscription")) == 250
+    assert await store.reads.count_events() == 500
+    assert await store.reads.count_runs(RunFilter(task="sync-subscription")) == 250
 
 
 async def test_a_replay_job_never_selects_events_recorded_after_it_started(
@@ -163,13 +165,13 @@ async def test_a_replay_job_never_selects_events_recorded_after_it_started(
     originals = await seed_open(store, 30)
     clock = Clock()
     service = Service(store, load_config(ROUTES_V2), clock=clock)
-    job = await service.start_job(REPLAY, EventFilter(source="open"), requested_by="ops", owner="cli:1")
-    job = await service.work_chunk(job, "cli:1", size=10)
+    job = await service.bulk.start_job(REPLAY, EventFilter(source="open"), requested_by="ops", owner="cli:1")
+    job = await service.bulk.work_chunk(job, "cli:1", size=10)
     clock.advance(1)
     late = plain_event(999, at=clock())  # arrives mid-job
     await store.record(late, [])
 
-    job = await jobs.work(service, job, "cli:1", chunk=10)
+    job = await jobs.work(service.bulk, job, "cli:1", chunk=10)
 
     assert (job.status, job.done) == ("completed", 30)
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
@@ -182,26 +184,30 @@ async def test_a_job_whose_worker_died_is_resumed_after_its_lease_and_replays_ea
     originals = await seed_open(store, 250)
     clock = Clock()
     service = Service(store, load_config(ROUTES_V2), clock=clock)
-    job = await service.start_job(REPLAY, EventFilter(), requested_by="ops", owner="cli:dead", lease=LEASE)
-    stale = await service.work_chunk(job, "cli:dead", size=100, lease=LEASE)
+    job = await service.bulk.start_job(
+        REPLAY, EventFilter(), requested_by="ops", owner="cli:dead", lease=LEASE
+    )
+    stale = await service.bulk.work_chunk(job, "cli:dead", size=100, lease=LEASE)
     assert (stale.done, stale.status) == (100, "running")
     # The worker dies here: it never commits or releases anything again.
 
     clock.advance(LEASE - 1)
-    assert await store.take_job(owner="serve:2", now=clock(), lease=LEASE) is None  # the lease still holds
+    assert (
+        await store.jobs.take_job(owner="serve:2", now=clock(), lease=LEASE) is None
+    )  # the lease still holds
     clock.advance(2)
-    taken = await store.take_job(owner="serve:2", now=clock(), lease=LEASE)
+    taken = await store.jobs.take_job(owner="serve:2", now=clock(), lease=LEASE)
     assert taken is not None and (taken.id, taken.done, taken.cursor) == (job.id, 100, stale.cursor)
 
-    done = await jobs.work(service, taken, "serve:2", chunk=100)
+    done = await jobs.work(service.bulk, taken, "serve:2", chunk=100)
 
     assert (done.status, done.done, done.created) == ("completed", 250, 250)
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
     # Had the dead worker come back, its chunk would not be written.
     with pytest.raises(Invalid) as info:
-        await service.work_chunk(stale, "cli:dead", size=100)
+        await service.bulk.work_chunk(stale, "cli:dead", size=100)
     assert str(info.value) == f"job {job.id} is no longer running here; this chunk was not written"
-    assert await store.count_events() == 500
+    assert await store.reads.count_events() == 500
 
 
 async def test_two_workers_racing_on_one_job_never_replay_an_event_twice(
@@ -211,13 +217,15 @@ async def test_two_workers_racing_on_one_job_never_replay_an_event_twice(
     originals = await seed_open(store, 250)
     clock = Clock()
     service = Service(store, load_config(ROUTES_V2), clock=clock)
-    job = await service.start_job(REPLAY, EventFilter(), requested_by="api:ops")  # for anyone to take
+    job = await service.bulk.start_job(REPLAY, EventFilter(), requested_by="api:ops")  # for anyone to take
     chunks: dict[str, int] = {"serve:a": 0, "serve:b": 0}
 
     async def worker(owner: str) -> Job:
-        taken = await store.take_job(owner=owner, now=clock(), lease=LEASE, job_id=job.id)
+        taken = await store.jobs.take_job(owner=owner, now=clock(), lease=LEASE, job_id=job.id)
         # The loser works on regardless, as a worker with a stale view would: none of its chunks commit.
-        return await jobs.work(service, taken or job, owner, chunk=40, on_progress=lambda _: count(owner))
+        return await jobs.work(
+            service.bulk, taken or job, owner, chunk=40, on_progress=lambda _: count(owner)
+        )
 
     def count(owner: str) -> None:
         chunks[owner] += 1
@@ -225,7 +233,7 @@ async def test_two_workers_racing_on_one_job_never_replay_an_event_twice(
     await asyncio.gather(worker("serve:a"), worker("serve:b"))
 
     assert sorted(chunks.values()) == [0, 7]  # ceil(250 / 40) chunks, all by the holder
-    final = await service.job(job.id)
+    final = await service.bulk.job(job.id)
     assert (final.status, final.done, final.created) == ("completed", 250, 250)
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
 
@@ -234,17 +242,17 @@ async def test_canceling_a_job_mid_way_stops_it(open_store: OpenStore, load_conf
     store = await open_store()
     await seed_open(store, 250)
     service = Service(store, load_config(ROUTES_V2), clock=Clock())
-    job = await service.start_job(REPLAY, EventFilter(), requested_by="ops", owner="cli:1")
-    job = await service.work_chunk(job, "cli:1", size=100)
+    job = await service.bulk.start_job(REPLAY, EventFilter(), requested_by="ops", owner="cli:1")
+    job = await service.bulk.work_chunk(job, "cli:1", size=100)
 
-    canceled = await service.cancel_job(job.id)
-    after = await jobs.work(service, job, "cli:1", chunk=100)  # the holder's next chunk is refused
+    canceled = await service.bulk.cancel_job(job.id)
+    after = await jobs.work(service.bulk, job, "cli:1", chunk=100)  # the holder's next chunk is refused
 
     assert (canceled.status, canceled.done, canceled.finished_at) == ("canceled", 100, NOW)
     assert (after.status, after.done) == ("canceled", 100)
     assert len(await replays_per_original(store)) == 100
     with pytest.raises(Invalid) as info:
-        await service.cancel_job(job.id)
+        await service.bulk.cancel_job(job.id)
     assert str(info.value) == f"job {job.id} is canceled: only running jobs can be canceled"
 
 
@@ -258,12 +266,12 @@ async def test_a_rerun_job_reruns_each_failed_run_once_with_its_idempotency_key(
     await finish(store, [r.id for r in runs[:20]], at=NOW - 100, outcome=FAILED)
     await finish(store, [r.id for r in runs[20:25]], at=NOW - 100)  # completed: not taken
     service = Service(store, config, clock=Clock())
-    job = await service.start_job(RERUN, RunFilter(status=FAILED), requested_by="ops", owner="cli:1")
+    job = await service.bulk.start_job(RERUN, RunFilter(status=FAILED), requested_by="ops", owner="cli:1")
 
-    job = await jobs.work(service, job, "cli:1", chunk=8)
+    job = await jobs.work(service.bulk, job, "cli:1", chunk=8)
 
     assert (job.status, job.total, job.done, job.created) == ("completed", 20, 20, 20)
-    reruns = [r for r in await store.runs_page(limit=100) if r.rerun_of is not None]
+    reruns = [r for r in await store.reads.runs_page(limit=100) if r.rerun_of is not None]
     assert Counter(r.rerun_of for r in reruns) == Counter({r.id: 1 for r in runs[:20]})
     by_id = {r.id: r for r in runs}
     assert all(
@@ -281,7 +289,7 @@ async def test_the_worker_takes_a_job_nobody_holds_and_completes_it(
     store = await open_store()
     originals = await seed_open(store, 120)
     service = Service(store, load_config(ROUTES_V2), clock=Clock())
-    job = await service.start_job(REPLAY, EventFilter(), requested_by="api:ops")
+    job = await service.bulk.start_job(REPLAY, EventFilter(), requested_by="api:ops")
     stop = asyncio.Event()
     running = asyncio.create_task(jobs.Worker(service, poll=0.02).run(stop))
     try:
@@ -294,18 +302,24 @@ async def test_the_worker_takes_a_job_nobody_holds_and_completes_it(
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
 
 
-class JobArrivesDuringTheLook(Store):
+class JobArrivesDuringTheLook(SQLiteStore):
     """A store whose first ``take_job`` finds nothing, and meanwhile a job is created and the worker notified
     (what the admin API does): the race a worker must not lose."""
 
     arrive: Callable[[], Awaitable[None]] | None = None
 
-    async def take_job(self, **kwargs: Any) -> Job | None:
-        found = await super().take_job(**kwargs)
-        if self.arrive is not None:
-            arrive, self.arrive = self.arrive, None
-            await arrive()
-        return found
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        take = self.jobs.take_job
+
+        async def take_job(**kwargs: Any) -> Job | None:
+            found = await take(**kwargs)
+            if self.arrive is not None:
+                arrive, self.arrive = self.arrive, None
+                await arrive()
+            return found
+
+        self.jobs.take_job = take_job  # type: ignore[method-assign]
 
 
 async def test_a_job_notified_while_the_worker_looks_is_started_before_the_next_poll(
@@ -318,7 +332,7 @@ async def test_a_job_notified_while_the_worker_looks_is_started_before_the_next_
     created: list[Job] = []
 
     async def arrive() -> None:
-        created.append(await service.start_job(REPLAY, EventFilter(), requested_by="api:ops"))
+        created.append(await service.bulk.start_job(REPLAY, EventFilter(), requested_by="api:ops"))
         worker.notify()
 
     store.arrive = arrive
@@ -347,11 +361,11 @@ async def test_the_worker_prunes_by_retention_on_its_own(
     try:
 
         async def pruned() -> None:
-            while await store.count_events() > 1:
+            while await store.reads.count_events() > 1:
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(pruned(), 5)
     finally:
         stop.set()
         await asyncio.wait_for(running, 5)
-    assert [e.id for e in await store.events_page()] == [recent.id]
+    assert [e.id for e in await store.reads.events_page()] == [recent.id]

@@ -17,7 +17,7 @@ from gateway.cli.main import main
 from gateway.model import Headers, Request, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web import auth
 from tests.conftest import ROUTES
 
@@ -34,7 +34,7 @@ def populate(config: config_mod.Config, db: Path, n: int, *, at: float | None = 
     """Record ``n`` GitHub pushes to main (each routed to deploy-on-push and audit-pushes); their ids."""
 
     async def go() -> list[str]:
-        store = await Store.open(db)
+        store = await SQLiteStore.open(db)
         ids = []
         try:
             for i in range(n):

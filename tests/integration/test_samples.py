@@ -87,9 +87,9 @@ async def test_every_sample_route_runs_to_completion(
         "triage-issue",
     ]
 
-    executor = Executor(store, config.tasks, ExecutorOptions(), rand=lambda: 0.0)
+    executor = Executor(store.runs, config.tasks, ExecutorOptions(), rand=lambda: 0.0)
     await executor.run_once()
-    runs = await store.list_runs(limit=50)
+    runs = await store.reads.runs_page(limit=50)
     by_task = {r.task_id: r for r in runs}
     assert {r.status for r in runs if r.task_id != "flaky-demo"} == {"completed"}
     assert by_task["deploy-preview"].output["sha"] == "6113728f27ae82c7b1a177c8d03f9e96e0adf246"

@@ -35,7 +35,8 @@ from gateway.report import Gauges
 from gateway.routes import load as config_mod
 from gateway.server import ServeOptions
 from gateway.signatures.signing import sign
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.reader import SQLiteReads
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from gateway.telemetry.metrics import Metrics
@@ -112,21 +113,33 @@ def leak_routes() -> str:
     )
 
 
-class FaultyStore(Store):
+class FaultyReads(SQLiteReads):
+    """Reads that fail while their store says so."""
+
+    def __init__(self, conn: Any, store: FaultyStore) -> None:
+        super().__init__(conn)
+        self._store = store
+
+    async def _read(self, query: str, params: dict[str, Any]) -> Any:
+        if self._store.fail_reads:
+            raise StoreError("could not read from the database: disk I/O error")
+        return await super()._read(query, params)
+
+
+class FaultyStore(SQLiteStore):
     """A real store whose writes and reads fail while told to, as a full or failing disk makes them."""
 
     fail_writes = False
     fail_reads = False
 
-    async def _write_batch(self, conn: Any, items: Any) -> Any:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = FaultyReads(self.reads.conn, self)
+
+    async def write(self, conn: Any, batch: list[Any]) -> None:
         if self.fail_writes:
             raise sqlite3.OperationalError("disk I/O error")
-        return await super()._write_batch(conn, items)
-
-    async def _read(self, query: str, params: dict[str, Any]) -> Any:
-        if self.fail_reads:
-            raise StoreError("could not read from the database: disk I/O error")
-        return await super()._read(query, params)
+        return await super().write(conn, batch)
 
 
 async def gauges() -> Gauges:
@@ -459,7 +472,7 @@ async def test_no_secret_or_token_reaches_a_log_record_an_answer_the_api_or_a_re
         config, {"GATEWAY_ADMIN_SECRET": ADMIN_SECRET, "GATEWAY_METRICS_TOKEN": METRICS_TOKEN}
     )
     executor = Executor(
-        store,
+        store.runs,
         config.tasks,
         ExecutorOptions(poll=3600),
         clock=Clock(),

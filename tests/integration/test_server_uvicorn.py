@@ -137,6 +137,6 @@ def test_serve_with_uvicorn_missing_says_how_to_install_it_and_exits_1(
     assert "Traceback" not in err.getvalue()
     assert UVICORN_MISSING == (
         "--server uvicorn needs uvicorn, httptools and uvloop, which are not installed: "
-        "pip install 'webhook-gateway[uvicorn]' (or use --server hypercorn)"
+        "pip install 'hookgate[uvicorn]' (or use --server hypercorn)"
     )
     assert not db.exists()

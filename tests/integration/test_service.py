@@ -37,7 +37,8 @@ from gateway.records.compare import NEW_ROUTE, RouteLine
 from gateway.records.service import API_SOURCE, Service
 from gateway.routes.ingest import admit
 from gateway.routes.load import Config
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
+from tests.fakes import claim_runs
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -125,7 +126,7 @@ _deliveries = itertools.count()
 
 
 async def deliver(
-    store: Store,
+    store: SQLiteStore,
     config: Config,
     source: str = "github",
     payload: Any = None,
@@ -166,14 +167,16 @@ def plain_event(n: int, *, at: float, source: str = "open", body: bytes = b"{}")
     )
 
 
-async def finish(store: Store, run_ids: Sequence[str], *, at: float, outcome: str = COMPLETED) -> None:
+async def finish(store: SQLiteStore, run_ids: Sequence[str], *, at: float, outcome: str = COMPLETED) -> None:
     """Claim the runs and end their first attempt with ``outcome`` (completed or failed)."""
     wanted = set(run_ids)
-    claims = await store.claim(now=at, limit=len(wanted), lease=30.0, accept=lambda run: run.id in wanted)
+    claims = await claim_runs(
+        store.runs, now=at, limit=len(wanted), lease=30.0, accept=lambda run: run.id in wanted
+    )
     assert {c.run.id for c in claims} == wanted
     error = None if outcome == COMPLETED else {"type": "RuntimeError", "message": "the API said 503"}
     for c in claims:
-        await store.finish_attempt(AttemptEnd(c.run.id, c.attempt, at, outcome, outcome, error=error))
+        await store.runs.finish_attempt(AttemptEnd(c.run.id, c.attempt, at, outcome, outcome, error=error))
 
 
 def rejection(source: str, *, at: float) -> Rejection:
@@ -200,11 +203,11 @@ async def test_a_replay_routes_the_event_through_the_current_routes(
     service = Service(store, load_config(ROUTES_V2), clock=Clock())
     outcome = await service.replay(original.event_id)
 
-    replay = await store.get_event(outcome.event_id)
+    replay = await store.reads.get_event(outcome.event_id)
     assert replay is not None and outcome.event_id != original.event_id
     assert (replay.replay_of, replay.received_at, replay.status) == (original.event_id, NOW, "routed")
     assert (replay.source, replay.event_type) == ("github", "push")
-    stored = await store.runs_for_event(replay.id)
+    stored = await store.reads.runs_for_event(replay.id)
     assert [(r.route_id, r.task_id, r.status) for r in stored] == [
         ("deploy-on-push", "deploy-preview", QUEUED),
         ("audit-pushes", "record-payment", QUEUED),
@@ -221,14 +224,14 @@ async def test_an_unrouted_event_is_routed_when_replayed_after_its_route_was_add
 ) -> None:
     store = await open_store()
     original = await deliver(store, load_config(ROUTES_V1), "open", {"hello": "world"}, at=NOW - 100)
-    stored = await store.get_event(original.event_id)
+    stored = await store.reads.get_event(original.event_id)
     assert stored is not None and stored.status == "unrouted" and original.runs == ()
 
     outcome = await Service(store, load_config(ROUTES_V2), clock=Clock()).replay(original.event_id)
 
-    replay = await store.get_event(outcome.event_id)
+    replay = await store.reads.get_event(outcome.event_id)
     assert replay is not None and replay.status == "routed"
-    [run] = await store.runs_for_event(outcome.event_id)
+    [run] = await store.reads.runs_for_event(outcome.event_id)
     assert (run.route_id, run.task_id, run.input) == ("open-all", "sync-subscription", {"hello": "world"})
 
 
@@ -251,7 +254,7 @@ async def test_replaying_an_event_whose_source_is_gone_is_invalid_and_records_no
         f"event {original.event_id} came from source 'open', which is not in routes.yaml any more; "
         "nothing could match it"
     )
-    assert await store.count_events() == 1
+    assert await store.reads.count_events() == 1
 
 
 async def test_an_event_can_be_replayed_again_and_again_because_a_replay_has_no_dedupe_key(
@@ -260,7 +263,7 @@ async def test_an_event_can_be_replayed_again_and_again_because_a_replay_has_no_
     store = await open_store()
     config = load_config(ROUTES_V1)
     original = await deliver(store, config, at=NOW - 100)
-    stored = await store.get_event(original.event_id)
+    stored = await store.reads.get_event(original.event_id)
     assert stored is not None and stored.dedupe_key is not None  # the X-GitHub-Delivery id
     service = Service(store, config, clock=Clock())  # every replay is made at the same instant
 
@@ -268,7 +271,7 @@ async def test_an_event_can_be_replayed_again_and_again_because_a_replay_has_no_
 
     assert len({o.event_id for o in outcomes}) == 5
     for outcome in outcomes:
-        replay = await store.get_event(outcome.event_id)
+        replay = await store.reads.get_event(outcome.event_id)
         assert replay is not None and replay.dedupe_key is None and len(outcome.runs) == 1
     detail = await service.event(original.event_id)
     assert [r[0] for r in detail.replays] == [o.event_id for o in outcomes]  # in the order they were made
@@ -295,7 +298,7 @@ async def test_a_rerun_keeps_the_input_and_the_idempotency_key(
     )
     assert (rerun.input, rerun.rerun_of, rerun.idempotency_key) == ({"sha": "abc"}, run.id, run.id)
     assert (rerun.status, rerun.created_at) == (QUEUED, NOW)
-    assert await store.get_run(rerun.id) == rerun
+    assert await store.reads.get_run(rerun.id) == rerun
     again = await service.rerun(rerun.id)  # a rerun of a rerun still carries the first run's key
     assert (again.rerun_of, again.idempotency_key) == (rerun.id, run.id)
     again_first = await service.rerun(run.id)
@@ -312,7 +315,7 @@ async def test_an_edited_rerun_gets_the_new_input_and_its_own_idempotency_key(
     [run] = (await deliver(store, config, at=NOW - 100)).runs
     rerun = await Service(store, config, clock=Clock()).rerun(run.id, payload={"sha": "fixed"}, edited=True)
     assert (rerun.input, rerun.rerun_of, rerun.idempotency_key) == ({"sha": "fixed"}, run.id, None)
-    stored = await store.get_run(rerun.id)
+    stored = await store.reads.get_run(rerun.id)
     assert stored is not None and stored.input == {"sha": "fixed"}
 
 
@@ -328,7 +331,7 @@ async def test_rerunning_a_run_whose_task_was_removed_is_invalid(
         "task 'deploy-preview' is not defined in routes.yaml any more "
         "(tasks: record-payment, sync-subscription)"
     )
-    assert await store.count_runs() == 1
+    assert await store.reads.count_runs() == 1
 
 
 async def test_rerunning_a_missing_run_is_not_found(open_store: OpenStore, load_config: LoadConfig) -> None:
@@ -343,7 +346,7 @@ async def test_a_queued_run_can_be_canceled(open_store: OpenStore, load_config: 
     [run] = (await deliver(store, config, at=NOW - 100)).runs
     canceled = await Service(store, config, clock=Clock()).cancel(run.id)
     assert (canceled.id, canceled.status, canceled.finished_at) == (run.id, CANCELED, NOW)
-    assert await store.get_run(run.id) == canceled
+    assert await store.reads.get_run(run.id) == canceled
 
 
 async def test_canceling_a_completed_run_is_invalid(open_store: OpenStore, load_config: LoadConfig) -> None:
@@ -376,7 +379,7 @@ async def test_a_trigger_records_an_api_event_with_one_run(
     outcome = await trigger(service, "deploy-preview", b'{"payload": {"sha": "abc"}}')
 
     assert not outcome.duplicate
-    event = await store.get_event(outcome.event_id)
+    event = await store.reads.get_event(outcome.event_id)
     assert event is not None
     assert (event.source, event.event_type, event.status) == (API_SOURCE, "trigger:deploy-preview", "routed")
     assert (event.verification, event.url, event.dedupe_key) == (
@@ -385,7 +388,7 @@ async def test_a_trigger_records_an_api_event_with_one_run(
         None,
     )
     assert event.headers["authorization"] == "[redacted]"
-    [run] = await store.runs_for_event(event.id)
+    [run] = await store.reads.runs_for_event(event.id)
     assert (run.task_id, run.route_id, run.input, run.status) == (
         "deploy-preview",
         None,
@@ -408,7 +411,7 @@ async def test_the_same_idempotency_key_twice_answers_the_original_run(
     assert (first.duplicate, second.duplicate) == (False, True)
     assert second.event_id == first.event_id
     assert [(r.id, r.input, r.idempotency_key) for r in second.runs] == [(first.runs[0].id, 1, "order-42")]
-    assert (await store.count_events(), await store.count_runs()) == (1, 1)
+    assert (await store.reads.count_events(), await store.reads.count_runs()) == (1, 1)
 
 
 async def test_different_tasks_with_the_same_idempotency_key_get_a_run_each(
@@ -420,7 +423,7 @@ async def test_different_tasks_with_the_same_idempotency_key_get_a_run_each(
     pay = await trigger(service, "record-payment", b'{"payload": 1}', key="k")
     assert not deploy.duplicate and not pay.duplicate
     assert deploy.runs[0].id != pay.runs[0].id
-    assert await store.count_runs() == 2
+    assert await store.reads.count_runs() == 2
 
 
 @pytest.mark.parametrize(
@@ -441,7 +444,7 @@ async def test_a_trigger_with_a_bad_body_is_invalid(
     with pytest.raises(Invalid) as info:
         await trigger(Service(store, load_config(ROUTES_V1)), "deploy-preview", body)
     assert str(info.value) == message
-    assert await store.count_events() == 0
+    assert await store.reads.count_events() == 0
 
 
 async def test_a_trigger_of_an_unknown_task_or_with_a_long_key_is_refused(
@@ -488,7 +491,7 @@ async def test_routes_test_compares_the_stored_history_with_the_current_routes(
 # -- prune ----------------------------------------------------------------------------------------------
 
 
-async def seed_history(store: Store, config: Config) -> dict[str, str]:
+async def seed_history(store: SQLiteStore, config: Config) -> dict[str, str]:
     """Old and recent records of every kind; the names say which a 1h prune at NOW removes."""
     old = NOW - 2 * HOUR
     done = await deliver(store, config, at=old)
@@ -520,10 +523,10 @@ async def test_prune_removes_old_events_with_final_runs_and_their_attempts_and_o
     pruned = await Service(store, config, clock=Clock()).prune()
 
     assert pruned == Pruned(events=2, runs=1, attempts=1, rejections=1)
-    kept = {name for name, event_id in ids.items() if await store.get_event(event_id) is not None}
+    kept = {name for name, event_id in ids.items() if await store.reads.get_event(event_id) is not None}
     assert kept == {"waiting", "archived", "recent"}
     assert table_count(tmp_path / "gateway.db", "attempts") == 1  # the recent run's
-    assert sorted((r.source, r.received_at) for r in await store.list_rejections()) == [
+    assert sorted((r.source, r.received_at) for r in await store.reads.list_rejections()) == [
         ("archive", NOW - 2 * HOUR),
         ("github", NOW - 60),
     ]
@@ -536,29 +539,32 @@ async def test_a_dry_run_counts_exactly_what_the_prune_then_removes(
     store = await open_store()
     config = load_config(ROUTES_RETAINED)
     await seed_history(store, config)
-    old_job = await Service(store, config, clock=Clock(NOW - 2 * HOUR)).start_job(
+    old_job = await Service(store, config, clock=Clock(NOW - 2 * HOUR)).bulk.start_job(
         REPLAY, EventFilter(source="nowhere"), requested_by="ops", owner="cli:1"
     )
-    await Service(store, config, clock=Clock(NOW - 2 * HOUR)).cancel_job(old_job.id)
+    await Service(store, config, clock=Clock(NOW - 2 * HOUR)).bulk.cancel_job(old_job.id)
     service = Service(store, config, clock=Clock())
-    before = (await store.count_events(), await store.count_runs())
+    before = (await store.reads.count_events(), await store.reads.count_runs())
 
     dry = await service.prune(dry_run=True)
 
-    assert (await store.count_events(), await store.count_runs()) == before  # a dry run removes nothing
+    assert (
+        await store.reads.count_events(),
+        await store.reads.count_runs(),
+    ) == before  # a dry run removes nothing
     assert dry == Pruned(events=2, runs=1, attempts=1, rejections=1, jobs=1)
     assert await service.prune() == dry
 
 
-class TransactionDeltas(Store):
+class TransactionDeltas(SQLiteStore):
     """A store that records how the number of stored events changed in each of its transactions."""
 
     deltas: list[int]
 
-    async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
+    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
         count = "SELECT count(*) FROM events"
         [(before,)] = await conn.execute_fetchall(count)
-        recorded = await super()._write_batch(conn, items)
+        recorded = await super().write(conn, batch)
         [(after,)] = await conn.execute_fetchall(count)
         self.deltas = [*getattr(self, "deltas", []), after - before]
         return recorded
@@ -568,18 +574,18 @@ async def test_prune_works_in_batches_of_at_most_batch_events(
     open_store: OpenStore, load_config: LoadConfig
 ) -> None:
     store = await open_store(cls=TransactionDeltas)
-    await store.add([plain_event(n, at=NOW - 2 * HOUR + n) for n in range(35)], [])
+    await store.jobs.add([plain_event(n, at=NOW - 2 * HOUR + n) for n in range(35)], [])
     store.deltas = []
 
     pruned = await Service(store, load_config(ROUTES_RETAINED), clock=Clock()).prune(batch=10, pause=0)
 
-    assert pruned.events == 35 and await store.count_events() == 0
+    assert pruned.events == 35 and await store.reads.count_events() == 0
     assert store.deltas == [-10, -10, -10, -5]
 
 
 async def test_prune_under_load_loses_no_ingest(open_store: OpenStore, load_config: LoadConfig) -> None:
     store = await open_store()
-    await store.add([plain_event(n, at=NOW - 2 * HOUR + n) for n in range(300)], [])
+    await store.jobs.add([plain_event(n, at=NOW - 2 * HOUR + n) for n in range(300)], [])
     service = Service(store, load_config(ROUTES_RETAINED), clock=Clock())
 
     async def ingest(worker: int) -> int:
@@ -589,14 +595,14 @@ async def test_prune_under_load_loses_no_ingest(open_store: OpenStore, load_conf
 
     async def prune() -> tuple[Pruned, int]:
         pruned = await service.prune(batch=20, pause=0)
-        return pruned, await store.count_events(EventFilter(since=NOW - HOUR))
+        return pruned, await store.reads.count_events(EventFilter(since=NOW - HOUR))
 
     *ingested, (pruned, ingested_meanwhile) = await asyncio.gather(*(ingest(w) for w in range(3)), prune())
 
     assert 0 < ingested_meanwhile < 300  # the two really overlapped
     assert sum(ingested) == 300 and pruned == Pruned(events=300)
-    assert await store.count_events() == 300 + 300 - pruned.events
-    assert await store.count_events(EventFilter(until=NOW - HOUR)) == 0
+    assert await store.reads.count_events() == 300 + 300 - pruned.events
+    assert await store.reads.count_events(EventFilter(until=NOW - HOUR)) == 0
 
 
 def page_count(path: Path) -> int:
@@ -636,7 +642,7 @@ async def test_the_file_stops_growing_under_hourly_ingest_and_prune(
         assert pruned.events == (150 if hour else 0)
         pages.append(page_count(tmp_path / "gateway.db"))
 
-    assert await store.count_events() == 150
+    assert await store.reads.count_events() == 150
     assert pages[-1] > 0
     plateau = max(pages[2:])
     assert plateau <= pages[1] * 1.1, pages  # ten hours ingested, the file holds about one
@@ -652,7 +658,7 @@ async def test_paging_back_through_events_sees_each_one_once_while_new_ones_arri
     store = await open_store()
     # Three events per timestamp: the keyset cursor must break ties by id.
     existing = [plain_event(n, at=NOW - 1000 + n // 3) for n in range(300)]
-    await store.add(existing, [])
+    await store.jobs.add(existing, [])
     arrived: list[str] = []
     seen: list[str] = []
     arrived_by_page: list[int] = []
@@ -667,7 +673,7 @@ async def test_paging_back_through_events_sees_each_one_once_while_new_ones_arri
     async def page_back() -> None:
         before: tuple[float, str] | None = None
         while True:
-            page = await store.events_page(EventFilter(), before=before, limit=25)
+            page = await store.reads.events_page(EventFilter(), before=before, limit=25)
             if not page:
                 return
             seen.extend(e.id for e in page)

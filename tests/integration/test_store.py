@@ -16,9 +16,11 @@ import aiosqlite
 import pytest
 
 from gateway.errors import StoreError, StoreUnavailable
-from gateway.model import Event, Headers, Payload, Recorded, Rejection, Run
+from gateway.model import Event, EventFilter, Headers, Payload, Recorded, Rejection, Run
 from gateway.routes.ingest import parse_payload
-from gateway.store.sqlite.store import MIGRATIONS, Store, load_queries
+from gateway.store.sqlite.sql import MIGRATIONS, load_queries
+from gateway.store.sqlite.store import SQLiteStore
+from tests.fakes import Claims
 
 NOW = 1_700_000_000.25
 OpenStore = Callable[..., Any]
@@ -81,13 +83,13 @@ def count(path: Path, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-class FlakyStore(Store):
+class FlakyStore(SQLiteStore):
     """Fails its next ``failures`` batches after their rows are written, as a disk error at commit would."""
 
     failures = 0
 
-    async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
-        recorded = await super()._write_batch(conn, items)
+    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+        recorded = await super().write(conn, batch)
         if self.failures:
             self.failures -= 1
             raise sqlite3.OperationalError("disk I/O error")
@@ -119,11 +121,11 @@ async def test_recorded_event_and_runs_survive_close_and_reopen(
     await store.close()
 
     store = await open_store()
-    stored = await store.get_event(event.id)
+    stored = await store.reads.get_event(event.id)
     assert stored == event
     assert stored is not None and stored.headers.get_all("set-cookie") == ["a=1", "b=2"]
-    assert await store.runs_for_event(event.id) == runs
-    assert await store.get_run(runs[1].id) == runs[1]
+    assert await store.reads.runs_for_event(event.id) == runs
+    assert await store.reads.get_run(runs[1].id) == runs[1]
     assert count(tmp_path / "gateway.db", "events") == 1
 
 
@@ -142,7 +144,7 @@ async def test_payloads_and_exact_body_round_trip(
     store = await open_store()
     event = make_event(body=body, payload=payload, status="unrouted")
     await store.record(event, [])
-    assert await store.get_event(event.id) == event
+    assert await store.reads.get_event(event.id) == event
 
 
 @pytest.mark.parametrize(
@@ -161,7 +163,7 @@ async def test_a_payload_parsed_from_the_body_is_stored_once_and_read_back_equal
     store = await open_store()
     event = make_event(body=body, payload=payload, status="unrouted")
     await store.record(event, [])
-    stored = await store.get_event(event.id)
+    stored = await store.reads.get_event(event.id)
     assert stored == event and stored is not None and stored.payload.data == payload.data
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         assert db.execute("SELECT payload, body FROM events").fetchall() == [("", body)]
@@ -173,34 +175,34 @@ async def test_a_json_payload_that_is_not_the_body_parsed_is_stored_in_full(
     event = make_event(body=b'{"ref":"other"}', payload=Payload("json", {"ref": "mine"}), status="unrouted")
     store = await open_store()
     await store.record(event, [])
-    assert await store.get_event(event.id) == event
+    assert await store.reads.get_event(event.id) == event
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         assert db.execute("SELECT payload FROM events").fetchall() == [('{"ref":"mine"}',)]
 
 
 async def test_unknown_ids_read_as_none(open_store: OpenStore) -> None:
     store = await open_store()
-    assert await store.get_event("evt_missing") is None
-    assert await store.get_run("run_missing") is None
-    assert await store.runs_for_event("evt_missing") == []
+    assert await store.reads.get_event("evt_missing") is None
+    assert await store.reads.get_run("run_missing") is None
+    assert await store.reads.runs_for_event("evt_missing") == []
 
 
 async def test_rejections_round_trip_newest_first_with_ids(open_store: OpenStore) -> None:
     store = await open_store()
     await store.record_rejection(make_rejection(1))
     await store.record_rejection(make_rejection(2, source="stripe", remote_addr=None, body_prefix=b"\xff"))
-    stored = await store.list_rejections()
+    stored = await store.reads.list_rejections()
     assert [dataclasses.replace(r, id=None) for r in stored] == [
         make_rejection(2, source="stripe", remote_addr=None, body_prefix=b"\xff"),
         make_rejection(1),
     ]
     assert stored[1].id is not None and stored[0].id is not None and stored[0].id > stored[1].id
-    assert [r.source for r in await store.list_rejections(source="github")] == ["github"]
-    assert [r.received_at for r in await store.list_rejections(since=NOW + 2)] == [NOW + 2]
-    assert len(await store.list_rejections(limit=1)) == 1
+    assert [r.source for r in await store.reads.list_rejections(source="github")] == ["github"]
+    assert [r.received_at for r in await store.reads.list_rejections(since=NOW + 2)] == [NOW + 2]
+    assert len(await store.reads.list_rejections(limit=1)) == 1
 
 
-async def test_list_events_is_newest_first_filtered_and_bounded(open_store: OpenStore) -> None:
+async def test_an_events_page_is_newest_first_filtered_and_bounded(open_store: OpenStore) -> None:
     store = await open_store()
     events = [
         make_event(1),
@@ -211,8 +213,8 @@ async def test_list_events_is_newest_first_filtered_and_bounded(open_store: Open
     for event in events:
         await store.record(event, [])
 
-    async def ids(**filters: Any) -> list[str]:
-        return [e.id for e in await store.list_events(**filters)]
+    async def ids(limit: int = 50, **filters: Any) -> list[str]:
+        return [e.id for e in await store.reads.events_page(EventFilter(**filters), limit=limit)]
 
     assert await ids() == ["evt_0004", "evt_0003", "evt_0002", "evt_0001"]
     assert await ids(source="stripe") == ["evt_0004", "evt_0002"]
@@ -221,7 +223,7 @@ async def test_list_events_is_newest_first_filtered_and_bounded(open_store: Open
     assert await ids(since=NOW + 3) == ["evt_0004", "evt_0003"]
     assert await ids(limit=2) == ["evt_0004", "evt_0003"]
     with raises_exactly(ValueError, "limit must be at least 1, not 0"):
-        await store.list_events(limit=0)
+        await store.reads.events_page(limit=0)
 
 
 # -- configuration ----------------------------------------------------------------------------------------
@@ -230,14 +232,14 @@ async def test_list_events_is_newest_first_filtered_and_bounded(open_store: Open
 async def test_the_committing_connection_runs_wal_with_full_sync(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
-    class PragmaSpy(Store):
+    class PragmaSpy(SQLiteStore):
         seen: dict[str, Any] = {}
 
-        async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
+        async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
             for name in ("journal_mode", "synchronous", "foreign_keys"):
                 [(value,)] = await conn.execute_fetchall(f"PRAGMA {name}")
                 self.seen[name] = value
-            return await super()._write_batch(conn, items)
+            return await super().write(conn, batch)
 
     store = await open_store(cls=PragmaSpy)
     await store.record(make_event(), [])
@@ -249,13 +251,13 @@ async def test_the_committing_connection_runs_wal_with_full_sync(
 async def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "gateway.db"
     with pytest.raises(StoreError) as raised:
-        await Store.open(path)
+        await SQLiteStore.open(path)
     assert str(raised.value) == f"cannot open the database {path}: unable to open database file"
 
 
 async def test_max_batch_below_one_is_refused(tmp_path: Path) -> None:
     with raises_exactly(ValueError, "max_batch must be at least 1, not 0"):
-        await Store.open(tmp_path / "gateway.db", max_batch=0)
+        await SQLiteStore.open(tmp_path / "gateway.db", max_batch=0)
 
 
 def test_a_query_name_defined_twice_is_refused() -> None:
@@ -294,7 +296,7 @@ async def test_reopening_a_current_file_migrates_nothing(
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
         assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema_before
         assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
-    assert await store.get_event("evt_0001") == make_event()
+    assert await store.reads.get_event("evt_0001") == make_event()
 
 
 async def test_a_file_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
@@ -302,7 +304,7 @@ async def test_a_file_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError) as raised:
-        await Store.open(path)
+        await SQLiteStore.open(path)
     assert str(raised.value) == (
         f"{path} has schema version 99, newer than this gateway knows ({len(MIGRATIONS)}); "
         "upgrade the gateway"
@@ -319,7 +321,7 @@ async def test_concurrent_records_share_commits_and_all_are_stored(open_store: O
     assert [r.event_id for r in results] == [e.id for e in events]
     assert store.stats.commits <= 10
     assert (store.stats.events, store.stats.runs) == (200, 200)
-    assert len(await store.list_events(limit=1000)) == 200
+    assert len(await store.reads.events_page(limit=1000)) == 200
 
 
 async def test_a_batch_never_exceeds_max_batch(open_store: OpenStore) -> None:
@@ -328,7 +330,7 @@ async def test_a_batch_never_exceeds_max_batch(open_store: OpenStore) -> None:
     await asyncio.gather(*(store.record(e, []) for e in events))
     assert store.stats.largest_batch == 16
     assert store.stats.commits >= 7
-    assert len(await store.list_events(limit=1000)) == 100
+    assert len(await store.reads.events_page(limit=1000)) == 100
 
 
 # -- dedupe -----------------------------------------------------------------------------------------------
@@ -341,9 +343,9 @@ async def test_a_known_dedupe_key_returns_the_original_and_writes_nothing(open_s
     second = make_event(2, dedupe_key="délivery-1 🚀")
     assert await store.record(first, first_runs) == Recorded(first.id, tuple(first_runs), duplicate=False)
     assert await store.record(second, [make_run(second)]) == Recorded(first.id, (), duplicate=True)
-    assert await store.get_event(second.id) is None
-    assert await store.get_run(make_run(second).id) is None
-    assert await store.runs_for_event(first.id) == first_runs
+    assert await store.reads.get_event(second.id) is None
+    assert await store.reads.get_run(make_run(second).id) is None
+    assert await store.reads.runs_for_event(first.id) == first_runs
     assert store.stats.duplicates == 1
 
 
@@ -357,7 +359,7 @@ async def test_the_same_dedupe_key_twice_in_one_batch_stores_one(open_store: Ope
         Recorded("evt_0001", (), duplicate=True),
         Recorded("evt_0001", (), duplicate=True),
     ]
-    assert [e.id for e in await store.list_events()] == ["evt_0001"]
+    assert [e.id for e in await store.reads.events_page()] == ["evt_0001"]
 
 
 async def test_the_same_dedupe_key_from_two_sources_is_stored_twice(open_store: OpenStore) -> None:
@@ -365,7 +367,7 @@ async def test_the_same_dedupe_key_from_two_sources_is_stored_twice(open_store: 
     await store.record(make_event(1, dedupe_key="k"), [])
     recorded = await store.record(make_event(2, source="stripe", dedupe_key="k"), [])
     assert recorded == Recorded("evt_0002", (), duplicate=False)
-    assert len(await store.list_events()) == 2
+    assert len(await store.reads.events_page()) == 2
 
 
 async def test_events_without_a_dedupe_key_never_collide(open_store: OpenStore) -> None:
@@ -373,7 +375,7 @@ async def test_events_without_a_dedupe_key_never_collide(open_store: OpenStore) 
     await store.record(make_event(1), [])
     results = await asyncio.gather(store.record(make_event(2), []), store.record(make_event(3), []))
     assert not any(r.duplicate for r in results)
-    assert len(await store.list_events()) == 3
+    assert len(await store.reads.events_page()) == 3
 
 
 # -- faults -----------------------------------------------------------------------------------------------
@@ -399,7 +401,7 @@ async def test_a_failed_batch_fails_every_waiter_keeps_nothing_and_the_next_comm
 
     # The fault has cleared: the writer is still there, and the failed dedupe key was never taken.
     assert await store.record(events[0], []) == Recorded(events[0].id, (), duplicate=False)
-    assert [e.id for e in await store.list_events()] == [events[0].id]
+    assert [e.id for e in await store.reads.events_page()] == [events[0].id]
 
 
 async def test_a_write_the_database_refuses_fails_alone(open_store: OpenStore) -> None:
@@ -419,7 +421,7 @@ async def test_a_write_the_database_refuses_fails_alone(open_store: OpenStore) -
     assert type(results[1]) is StoreError
     assert str(results[1]).startswith("the database refused this write (UnicodeEncodeError: ")
     assert results[2] == Recorded(good.id, (), duplicate=False)
-    assert [e.id for e in await store.list_events()] == ["evt_0003", "evt_0001"]
+    assert [e.id for e in await store.reads.events_page()] == ["evt_0003", "evt_0001"]
 
 
 async def test_malformed_writes_are_refused_before_queueing(open_store: OpenStore) -> None:
@@ -439,15 +441,15 @@ async def test_malformed_writes_are_refused_before_queueing(open_store: OpenStor
     with pytest.raises(TypeError, match="is not JSON serializable"):
         await store.record(event, [make_run(event, input={"when": object()})])
     assert store.stats.commits == 0
-    assert await store.list_events() == []
+    assert await store.reads.events_page() == []
 
 
 async def test_a_writer_that_dies_fails_pending_and_later_writes(open_store: OpenStore) -> None:
     class WriterBug(BaseException):
         """Not an Exception, so the batch guard does not catch it: the writer task itself ends."""
 
-    class DyingStore(Store):
-        async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
+    class DyingStore(SQLiteStore):
+        async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
             raise WriterBug
 
     store = await open_store(cls=DyingStore, max_batch=1)
@@ -462,19 +464,21 @@ async def test_a_writer_that_dies_fails_pending_and_later_writes(open_store: Ope
     await store.close()
 
 
-# -- on_commit and probe ----------------------------------------------------------------------------------
+# -- the claimant hears of committed runs, and probe ------------------------------------------------------
 
 
-async def test_on_commit_gets_exactly_the_new_runs_once_they_are_committed(
+async def test_the_claimant_hears_of_exactly_the_new_runs_once_they_are_committed(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
     calls: list[tuple[list[str], int]] = []
 
-    def on_commit(runs: Sequence[Run]) -> None:
-        # A separate connection sees the runs: they were committed before the callback ran.
-        calls.append(([r.id for r in runs], count(tmp_path / "gateway.db", "runs")))
+    class Counting(Claims):
+        def committed(self, runs: Sequence[Run]) -> None:
+            # A separate connection sees the runs: they were committed before the call.
+            calls.append(([r.id for r in runs], count(tmp_path / "gateway.db", "runs")))
 
-    store = await open_store(on_commit=on_commit)
+    store = await open_store()
+    store.runs.attach(Counting())
     first = make_event(1, dedupe_key="d")
     await store.record(first, [make_run(first, 1), make_run(first, 2)])
     duplicate, other = make_event(2, dedupe_key="d"), make_event(3)
@@ -487,17 +491,19 @@ async def test_on_commit_gets_exactly_the_new_runs_once_they_are_committed(
     assert calls == [(["run_evt_0001_1", "run_evt_0001_2"], 2), (["run_evt_0003_1"], 3)]
 
 
-async def test_a_failing_on_commit_does_not_stop_writes(
+async def test_a_claimant_that_fails_to_hear_of_runs_does_not_stop_writes(
     open_store: OpenStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def on_commit(runs: Sequence[Run]) -> None:
-        raise RuntimeError("executor is asleep")
+    class Asleep(Claims):
+        def committed(self, runs: Sequence[Run]) -> None:
+            raise RuntimeError("executor is asleep")
 
-    store = await open_store(on_commit=on_commit)
+    store = await open_store()
+    store.runs.attach(Asleep())
     event = make_event(1)
     assert await store.record(event, [make_run(event)]) == Recorded(event.id, (make_run(event),), False)
     assert await store.record(make_event(2), []) == Recorded("evt_0002", (), False)
-    assert "store: the on_commit callback failed" in caplog.messages
+    assert "store: the claimant failed to hear of 1 committed run(s)" in caplog.messages
 
 
 async def test_probe_is_a_durable_write_through_the_writer(open_store: OpenStore, tmp_path: Path) -> None:
@@ -533,7 +539,7 @@ async def test_writes_after_close_are_refused_at_once(open_store: OpenStore) -> 
     with raises_exactly(StoreUnavailable, refusal):
         await store.probe()
     with pytest.raises(StoreError, match=r"^could not read from the database: "):
-        await store.get_event("evt_0001")
+        await store.reads.get_event("evt_0001")
 
 
 @pytest.mark.parametrize(
@@ -552,7 +558,7 @@ async def test_a_run_whose_input_is_the_whole_payload_stores_it_as_the_body_text
     whole, mapped = make_run(event, 1, input=payload.data), make_run(event, 2, input={"ref": "x"})
     store = await open_store()
     await store.record(event, [whole, mapped])
-    assert await store.runs_for_event(event.id) == [whole, mapped]
+    assert await store.reads.runs_for_event(event.id) == [whole, mapped]
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         stored = dict(db.execute("SELECT id, input FROM runs").fetchall())
     assert (stored[whole.id] == body.decode("utf-8", "replace")) is stored_as_body

@@ -21,7 +21,7 @@ from gateway import Context, task
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.model import Secret
 from gateway.records.service import Service
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
 from tests.integration.test_api import SECRET, Clock, bearer, push_event, queued_run, token
@@ -71,7 +71,7 @@ class _Disk:
             raise sqlite3.OperationalError(self._store.fault)
 
 
-class FaultyStore(Store):
+class FaultyStore(SQLiteStore):
     """A real store on a real file whose disk fails with ``fault`` (SQLite's message) while it is set."""
 
     def __init__(self, writer: Any, reader: Any, **kwargs: Any) -> None:
@@ -200,17 +200,17 @@ async def test_a_run_that_ends_while_the_store_cannot_commit_is_recorded_once_it
         return {"shipped": payload["n"]}
 
     clock = FakeClock()
-    executor = Executor(store, {ship.id: ship}, ExecutorOptions(lease=30.0), clock=clock)
+    executor = Executor(store.runs, {ship.id: ship}, ExecutorOptions(lease=30.0), clock=clock)
     run = await enqueue(store, clock, ship, {"n": 7})
     stepping = asyncio.create_task(executor.run_once())
     await until(lambda: store.refused > 0, "the end of the attempt to be refused")
     store.fault = None
     assert await asyncio.wait_for(stepping, timeout=10) == 1
 
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None
     assert (done.status, done.output, done.attempts, done.crashes) == ("completed", {"shipped": 7}, 1, 0)
-    assert [(a.number, a.outcome) for a in await store.attempts_for_run(run.id)] == [(1, "completed")]
+    assert [(a.number, a.outcome) for a in await store.reads.attempts_for_run(run.id)] == [(1, "completed")]
     assert calls == [1]  # the task did not run again
     unkept = f"the write could not be committed ({message}); nothing of it was kept"
     assert f"could not record the end of run {run.id} attempt 1 ({unkept}); trying again" in caplog.text
@@ -229,16 +229,16 @@ async def test_a_store_fault_longer_than_the_lease_keeps_the_end_until_the_store
         return {"shipped": payload["n"]}
 
     options = ExecutorOptions(lease=0.2, heartbeat=0.05, poll=0.05)
-    executor = Executor(store, {ship.id: ship}, options, clock=time.time)
+    executor = Executor(store.runs, {ship.id: ship}, options, clock=time.time)
     run = await enqueue(store, FakeClock(time.time()), ship, {"n": 7})
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
     await until(lambda: store.refused >= 12, "refusals for well over a lease (0.2 s)")
-    on_hold = await store.get_run(run.id)
+    on_hold = await store.reads.get_run(run.id)
     assert on_hold is not None and on_hold.status == "executing"
     store.fault = None
     for _ in range(200):
-        done = await store.get_run(run.id)
+        done = await store.reads.get_run(run.id)
         if done is not None and done.status == "completed":
             break
         await asyncio.sleep(0.02)
@@ -246,7 +246,7 @@ async def test_a_store_fault_longer_than_the_lease_keeps_the_end_until_the_store
     await asyncio.wait_for(runner, timeout=10)
     assert done is not None
     assert (done.status, done.output, done.attempts, done.crashes) == ("completed", {"shipped": 7}, 1, 0)
-    assert [a.outcome for a in await store.attempts_for_run(run.id)] == ["completed"]
+    assert [a.outcome for a in await store.reads.attempts_for_run(run.id)] == ["completed"]
     assert calls == [1]  # never run again, however long the fault lasted
     assert "crash" not in caplog.text
 

@@ -7,14 +7,14 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
 
-from gateway.errors import NotFound, StoreError
+from gateway.errors import NotFound, StoreError, StoreUnavailable
 from gateway.model import (
     CANCELED,
     COMPLETED,
@@ -29,11 +29,14 @@ from gateway.model import (
     Event,
     Headers,
     Payload,
-    Recorded,
     Run,
+    RunFilter,
 )
+from gateway.store.interface import ClaimRequest, Store
 from gateway.store.sqlite.runs import Heartbeat
-from gateway.store.sqlite.store import QUERIES, Store
+from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
+from gateway.store.sqlite.store import SQLiteStore
+from tests.fakes import Claims, claim_runs
 
 NOW = 1_800_000_000.0
 LEASE = 30.0
@@ -72,7 +75,9 @@ def make_run(name: str, event: Event, **changes: Any) -> Run:
     return dataclasses.replace(run, **changes)
 
 
-async def enqueue(store: Store, name: str, *, at: float = NOW, source: str = "github", **changes: Any) -> Run:
+async def enqueue(
+    store: SQLiteStore, name: str, *, at: float = NOW, source: str = "github", **changes: Any
+) -> Run:
     """Record one event at ``at`` with one run called ``name``."""
     event = make_event(name, source=source, at=at)
     run = make_run(name, event, **changes)
@@ -84,9 +89,9 @@ def take_all(run: Run) -> bool:
     return True
 
 
-async def claim_ids(store: Store, now: float = NOW, limit: int = 10, **kwargs: Any) -> list[str]:
-    claims = await store.claim(
-        now=now, limit=limit, lease=LEASE, accept=kwargs.pop("accept", take_all), **kwargs
+async def claim_ids(store: SQLiteStore, now: float = NOW, limit: int = 10, **kwargs: Any) -> list[str]:
+    claims = await claim_runs(
+        store.runs, now=now, limit=limit, lease=LEASE, accept=kwargs.pop("accept", take_all), **kwargs
     )
     return [c.run.id for c in claims]
 
@@ -110,20 +115,25 @@ def blocked(path: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT id, blocked FROM runs ORDER BY rowid").fetchall())
 
 
-async def line_up(store: Store, *names: str, key: str = "repo:1") -> None:
+async def line_up(store: SQLiteStore, *names: str, key: str = "repo:1") -> None:
     """One run per name on one concurrency key, in arrival order, all ready at NOW."""
     for n, name in enumerate(names):
         await enqueue(store, name, at=NOW - 10 + n, concurrency_key=key)
 
 
-class BatchSizes(Store):
-    """A store that records how many writes each of its batches held."""
+class BatchSizes(SQLiteStore):
+    """A store that records how many writes each of its batches held, and can fail its next batch as a disk
+    error at COMMIT would (``fail_next``)."""
 
     sizes: list[int]
+    fail_next = False
 
-    async def _write_batch(self, conn: aiosqlite.Connection, items: Sequence[Any]) -> list[Recorded]:
-        self.sizes = [*getattr(self, "sizes", []), len(items)]
-        return await super()._write_batch(conn, items)
+    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+        self.sizes = [*getattr(self, "sizes", []), len(batch)]
+        await super().write(conn, batch)
+        if self.fail_next:
+            self.fail_next = False
+            raise sqlite3.OperationalError("disk I/O error")
 
 
 # -- claim ------------------------------------------------------------------------------------------------
@@ -146,12 +156,12 @@ async def test_a_claim_marks_runs_executing_with_an_attempt_row_and_a_lease(
 ) -> None:
     store = await open_store()
     run = await enqueue(store, "r1", at=NOW - 1)
-    [claim] = await store.claim(now=NOW, limit=5, lease=LEASE, accept=take_all)
+    [claim] = await claim_runs(store.runs, now=NOW, limit=5, lease=LEASE, accept=take_all)
     assert claim.run == dataclasses.replace(run, status=EXECUTING, started_at=NOW)
     assert (claim.attempt, claim.source, claim.event_type) == (1, "github", "push")
     assert claim.headers.get_all("x-trace") == ["a", "b"]
-    assert await store.get_run("r1") == claim.run
-    assert await store.attempts_for_run("r1") == [Attempt("r1", 1, started_at=NOW)]
+    assert await store.reads.get_run("r1") == claim.run
+    assert await store.reads.attempts_for_run("r1") == [Attempt("r1", 1, started_at=NOW)]
     assert column(tmp_path / "gateway.db", "r1", "lease_until") == NOW + LEASE
 
 
@@ -196,7 +206,7 @@ async def test_claim_keeps_only_what_accept_takes_and_stops_at_the_limit(open_st
     taken["deploy-preview"] = 2  # still full
     assert await claim_ids(store, accept=two_deploys) == ["pay2"]
     assert asked == ["deploy2", "pay2"]
-    refused = await store.get_run("deploy2")
+    refused = await store.reads.get_run("deploy2")
     assert refused is not None and refused.status == QUEUED
 
 
@@ -211,7 +221,7 @@ async def test_a_run_without_its_event_is_claimed_with_an_empty_source_and_heade
             (NOW, NOW, NOW),
         )
         conn.commit()
-    [claim] = await store.claim(now=NOW, limit=1, lease=LEASE, accept=take_all)
+    [claim] = await claim_runs(store.runs, now=NOW, limit=1, lease=LEASE, accept=take_all)
     assert (claim.run.id, claim.source, claim.event_type, claim.headers) == ("orphan", "", None, Headers())
 
 
@@ -227,7 +237,7 @@ async def test_a_refused_write_in_the_same_batch_does_not_ask_accept_twice(open_
     clash = make_event("r1")  # its id is taken: the database refuses it, the batch is retried one by one
     results = await asyncio.gather(
         store.record(clash, []),
-        store.claim(now=NOW, limit=5, lease=LEASE, accept=accept),
+        claim_runs(store.runs, now=NOW, limit=5, lease=LEASE, accept=accept),
         return_exceptions=True,
     )
     assert store.sizes[1] == 2  # both writes really were in one batch
@@ -252,7 +262,7 @@ async def test_runs_with_one_concurrency_key_run_one_at_a_time_in_arrival_order(
 
     assert await claim_ids(store) == ["k1", "other-key", "other-task", "no-key"]
     assert await claim_ids(store) == []  # k2 waits while k1 executes
-    await store.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
     assert await claim_ids(store, now=NOW + 1) == ["k2"]
     assert await claim_ids(store, now=NOW + 1) == []
 
@@ -262,7 +272,9 @@ async def test_a_retrying_run_holds_back_later_runs_of_its_key(open_store: OpenS
     await enqueue(store, "k1", at=NOW - 2, concurrency_key="repo:1")
     await enqueue(store, "k2", at=NOW - 1, concurrency_key="repo:1")
     assert await claim_ids(store) == ["k1"]
-    await store.finish_attempt(end("k1", 1, NOW + 1, "failed", RETRYING, available_at=NOW + 60, error=boom()))
+    await store.runs.finish_attempt(
+        end("k1", 1, NOW + 1, "failed", RETRYING, available_at=NOW + 60, error=boom())
+    )
     assert await claim_ids(store, now=NOW + 30) == []  # k1 is not ready, and k2 must not overtake it
     assert await claim_ids(store, now=NOW + 60) == ["k1"]
 
@@ -276,7 +288,7 @@ async def test_a_run_recorded_behind_an_unfinished_run_of_its_key_is_blocked(
     store = await open_store()
     await enqueue(store, "finished", at=NOW - 20, concurrency_key="repo:3")
     assert await claim_ids(store) == ["finished"]
-    await store.finish_attempt(end("finished", 1, NOW, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("finished", 1, NOW, "completed", COMPLETED))
     event = make_event("e1", at=NOW - 10)
     runs = [
         make_run("k1", event, concurrency_key="repo:1"),
@@ -300,28 +312,28 @@ async def test_a_run_recorded_behind_an_unfinished_run_of_its_key_is_blocked(
     }
 
 
-async def end_completed(store: Store) -> None:
+async def end_completed(store: SQLiteStore) -> None:
     assert await claim_ids(store, limit=1) == ["k1"]
-    await store.finish_attempt(end("k1", 1, NOW, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("k1", 1, NOW, "completed", COMPLETED))
 
 
-async def end_failed(store: Store) -> None:
+async def end_failed(store: SQLiteStore) -> None:
     assert await claim_ids(store, limit=1) == ["k1"]
-    await store.finish_attempt(end("k1", 1, NOW, "failed", FAILED, error=boom()))
+    await store.runs.finish_attempt(end("k1", 1, NOW, "failed", FAILED, error=boom()))
 
 
-async def end_timed_out(store: Store) -> None:
+async def end_timed_out(store: SQLiteStore) -> None:
     assert await claim_ids(store, limit=1) == ["k1"]
-    await store.finish_attempt(end("k1", 1, NOW, "timed_out", TIMED_OUT, error=boom("took 30 s")))
+    await store.runs.finish_attempt(end("k1", 1, NOW, "timed_out", TIMED_OUT, error=boom("took 30 s")))
 
 
-async def end_canceled(store: Store) -> None:
-    assert await store.cancel("k1", now=NOW) is not None  # the head, still queued
+async def end_canceled(store: SQLiteStore) -> None:
+    assert await store.runs.cancel("k1", now=NOW) is not None  # the head, still queued
 
 
-async def end_crashed(store: Store) -> None:
+async def end_crashed(store: SQLiteStore) -> None:
     assert await claim_ids(store, limit=1) == ["k1"]
-    [run] = await store.recover(now=NOW, max_crashes=0, only_expired=False)
+    [run] = await store.runs.recover(now=NOW, max_crashes=0, only_expired=False)
     assert run.status == CRASHED
 
 
@@ -341,25 +353,27 @@ async def test_a_head_that_reaches_a_final_status_unblocks_the_next_run_of_its_k
     store = await open_store()
     await line_up(store, "k1", "k2", "k3")
     await end_head(store)
-    k1 = await store.get_run("k1")
+    k1 = await store.reads.get_run("k1")
     assert k1 is not None and k1.status == status
     assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0, "k3": 1}
     assert await claim_ids(store, now=NOW + 1) == ["k2"]
 
 
-async def back_off(store: Store) -> None:
-    await store.finish_attempt(end("k1", 1, NOW, "failed", RETRYING, available_at=NOW + 60, error=boom()))
+async def back_off(store: SQLiteStore) -> None:
+    await store.runs.finish_attempt(
+        end("k1", 1, NOW, "failed", RETRYING, available_at=NOW + 60, error=boom())
+    )
 
 
-async def interrupt(store: Store) -> None:
+async def interrupt(store: SQLiteStore) -> None:
     interrupted = {"type": "Interrupted", "message": "the gateway shut down", "traceback": None}
-    await store.finish_attempt(
+    await store.runs.finish_attempt(
         end("k1", 1, NOW, "interrupted", QUEUED, counts=False, available_at=NOW, error=interrupted)
     )
 
 
-async def recover_once(store: Store) -> None:
-    [run] = await store.recover(now=NOW, max_crashes=3, only_expired=False)
+async def recover_once(store: SQLiteStore) -> None:
+    [run] = await store.runs.recover(now=NOW, max_crashes=3, only_expired=False)
     assert run.status == QUEUED
 
 
@@ -380,11 +394,11 @@ async def test_cancelling_a_blocked_run_leaves_the_head_and_the_line_alone(
 ) -> None:
     store = await open_store()
     await line_up(store, "k1", "k2", "k3")
-    canceled = await store.cancel("k2", now=NOW)
+    canceled = await store.runs.cancel("k2", now=NOW)
     assert canceled is not None and canceled.status == CANCELED
     assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 1, "k3": 1}
     assert await claim_ids(store) == ["k1"]
-    await store.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
     assert await claim_ids(store, now=NOW + 1) == ["k3"]  # the canceled k2 is passed over
 
 
@@ -397,7 +411,7 @@ async def test_a_run_recorded_in_the_batch_that_ends_its_keys_head_becomes_the_h
     event = make_event("k2", at=NOW)
     await asyncio.gather(
         store.record(event, [make_run("k2", event, concurrency_key="repo:1")]),
-        store.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED)),
+        store.runs.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED)),
     )
     assert store.sizes[-1] == 2  # both writes really were in one batch
     assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0}
@@ -412,10 +426,10 @@ async def test_a_completed_attempt_stores_output_logs_and_duration(open_store: O
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
     logs = ({"at": NOW + 1, "level": "info", "message": "deployed ✓"},)
-    await store.finish_attempt(
+    await store.runs.finish_attempt(
         end("r1", 1, NOW + 2.5, "completed", COMPLETED, output={"url": "https://pr-1.example"}, logs=logs)
     )
-    run = await store.get_run("r1")
+    run = await store.reads.get_run("r1")
     assert run is not None
     assert (run.status, run.output, run.error) == (COMPLETED, {"url": "https://pr-1.example"}, None)
     assert (run.attempts, run.crashes, run.duration, run.started_at, run.finished_at) == (
@@ -425,8 +439,10 @@ async def test_a_completed_attempt_stores_output_logs_and_duration(open_store: O
         NOW,
         NOW + 2.5,
     )
-    assert await store.attempts_for_run("r1") == [Attempt("r1", 1, NOW, NOW + 2.5, "completed", logs=logs)]
-    assert await store.count_runs(status=EXECUTING) == 0
+    assert await store.reads.attempts_for_run("r1") == [
+        Attempt("r1", 1, NOW, NOW + 2.5, "completed", logs=logs)
+    ]
+    assert await store.reads.count_runs(RunFilter(status=EXECUTING)) == 0
 
 
 async def test_a_failed_attempt_that_retries_keeps_its_error_until_a_later_one_completes(
@@ -435,8 +451,10 @@ async def test_a_failed_attempt_that_retries_keeps_its_error_until_a_later_one_c
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
-    await store.finish_attempt(end("r1", 1, NOW + 1, "failed", RETRYING, available_at=NOW + 10, error=boom()))
-    run = await store.get_run("r1")
+    await store.runs.finish_attempt(
+        end("r1", 1, NOW + 1, "failed", RETRYING, available_at=NOW + 10, error=boom())
+    )
+    run = await store.reads.get_run("r1")
     assert run is not None
     assert (run.status, run.attempts, run.error, run.finished_at, run.duration) == (
         RETRYING,
@@ -445,16 +463,16 @@ async def test_a_failed_attempt_that_retries_keeps_its_error_until_a_later_one_c
         None,
         1.0,
     )
-    assert await store.next_available_at(after=NOW + 1) == NOW + 10
+    assert await store.runs.next_available_at(after=NOW + 1) == NOW + 10
     assert await claim_ids(store, now=NOW + 9) == []
 
-    [claim] = await store.claim(now=NOW + 10, limit=1, lease=LEASE, accept=take_all)
+    [claim] = await claim_runs(store.runs, now=NOW + 10, limit=1, lease=LEASE, accept=take_all)
     assert (claim.attempt, claim.run.started_at) == (2, NOW)  # started_at is the first attempt's
-    await store.finish_attempt(end("r1", 2, NOW + 13, "completed", COMPLETED, output=None))
-    run = await store.get_run("r1")
+    await store.runs.finish_attempt(end("r1", 2, NOW + 13, "completed", COMPLETED, output=None))
+    run = await store.reads.get_run("r1")
     assert run is not None
     assert (run.status, run.attempts, run.error, run.output, run.duration) == (COMPLETED, 2, None, None, 4.0)
-    attempts = await store.attempts_for_run("r1")
+    attempts = await store.reads.attempts_for_run("r1")
     assert [(a.number, a.outcome, a.error_type, a.error_message, a.duration) for a in attempts] == [
         (1, "failed", "RuntimeError", "the API said 503", 1.0),
         (2, "completed", None, None, 3.0),
@@ -466,8 +484,8 @@ async def test_a_final_failure_ends_the_run_with_its_error(open_store: OpenStore
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
-    await store.finish_attempt(end("r1", 1, NOW + 3, "aborted", FAILED, error=boom("customer deleted")))
-    run = await store.get_run("r1")
+    await store.runs.finish_attempt(end("r1", 1, NOW + 3, "aborted", FAILED, error=boom("customer deleted")))
+    run = await store.reads.get_run("r1")
     assert run is not None
     assert (run.status, run.attempts, run.error, run.finished_at) == (
         FAILED,
@@ -483,13 +501,13 @@ async def test_an_interrupted_attempt_requeues_the_run_without_using_a_retry(ope
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
     interrupted = {"type": "Interrupted", "message": "the gateway shut down", "traceback": None}
-    await store.finish_attempt(
+    await store.runs.finish_attempt(
         end("r1", 1, NOW + 5, "interrupted", QUEUED, counts=False, available_at=NOW + 5, error=interrupted)
     )
-    run = await store.get_run("r1")
+    run = await store.reads.get_run("r1")
     assert run is not None
     assert (run.status, run.attempts, run.finished_at, run.error) == (QUEUED, 0, None, interrupted)
-    [claim] = await store.claim(now=NOW + 5, limit=1, lease=LEASE, accept=take_all)
+    [claim] = await claim_runs(store.runs, now=NOW + 5, limit=1, lease=LEASE, accept=take_all)
     assert claim.attempt == 2
 
 
@@ -499,11 +517,11 @@ async def test_ending_an_attempt_of_a_run_that_was_recovered_and_canceled_change
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
-    await store.recover(now=NOW + 1, only_expired=False)
-    canceled = await store.cancel("r1", now=NOW + 2)
-    await store.finish_attempt(end("r1", 1, NOW + 3, "completed", COMPLETED, output=1))
-    assert await store.get_run("r1") == canceled
-    assert [a.outcome for a in await store.attempts_for_run("r1")] == ["crashed"]
+    await store.runs.recover(now=NOW + 1, only_expired=False)
+    canceled = await store.runs.cancel("r1", now=NOW + 2)
+    await store.runs.finish_attempt(end("r1", 1, NOW + 3, "completed", COMPLETED, output=1))
+    assert await store.reads.get_run("r1") == canceled
+    assert [a.outcome for a in await store.reads.attempts_for_run("r1")] == ["crashed"]
     # Only this store's warnings: an earlier test may have left the gateway's loggers at INFO.
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warned == [
@@ -516,18 +534,18 @@ async def test_a_stale_attempt_end_does_not_finish_the_runs_newer_attempt(open_s
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
-    await store.recover(now=NOW + 1, only_expired=False)
+    await store.runs.recover(now=NOW + 1, only_expired=False)
     assert await claim_ids(store, now=NOW + 1) == ["r1"]  # attempt 2 executes
-    await store.finish_attempt(end("r1", 1, NOW + 3, "completed", COMPLETED, output="late"))
-    run = await store.get_run("r1")
+    await store.runs.finish_attempt(end("r1", 1, NOW + 3, "completed", COMPLETED, output="late"))
+    run = await store.reads.get_run("r1")
     assert run is not None and (run.status, run.output) == (EXECUTING, None)
-    assert [a.outcome for a in await store.attempts_for_run("r1")] == ["crashed", None]
+    assert [a.outcome for a in await store.reads.attempts_for_run("r1")] == ["crashed", None]
 
 
 async def test_an_attempt_end_with_a_status_a_run_cannot_take_is_refused(open_store: OpenStore) -> None:
     store = await open_store()
     with pytest.raises(ValueError) as raised:
-        await store.finish_attempt(end("r1", 1, NOW, "completed", EXECUTING))
+        await store.runs.finish_attempt(end("r1", 1, NOW, "completed", EXECUTING))
     assert str(raised.value) == (
         "run r1 attempt 1: cannot end with run status 'executing'; expected one of "
         "['canceled', 'completed', 'crashed', 'failed', 'queued', 'retrying', 'timed_out']"
@@ -544,10 +562,10 @@ async def test_recover_requeues_only_runs_whose_lease_expired(open_store: OpenSt
     assert await claim_ids(store, limit=1) == ["dead"]  # lease until NOW+30
     assert await claim_ids(store, now=NOW + 20) == ["alive"]  # lease until NOW+50
 
-    [recovered] = await store.recover(now=NOW + 40)
+    [recovered] = await store.runs.recover(now=NOW + 40)
     assert (recovered.id, recovered.status, recovered.crashes, recovered.attempts) == ("dead", QUEUED, 1, 0)
-    assert await store.get_run("dead") == recovered
-    [attempt] = await store.attempts_for_run("dead")
+    assert await store.reads.get_run("dead") == recovered
+    [attempt] = await store.reads.attempts_for_run("dead")
     assert (attempt.outcome, attempt.finished_at, attempt.error_type, attempt.error_message) == (
         "crashed",
         NOW + 40,
@@ -562,10 +580,10 @@ async def test_recover_everything_executing_except_what_is_kept(open_store: Open
     for name in ("a", "b", "c"):
         await enqueue(store, name, at=NOW - 1)
     await claim_ids(store)
-    recovered = await store.recover(now=NOW + 1, only_expired=False, keep={"b"})
+    recovered = await store.runs.recover(now=NOW + 1, only_expired=False, keep={"b"})
     assert [r.id for r in recovered] == ["a", "c"]
-    assert await store.count_runs(status=EXECUTING) == 1
-    assert await store.count_runs(status=QUEUED) == 2
+    assert await store.reads.count_runs(RunFilter(status=EXECUTING)) == 1
+    assert await store.reads.count_runs(RunFilter(status=QUEUED)) == 2
 
 
 async def test_the_crash_after_max_crashes_ends_the_run_crashed(open_store: OpenStore) -> None:
@@ -573,15 +591,15 @@ async def test_the_crash_after_max_crashes_ends_the_run_crashed(open_store: Open
     await enqueue(store, "r1", at=NOW - 1)
     for n in range(1, 5):
         assert await claim_ids(store, now=NOW + n) == ["r1"]
-        [run] = await store.recover(now=NOW + n + 0.5, max_crashes=3, only_expired=False)
+        [run] = await store.runs.recover(now=NOW + n + 0.5, max_crashes=3, only_expired=False)
         assert (run.status, run.crashes) == ((QUEUED, n) if n <= 3 else (CRASHED, 4))
-    assert run == await store.get_run("r1")
+    assert run == await store.reads.get_run("r1")
     assert (run.attempts, run.finished_at) == (0, NOW + 4.5)
     assert run.error == {
         "type": "Crashed",
         "message": "the process died during 4 attempts; giving up after 3 recoveries",
     }
-    assert [(a.number, a.outcome) for a in await store.attempts_for_run("r1")] == [
+    assert [(a.number, a.outcome) for a in await store.reads.attempts_for_run("r1")] == [
         (1, "crashed"),
         (2, "crashed"),
         (3, "crashed"),
@@ -598,12 +616,14 @@ async def test_a_heartbeat_from_a_thread_keeps_a_lease_alive(open_store: OpenSto
     await enqueue(store, "busy", at=NOW - 2)
     await enqueue(store, "waiting", at=NOW + 500)
     await claim_ids(store)
-    renewed = await asyncio.to_thread(store.heartbeat_blocking, ["busy", "waiting", "run_gone"], NOW + 100)
+    renewed = await asyncio.to_thread(
+        store.runs.heartbeat_blocking, ["busy", "waiting", "run_gone"], NOW + 100
+    )
     assert renewed == 1  # only executing runs hold a lease
     assert column(tmp_path / "gateway.db", "busy", "lease_until") == NOW + 100
     assert column(tmp_path / "gateway.db", "waiting", "lease_until") is None
-    assert await store.recover(now=NOW + 60) == []
-    assert [r.id for r in await store.recover(now=NOW + 101)] == ["busy"]
+    assert await store.runs.recover(now=NOW + 60) == []
+    assert [r.id for r in await store.runs.recover(now=NOW + 101)] == ["busy"]
 
 
 async def test_a_heartbeat_that_cannot_write_logs_and_answers_zero(
@@ -621,9 +641,9 @@ async def test_a_heartbeat_after_close_answers_zero(open_store: OpenStore) -> No
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await claim_ids(store)
-    assert await asyncio.to_thread(store.heartbeat_blocking, ["r1"], NOW + 100) == 1
+    assert await asyncio.to_thread(store.runs.heartbeat_blocking, ["r1"], NOW + 100) == 1
     await store.close()
-    assert store.heartbeat_blocking(["r1"], NOW + 200) == 0
+    assert store.runs.heartbeat_blocking(["r1"], NOW + 200) == 0
 
 
 # -- cancel -----------------------------------------------------------------------------------------------
@@ -635,24 +655,24 @@ async def test_cancel_ends_queued_and_retrying_runs_only(open_store: OpenStore) 
     for name in ("backing-off", "done", "busy"):
         await enqueue(store, name, at=NOW - 1)
     await claim_ids(store, limit=2)
-    await store.finish_attempt(
+    await store.runs.finish_attempt(
         end("backing-off", 1, NOW, "failed", RETRYING, available_at=NOW + 9, error=boom())
     )
-    await store.finish_attempt(end("done", 1, NOW, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("done", 1, NOW, "completed", COMPLETED))
     assert await claim_ids(store) == ["busy"]
 
-    canceled = await store.cancel("waiting", now=NOW + 1)
+    canceled = await store.runs.cancel("waiting", now=NOW + 1)
     assert canceled == dataclasses.replace(waiting, status=CANCELED, finished_at=NOW + 1)
-    assert await store.get_run("waiting") == canceled
-    backed_off = await store.cancel("backing-off", now=NOW + 2)
+    assert await store.reads.get_run("waiting") == canceled
+    backed_off = await store.runs.cancel("backing-off", now=NOW + 2)
     assert backed_off is not None and (backed_off.status, backed_off.error) == (CANCELED, boom())
 
     for name in ("busy", "done", "waiting"):
-        before = await store.get_run(name)
-        assert await store.cancel(name, now=NOW + 3) is None
-        assert await store.get_run(name) == before
+        before = await store.reads.get_run(name)
+        assert await store.runs.cancel(name, now=NOW + 3) is None
+        assert await store.reads.get_run(name) == before
     with pytest.raises(NotFound) as raised:
-        await store.cancel("run_missing", now=NOW)
+        await store.runs.cancel("run_missing", now=NOW)
     assert str(raised.value) == "no run with id 'run_missing'"
     assert await claim_ids(store, now=NOW + 100) == []
 
@@ -661,7 +681,7 @@ async def test_cancelling_a_queued_run_keeps_it_from_being_claimed(open_store: O
     store = await open_store()
     await enqueue(store, "r1", at=NOW - 1)
     await enqueue(store, "r2", at=NOW - 1)
-    canceled, claimed = await asyncio.gather(store.cancel("r1", now=NOW), claim_ids(store))
+    canceled, claimed = await asyncio.gather(store.runs.cancel("r1", now=NOW), claim_ids(store))
     assert canceled is not None and canceled.status == CANCELED
     assert claimed == ["r2"]
 
@@ -746,14 +766,14 @@ async def test_a_claim_never_walks_the_runs_waiting_behind_a_keys_head(
     assert steps < 20_000
 
     assert await claim_ids(store, limit=1) == ["k00000"]
-    await store.finish_attempt(end("k00000", 1, NOW, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("k00000", 1, NOW, "completed", COMPLETED))
     assert await claim_ids(store, limit=1) == ["k00001"]
 
 
 # -- reads ------------------------------------------------------------------------------------------------
 
 
-async def test_list_runs_is_newest_first_filtered_and_bounded(open_store: OpenStore) -> None:
+async def test_a_runs_page_is_newest_first_filtered_and_bounded(open_store: OpenStore) -> None:
     store = await open_store()
     await enqueue(store, "a", at=NOW + 1)
     await enqueue(store, "b", at=NOW + 2, source="stripe", task_id="record-payment")
@@ -761,8 +781,8 @@ async def test_list_runs_is_newest_first_filtered_and_bounded(open_store: OpenSt
     await enqueue(store, "d", at=NOW + 3)
     assert await claim_ids(store, now=NOW + 1) == ["a"]
 
-    async def ids(**filters: Any) -> list[str]:
-        return [r.id for r in await store.list_runs(**filters)]
+    async def ids(limit: int = 50, **filters: Any) -> list[str]:
+        return [r.id for r in await store.reads.runs_page(RunFilter(**filters), limit=limit)]
 
     assert await ids() == ["d", "c", "b", "a"]
     assert await ids(status=EXECUTING) == ["a"]
@@ -771,25 +791,28 @@ async def test_list_runs_is_newest_first_filtered_and_bounded(open_store: OpenSt
     assert await ids(source="stripe", task="deploy-preview") == ["c"]
     assert await ids(since=NOW + 2) == ["d", "c", "b"]
     assert await ids(limit=2) == ["d", "c"]
-    assert (await store.count_runs(status=QUEUED), await store.count_runs(status=EXECUTING)) == (3, 1)
+    assert (
+        await store.reads.count_runs(RunFilter(status=QUEUED)),
+        await store.reads.count_runs(RunFilter(status=EXECUTING)),
+    ) == (3, 1)
     with pytest.raises(ValueError, match=r"^limit must be at least 1, not 0$"):
-        await store.list_runs(limit=0)
+        await store.reads.runs_page(limit=0)
 
 
 async def test_next_available_at_is_the_next_waiting_run_after_a_time(open_store: OpenStore) -> None:
     store = await open_store()
-    assert await store.next_available_at(after=NOW) is None
+    assert await store.runs.next_available_at(after=NOW) is None
     await enqueue(store, "ready", at=NOW - 5)
     await enqueue(store, "soon", at=NOW + 7)
     await enqueue(store, "later", at=NOW + 9)
-    assert await store.next_available_at(after=NOW) == NOW + 7
-    await store.cancel("soon", now=NOW)
-    assert await store.next_available_at(after=NOW) == NOW + 9
+    assert await store.runs.next_available_at(after=NOW) == NOW + 7
+    await store.runs.cancel("soon", now=NOW)
+    assert await store.runs.next_available_at(after=NOW) == NOW + 9
 
 
 async def test_unknown_runs_have_no_attempts(open_store: OpenStore) -> None:
     store = await open_store()
-    assert await store.attempts_for_run("run_missing") == []
+    assert await store.reads.attempts_for_run("run_missing") == []
 
 
 async def test_the_new_run_fields_round_trip(open_store: OpenStore) -> None:
@@ -797,9 +820,9 @@ async def test_the_new_run_fields_round_trip(open_store: OpenStore) -> None:
     event = make_event("e1")
     rerun = make_run("r2", event, duration=12.5, idempotency_key="idem-1", rerun_of="r1")
     await store.record(event, [rerun])
-    assert await store.get_run("r2") == rerun
-    assert await store.runs_for_event(event.id) == [rerun]
-    assert await store.list_runs() == [rerun]
+    assert await store.reads.get_run("r2") == rerun
+    assert await store.reads.runs_for_event(event.id) == [rerun]
+    assert await store.reads.runs_page() == [rerun]
 
 
 # -- migration --------------------------------------------------------------------------------------------
@@ -811,7 +834,7 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
     caplog.set_level(logging.INFO, logger="gateway.store")
     path = tmp_path / "gateway.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(QUERIES["schema_v1"])
+        conn.executescript(MIGRATIONS[0].sql)
         conn.execute("PRAGMA user_version = 1")
         conn.execute(
             "INSERT INTO events (id, source, status, received_at, method, url, headers, query, body, "
@@ -839,7 +862,7 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
             ("high", NOW - 35),
             ("low", NOW - 10),
         ]
-    low = await store.get_run("low")
+    low = await store.reads.get_run("low")
     assert low is not None and (low.duration, low.idempotency_key, low.rerun_of) == (0.0, None, None)
     assert (low.traceparent, low.span_id) == (None, None)
     assert await claim_ids(store) == ["high", "low"]
@@ -851,7 +874,7 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     caplog.set_level(logging.INFO, logger="gateway.store")
     path = tmp_path / "gateway.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(QUERIES["schema_v1"] + QUERIES["schema_v2"])
+        conn.executescript(MIGRATIONS[0].sql + MIGRATIONS[1].sql)
         conn.execute("PRAGMA user_version = 2")
         conn.execute(
             "INSERT INTO events (id, source, status, received_at, method, url, headers, query, body, "
@@ -884,50 +907,67 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     ]
     assert blocked(path) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
     assert await claim_ids(store) == ["a2", "b1", "c1", "n1"]
-    await store.finish_attempt(end("a2", 1, NOW + 1, "completed", COMPLETED))
+    await store.runs.finish_attempt(end("a2", 1, NOW + 1, "completed", COMPLETED))
     assert await claim_ids(store, now=NOW + 1) == ["a3"]
-    await store.finish_attempt(end("b1", 1, NOW + 1, "failed", FAILED, error=boom()))
+    await store.runs.finish_attempt(end("b1", 1, NOW + 1, "failed", FAILED, error=boom()))
     assert await claim_ids(store, now=NOW + 1) == ["b2"]
 
 
-async def test_a_claimer_rides_only_batches_that_create_runs_and_claims_them_in_that_commit(
+async def test_a_claimant_rides_only_batches_that_create_runs_and_claims_them_in_that_commit(
     open_store: OpenStore,
 ) -> None:
     store = await open_store()
-    ops: list[Any] = []
-
-    def claimer() -> Any:
-        op = store.claim_op(now=NOW, limit=5, lease=LEASE, accept=take_all)
-        ops.append(op)
-        return op
-
-    store.set_claimer(claimer)
-    await store.record(make_event("alone"), [])  # no runs: the claimer is not asked
-    assert ops == []
+    claimant = Claims()
+    store.runs.attach(claimant)
+    claimant.riding = ClaimRequest(NOW, 5, LEASE)
+    await store.record(make_event("alone"), [])  # no runs: the claimant is not asked to ride
+    assert claimant.riding is not None and claimant.asked == []
     before = store.stats.commits
     first = await enqueue(store, "first")
-    assert len(ops) == 1 and store.stats.commits == before + 1
-    claims = await ops[0].done
-    assert [(c.run.id, c.attempt) for c in claims] == [(first.id, 1)]
-    claimed = await store.get_run(first.id)
+    assert claimant.riding is None and store.stats.commits == before + 1
+    await asyncio.sleep(0)  # rode() is called back once the commit's answers are out
+    assert [[(c.run.id, c.attempt) for c in claims] for claims in claimant.rode_with] == [[(first.id, 1)]]
+    assert claimant.committed_runs == [[first]]  # heard of the new run, in the same commit
+    claimed = await store.reads.get_run(first.id)
     assert claimed is not None and claimed.status == "executing"
 
 
-async def test_a_claimer_that_fails_or_passes_leaves_the_batch_and_its_runs_queued(
+async def test_a_claimant_whose_ride_fails_or_passes_leaves_the_batch_and_its_runs_queued(
     open_store: OpenStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = await open_store()
 
-    def broken() -> Any:
-        raise RuntimeError("claimer bug")
+    class Broken(Claims):
+        def ride(self) -> ClaimRequest | None:
+            raise RuntimeError("claimant bug")
 
-    store.set_claimer(broken)
+    store.runs.attach(Broken())
     with caplog.at_level(logging.ERROR, logger="gateway.store"):
         run = await enqueue(store, "one")
-    assert "the claimer failed" in caplog.text
-    store.set_claimer(lambda: None)
+    assert "the claimant failed to ride a batch" in caplog.text
+    store.runs.attach(Claims())  # passes: rides nothing
     other = await enqueue(store, "two")
     for r in (run, other):
-        stored = await store.get_run(r.id)
+        stored = await store.reads.get_run(r.id)
         assert stored is not None and stored.status == QUEUED
     assert await claim_ids(store) == [run.id, other.id]
+
+
+async def test_a_ride_in_a_batch_that_cannot_commit_is_reported_failed_and_claims_nothing(
+    open_store: OpenStore,
+) -> None:
+    store: BatchSizes = await open_store(cls=BatchSizes)
+    claimant = Claims()
+    store.runs.attach(claimant)
+    claimant.riding = ClaimRequest(NOW, 5, LEASE)
+    store.fail_next = True
+    with pytest.raises(StoreUnavailable):
+        await enqueue(store, "lost")
+    await asyncio.sleep(0)
+    assert (claimant.failed_rides, claimant.rode_with, claimant.committed_runs) == (1, [], [])
+
+
+async def test_a_claim_without_an_attached_claimant_is_refused(open_store: OpenStore) -> None:
+    store = await open_store()
+    with pytest.raises(RuntimeError, match="no claimant is attached"):
+        await store.runs.claim(ClaimRequest(NOW, 1, LEASE))

@@ -19,7 +19,7 @@ from gateway.errors import StoreUnavailable
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.execution.taskloop import TaskLoop
 from gateway.model import AttemptEnd
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from tests.integration.test_executor import FakeClock, enqueue
 
 WHO = contextvars.ContextVar("who", default="nobody")
@@ -120,14 +120,16 @@ async def test_an_async_task_stuck_in_sync_code_times_out_and_other_runs_go_on(
 
     clock = FakeClock(time.time())  # the executor runs on real time here
     store = await open_store()
-    executor = Executor(store, {"hog": hog, "sync-echo": echo}, ExecutorOptions(own_loop=True, poll=0.05))
+    executor = Executor(
+        store.runs, {"hog": hog, "sync-echo": echo}, ExecutorOptions(own_loop=True, poll=0.05)
+    )
     stuck = await enqueue(store, clock, hog)
     other = await enqueue(store, clock, echo, {"n": 1})
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
     try:
         for _ in range(200):
-            runs = [await store.get_run(stuck.id), await store.get_run(other.id)]
+            runs = [await store.reads.get_run(stuck.id), await store.reads.get_run(other.id)]
             if all(r is not None and r.status in ("timed_out", "completed") for r in runs):
                 break
             await asyncio.sleep(0.05)
@@ -141,17 +143,23 @@ async def test_an_async_task_stuck_in_sync_code_times_out_and_other_runs_go_on(
         await asyncio.wait_for(runner, timeout=10)
 
 
-class FlakyFinishStore(Store):
+class FlakyFinishStore(SQLiteStore):
     """A store whose first ``failures`` attempt ends cannot be committed (a disk full for a moment)."""
 
     failures = 2
     tried = 0
 
-    async def finish_attempt(self, end: AttemptEnd) -> Any:
-        self.tried += 1
-        if self.tried <= self.failures:
-            raise StoreUnavailable("the write could not be committed (database or disk is full)")
-        return await super().finish_attempt(end)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        commit = self.runs.finish_attempt
+
+        async def finish_attempt(end: AttemptEnd) -> None:
+            self.tried += 1
+            if self.tried <= self.failures:
+                raise StoreUnavailable("the write could not be committed (database or disk is full)")
+            await commit(end)
+
+        self.runs.finish_attempt = finish_attempt  # type: ignore[method-assign]
 
 
 async def test_a_finished_attempt_is_kept_and_written_once_the_store_takes_writes_again(
@@ -166,11 +174,11 @@ async def test_a_finished_attempt_is_kept_and_written_once_the_store_takes_write
 
     clock = FakeClock()
     store = await open_store(cls=FlakyFinishStore)
-    executor = Executor(store, {"once": once}, ExecutorOptions(), clock=clock)
+    executor = Executor(store.runs, {"once": once}, ExecutorOptions(), clock=clock)
     run = await enqueue(store, clock, once)
     with caplog.at_level(logging.WARNING, logger="gateway.executor"):
         assert await executor.run_once() == 1
-    done = await store.get_run(run.id)
+    done = await store.reads.get_run(run.id)
     assert done is not None and (done.status, done.output, done.attempts) == ("completed", "done", 1)
     assert len(executions) == 1 and store.tried == 3
     assert caplog.text.count(f"could not record the end of run {run.id} attempt 1") == 2

@@ -19,7 +19,7 @@ from gateway.records.service import Service
 from gateway.report import Gauges
 from gateway.routes.load import Config
 from gateway.server import gauge_reader
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
@@ -92,7 +92,7 @@ def budgets(config: Config) -> dict[str, float]:
 @dataclass
 class Gateway:
     client: httpx.AsyncClient
-    store: Store
+    store: SQLiteStore
     executor: Executor
     telemetry: Telemetry
     config: Config
@@ -107,13 +107,13 @@ async def gateway(
     def clock() -> float:
         return NOW
 
-    async def make(store_cls: type[Store] = Store) -> Gateway:
+    async def make(store_cls: type[SQLiteStore] = SQLiteStore) -> Gateway:
         config = load_config(ROUTES, FLAKY_TASKS)
         telemetry = Telemetry(Tracing.off(), Metrics(budgets(config)))
         store = await open_store(cls=store_cls, on_batch=telemetry.committed)
-        executor = Executor(store, config.tasks, clock=clock, telemetry=telemetry)
+        executor = Executor(store.runs, config.tasks, clock=clock, telemetry=telemetry)
 
-        gauges = gauge_reader(config, store, executor, clock)
+        gauges = gauge_reader(config, store.reads, executor, clock)
         client = await client_for(config, store, clock=clock, telemetry=telemetry, gauges=gauges)
         return Gateway(client, store, executor, telemetry, config)
 

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from gateway.execution.executor import Executor
 from gateway.model import Headers
 from gateway.records.service import Service
-from gateway.store.sqlite.store import Store
+from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.exporter import _reporting
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import Tracing
@@ -98,13 +98,13 @@ async def deliver(
     client_for: Callable[..., Any],
     telemetry: Telemetry,
     headers: dict[str, str],
-) -> tuple[Any, Store, Any, Clock]:
+) -> tuple[Any, SQLiteStore, Any, Clock]:
     config = load_config(ROUTES, TASKS)
     store = await open_store()
     clock = Clock()
     client = await client_for(config, store, telemetry=telemetry)
     response = await client.post("/hooks/github", content=PUSH, headers=headers)
-    executor = Executor(store, config.tasks, clock=clock, telemetry=telemetry)
+    executor = Executor(store.runs, config.tasks, clock=clock, telemetry=telemetry)
     return response, store, executor, clock
 
 
@@ -137,7 +137,7 @@ async def test_a_delivery_that_fans_out_to_two_tasks_with_a_retry_is_one_trace(
     runs = {s.name: s for s in spans if s.name.startswith("run ")}
     assert set(runs) == {"run steady", "run flaky"}
     assert {parent_id(s) for s in runs.values()} == {span_id(request)}
-    stored = {r.task_id: r for r in await store.runs_for_event(response.json()["event_id"])}
+    stored = {r.task_id: r for r in await store.reads.runs_for_event(response.json()["event_id"])}
     assert span_id(runs["run flaky"]) == stored["flaky"].span_id  # the id chosen at ingest
     assert runs["run flaky"].attributes is not None
     assert runs["run flaky"].attributes["gateway.attempts"] == 2
@@ -172,10 +172,10 @@ async def test_without_a_traceparent_the_request_starts_a_trace_stored_on_event_
     )
     [request] = named(exporter.get_finished_spans(), "POST /hooks/github")
     assert request.parent is None
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None and event.traceparent is not None
     assert event.traceparent.startswith(f"00-{trace_of(request)}-{span_id(request)}-")  # then the flags
-    runs = await store.runs_for_event(event.id)
+    runs = await store.reads.runs_for_event(event.id)
     assert {r.traceparent for r in runs} == {event.traceparent}
     assert len({r.span_id for r in runs}) == 2
 
@@ -210,10 +210,10 @@ async def test_with_tracing_off_the_senders_trace_id_is_still_stored(
     response, store, executor, _ = await deliver(
         load_config, open_store, client_for, Telemetry.off(), headers
     )
-    event = await store.get_event(response.json()["event_id"])
+    event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None and event.traceparent == TRACEPARENT
     await executor.run_once()
-    [steady] = [r for r in await store.runs_for_event(event.id) if r.task_id == "steady"]
+    [steady] = [r for r in await store.reads.runs_for_event(event.id) if r.task_id == "steady"]
     assert steady.output == {"trace": SENDER_TRACE}
 
 
@@ -261,7 +261,7 @@ async def test_replay_and_rerun_start_new_traces_linked_to_the_originals(
     response, store, executor, clock = await deliver(load_config, open_store, client_for, telemetry, headers)
     await executor.run_once()
     service = Service(store, load_config(ROUTES, TASKS), clock=clock, telemetry=telemetry)
-    original = await store.get_event(response.json()["event_id"])
+    original = await store.reads.get_event(response.json()["event_id"])
     assert original is not None
     [request] = named(exporter.get_finished_spans(), "POST /hooks/github")
 
@@ -271,12 +271,12 @@ async def test_replay_and_rerun_start_new_traces_linked_to_the_originals(
     assert [(trace_of_link(link), format_span_id(link.context.span_id)) for link in replay.links] == [
         (SENDER_TRACE, span_id(request))
     ]
-    replayed = await store.get_event(outcome.event_id)
+    replayed = await store.reads.get_event(outcome.event_id)
     assert replayed is not None and replayed.traceparent is not None
     assert trace_of(replay) in replayed.traceparent
     assert {r.traceparent for r in outcome.runs} == {replayed.traceparent}
 
-    [steady] = [r for r in await store.runs_for_event(original.id) if r.task_id == "steady"]
+    [steady] = [r for r in await store.reads.runs_for_event(original.id) if r.task_id == "steady"]
     rerun = await service.rerun(steady.id)
     [span] = named(exporter.get_finished_spans(), "rerun")
     [link] = span.links
@@ -296,7 +296,9 @@ async def test_cancel_writes_the_run_span_with_its_final_status(
         load_config, open_store, client_for, telemetry, github_headers(PUSH)
     )
     service = Service(store, load_config(ROUTES, TASKS), clock=clock, telemetry=telemetry)
-    [steady] = [r for r in await store.runs_for_event(response.json()["event_id"]) if r.task_id == "steady"]
+    [steady] = [
+        r for r in await store.reads.runs_for_event(response.json()["event_id"]) if r.task_id == "steady"
+    ]
     await service.cancel(steady.id)
     [run] = named(exporter.get_finished_spans(), "run steady")
     assert span_id(run) == steady.span_id
@@ -357,5 +359,5 @@ async def test_a_trigger_continues_the_callers_trace(
     assert (trace_of(span), parent_id(span)) == (SENDER_TRACE, SENDER_SPAN)
     [run] = outcome.runs
     assert run.traceparent is not None and run.traceparent.startswith(f"00-{SENDER_TRACE}-{span_id(span)}-")
-    event = await store.get_event(outcome.event_id)
+    event = await store.reads.get_event(outcome.event_id)
     assert event is not None and event.traceparent == run.traceparent

@@ -83,7 +83,7 @@ def test_an_endpoint_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyP
         from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert str(caught.value) == (
         "OpenTelemetry export is configured (OTEL_*), but its SDK is not installed: "
-        "pip install 'webhook-gateway[otel]', or unset the OTEL_* variables to run without traces"
+        "pip install 'hookgate[otel]', or unset the OTEL_* variables to run without traces"
     )
 
 

@@ -45,7 +45,7 @@ def test_a_missing_uvicorn_extra_names_the_install_command(
     with pytest.raises(GatewayError) as caught:
         loop_factory("uvicorn")
     assert str(caught.value) == UVICORN_MISSING
-    assert "pip install 'webhook-gateway[uvicorn]'" in UVICORN_MISSING
+    assert "pip install 'hookgate[uvicorn]'" in UVICORN_MISSING
     assert loop_factory("hypercorn") is None  # the default server does not need the extra
 
 
@@ -80,5 +80,5 @@ def test_server_help_says_when_to_choose_uvicorn(capsys: pytest.CaptureFixture[s
     text = " ".join(capsys.readouterr().out.split())
     assert "{hypercorn,uvicorn}" in text
     assert "faster HTTP stack" in text
-    assert "pip install 'webhook-gateway[uvicorn]'" in text
+    assert "pip install 'hookgate[uvicorn]'" in text
     assert "docs/benchmarks.md) (env GATEWAY_SERVER; now: hypercorn)" in text

@@ -1,4 +1,5 @@
-"""The store's writes for replays, reruns, bulk jobs and retention: ops that ride the writer's batches.
+"""The SQLite store's replays, reruns, bulk jobs and retention (interface.JobQueue): ops on the writer's
+batches.
 
 Does I/O. A bulk job's chunk (its new events and runs) and the job's progress are one op, so they commit
 in one transaction: a crash loses or keeps both, never one of them.
@@ -16,8 +17,12 @@ import aiosqlite
 
 from gateway.errors import Invalid
 from gateway.model import Event, Job, Pruned, Run
-from gateway.store.rows import event_row, filter_to_json, job_from_row, run_row
+from gateway.store.interface import Cursor
+from gateway.store.rows import event_to_row, filter_to_json, job_from_row, run_to_row
+from gateway.store.sqlite.reader import read
 from gateway.store.sqlite.runs import insert_runs
+from gateway.store.sqlite.sql import QUERIES
+from gateway.store.sqlite.writer import Writer
 
 
 @dataclass(slots=True)
@@ -31,6 +36,11 @@ class AddOp:
     job: dict[str, Any] | None = None  # advance_job parameters: the add is a chunk of this job
     result: None = None
     error: Exception | None = None
+
+    @property
+    def created(self) -> tuple[Run, ...]:
+        """The runs this write put on disk, once its batch committed (none if the job was taken away)."""
+        return self.runs if self.error is None else ()
 
 
 @dataclass(slots=True)
@@ -64,49 +74,49 @@ JobOp = AddOp | TakeJobOp | JobUpdateOp | PruneOp
 JOB_OPS = (AddOp, TakeJobOp, JobUpdateOp, PruneOp)
 
 
-async def apply_jobs(conn: aiosqlite.Connection, ops: Sequence[JobOp], sql: Mapping[str, str]) -> None:
+async def apply_jobs(conn: aiosqlite.Connection, ops: Sequence[JobOp]) -> None:
     """Run a batch's job ops inside its transaction, leaving each op's answer (or error) on it."""
     for op in ops:
         op.error = None
         if isinstance(op, AddOp):
-            await _add(conn, op, sql)
+            await _add(conn, op)
         elif isinstance(op, TakeJobOp):
-            rows = list(await conn.execute_fetchall(sql["take_job"], op.params))
+            rows = list(await conn.execute_fetchall(QUERIES["take_job"], op.params))
             op.result = job_from_row(rows[0]) if rows else None
         elif isinstance(op, JobUpdateOp):
-            cursor = await conn.execute(sql[op.query], op.params)
+            cursor = await conn.execute(QUERIES[op.query], op.params)
             op.result = cursor.rowcount > 0
         else:
-            op.result = await _prune(conn, op, sql)
+            op.result = await _prune(conn, op)
 
 
-async def _add(conn: aiosqlite.Connection, op: AddOp, sql: Mapping[str, str]) -> None:
+async def _add(conn: aiosqlite.Connection, op: AddOp) -> None:
     if op.job is not None:
-        cursor = await conn.execute(sql["advance_job"], op.job)
+        cursor = await conn.execute(QUERIES["advance_job"], op.job)
         if cursor.rowcount == 0:  # canceled, or another process took it over: write nothing
             op.error = Invalid(f"job {op.job['id']} is no longer running here; this chunk was not written")
             return
     if op.event_rows:
-        await conn.executemany(sql["insert_event"], op.event_rows)
+        await conn.executemany(QUERIES["insert_event"], op.event_rows)
     if op.run_rows:
-        await insert_runs(conn, op.run_rows, sql)
+        await insert_runs(conn, op.run_rows)
 
 
-async def _prune(conn: aiosqlite.Connection, op: PruneOp, sql: Mapping[str, str]) -> Pruned:
+async def _prune(conn: aiosqlite.Connection, op: PruneOp) -> Pruned:
     pruned = Pruned()
     for cls in op.classes:
         room = op.limit - pruned.events
         if room <= 0:
             break
-        rows = await conn.execute_fetchall(sql["prune_candidates"], {**cls, "limit": room})
+        rows = await conn.execute_fetchall(QUERIES["prune_candidates"], {**cls, "limit": room})
         ids = json.dumps([row[0] for row in rows])
-        attempts = (await conn.execute(sql["prune_attempts"], {"ids": ids})).rowcount
-        runs = (await conn.execute(sql["prune_runs"], {"ids": ids})).rowcount
-        events = (await conn.execute(sql["prune_events"], {"ids": ids})).rowcount
-        rejections = (await conn.execute(sql["prune_rejections"], {**cls, "limit": op.limit})).rowcount
+        attempts = (await conn.execute(QUERIES["prune_attempts"], {"ids": ids})).rowcount
+        runs = (await conn.execute(QUERIES["prune_runs"], {"ids": ids})).rowcount
+        events = (await conn.execute(QUERIES["prune_events"], {"ids": ids})).rowcount
+        rejections = (await conn.execute(QUERIES["prune_rejections"], {**cls, "limit": op.limit})).rowcount
         pruned = pruned + Pruned(events, runs, attempts, rejections)
     if op.jobs_cutoff is not None:
-        jobs = (await conn.execute(sql["prune_jobs"], {"cutoff": op.jobs_cutoff})).rowcount
+        jobs = (await conn.execute(QUERIES["prune_jobs"], {"cutoff": op.jobs_cutoff})).rowcount
         pruned = pruned + Pruned(jobs=jobs)
     return pruned
 
@@ -123,7 +133,11 @@ def add_op(
         if events and run.event_id not in known:
             raise ValueError(f"run {run.id} belongs to event {run.event_id}, which is not in this write")
     return AddOp(
-        [event_row(e) for e in events], [run_row(r) for r in runs], tuple(runs), loop.create_future(), job
+        [event_to_row(e) for e in events],
+        [run_to_row(r) for r in runs],
+        tuple(runs),
+        loop.create_future(),
+        job,
     )
 
 
@@ -141,20 +155,16 @@ def prune_classes(default: float | None, per_source: Mapping[str, float | None])
     return classes
 
 
-class JobStore:
-    """The job and retention methods of :class:`gateway.store.sqlite.store.Store`, which provides the queue
-    and reader."""
+class SQLiteJobs:
+    """interface.JobQueue on the store's writer (ops) and read connection (dry-run counts)."""
 
-    _loop: asyncio.AbstractEventLoop
-
-    def _enqueue(self, item: JobOp) -> None:
-        raise NotImplementedError
-
-    async def _read(self, query: str, params: dict[str, Any]) -> Any:
-        raise NotImplementedError
+    def __init__(self, writer: Writer, reads: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reads = reads
+        self._loop = asyncio.get_running_loop()
 
     async def _submit(self, op: JobOp) -> Any:
-        self._enqueue(op)
+        self._writer.submit(op)
         return await op.done
 
     async def add(self, events: Sequence[Event], runs: Sequence[Run]) -> None:
@@ -199,7 +209,7 @@ class JobStore:
         runs: Sequence[Run],
         *,
         items: int,
-        cursor: tuple[float, str],
+        cursor: Cursor,
         finished: bool,
         now: float,
         lease: float,
@@ -220,6 +230,7 @@ class JobStore:
         await self._submit(add_op(self._loop, events, runs, progress))
 
     async def release_job(self, job_id: str, *, owner: str, now: float) -> bool:
+        """Let go of a job without finishing it (shutdown): anyone may take it at once."""
         params = {"id": job_id, "owner": owner, "now": now}
         released: bool = await self._submit(JobUpdateOp("release_job", params, self._loop.create_future()))
         return released
@@ -252,9 +263,9 @@ class JobStore:
         """What :meth:`prune` would remove, all batches together (for a dry run)."""
         total = Pruned()
         for cls in prune_classes(default, per_source):
-            [row] = await self._read("count_prunable", cls)
+            [row] = await read(self._reads, "count_prunable", cls)
             total = total + Pruned(row["events"], row["runs"], row["attempts"], row["rejections"])
         if default is not None:  # finished jobs go by the default retention, as in prune()
-            [row] = await self._read("count_prunable_jobs", {"cutoff": default})
+            [row] = await read(self._reads, "count_prunable_jobs", {"cutoff": default})
             total = total + Pruned(jobs=row[0])
         return total

@@ -1,6 +1,7 @@
-"""The store's reads for people: events, runs, attempts, rejections, jobs and counts, paged by keyset.
+"""The SQLite store's reads for people (interface.Reads): events, runs, attempts, rejections, jobs and counts,
+paged by keyset.
 
-Does I/O (the store's reader connection). Pages are newest first and take a ``before`` cursor, the
+Does I/O (the store's read connection). Pages are newest first and take a ``before`` cursor, the
 ``(time, id)`` of the last item of the previous page: a page never repeats or skips an item, however much
 is written meanwhile. Bulk jobs walk oldest first with ``after``.
 """
@@ -13,8 +14,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import aiosqlite
+
+from gateway.errors import StoreError
 from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter
 from gateway.report import QueueDepth
+from gateway.store.interface import ANY_EVENT, ANY_RUN, Cursor
 from gateway.store.rows import (
     attempt_from_row,
     event_from_row,
@@ -23,12 +28,10 @@ from gateway.store.rows import (
     rejection_from_row,
     run_from_row,
 )
+from gateway.store.sqlite.sql import QUERIES
 
-Cursor = tuple[float, str]
 _TOP: Cursor = (math.inf, "")  # before everything
 _BOTTOM: Cursor = (-math.inf, "")  # after nothing
-_ANY_EVENT = EventFilter()
-_ANY_RUN = RunFilter()
 
 
 def _limit(limit: int) -> int:
@@ -41,11 +44,22 @@ def _window(since: float | None, until: float | None = None) -> dict[str, float]
     return {"since": -math.inf if since is None else since, "until": math.inf if until is None else until}
 
 
-class Reader:
-    """The read methods of :class:`gateway.store.sqlite.store.Store`, which provides ``_read``."""
+async def read(conn: aiosqlite.Connection, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    """The rows of the named query; StoreError when the database cannot answer."""
+    try:
+        return list(await conn.execute_fetchall(QUERIES[query], params))
+    except (sqlite3.Error, ValueError) as exc:  # aiosqlite raises ValueError once closed
+        raise StoreError(f"could not read from the database: {exc}") from exc
+
+
+class SQLiteReads:
+    """Reads on the store's own read connection (WAL: they never wait for the writer's transactions)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
 
     async def _read(self, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
-        raise NotImplementedError
+        return await read(self.conn, query, params)
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -54,7 +68,7 @@ class Reader:
         return event_from_row(rows[0]) if rows else None
 
     async def events_page(
-        self, f: EventFilter = _ANY_EVENT, *, before: Cursor | None = None, limit: int = 50
+        self, f: EventFilter = ANY_EVENT, *, before: Cursor | None = None, limit: int = 50
     ) -> list[Event]:
         """Newest first: at most ``limit`` events matching ``f`` that come before the cursor."""
         t, i = before or _TOP
@@ -70,23 +84,12 @@ class Reader:
         params["until"] = min(params["until"], upto)
         return [event_from_row(row) for row in await self._read("filter_events_oldest", params)]
 
-    async def count_events(self, f: EventFilter = _ANY_EVENT, *, upto: float = math.inf) -> int:
+    async def count_events(self, f: EventFilter = ANY_EVENT, *, upto: float = math.inf) -> int:
         params = filter_params(f)
         params["until"] = min(params["until"], upto)
         rows = await self._read("count_events", params)
         n: int = rows[0][0]
         return n
-
-    async def list_events(
-        self,
-        *,
-        source: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        limit: int = 50,
-    ) -> list[Event]:
-        """Newest first, at most ``limit``; ``since`` keeps events received at or after it."""
-        return await self.events_page(EventFilter(source=source, status=status, since=since), limit=limit)
 
     async def replays_of(self, event_id: str) -> list[tuple[str, float, str]]:
         """(id, received_at, status) of the events that replayed this one, oldest first."""
@@ -112,7 +115,7 @@ class Reader:
         return found
 
     async def runs_page(
-        self, f: RunFilter = _ANY_RUN, *, before: Cursor | None = None, limit: int = 50
+        self, f: RunFilter = ANY_RUN, *, before: Cursor | None = None, limit: int = 50
     ) -> list[Run]:
         t, i = before or _TOP
         params = {**filter_params(f), "before_time": t, "before_id": i, "limit": _limit(limit)}
@@ -124,28 +127,12 @@ class Reader:
         params["until"] = min(params["until"], upto)
         return [run_from_row(row) for row in await self._read("filter_runs_oldest", params)]
 
-    async def count_runs(
-        self, f: RunFilter | None = None, *, status: str | None = None, upto: float = math.inf
-    ) -> int:
-        params = filter_params(f or RunFilter(status=status))
+    async def count_runs(self, f: RunFilter = ANY_RUN, *, upto: float = math.inf) -> int:
+        params = filter_params(f)
         params["until"] = min(params["until"], upto)
         rows = await self._read("count_runs", params)
         n: int = rows[0][0]
         return n
-
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        task: str | None = None,
-        source: str | None = None,
-        since: float | None = None,
-        limit: int = 50,
-    ) -> list[Run]:
-        """Newest first, at most ``limit``; ``since`` keeps runs created at or after it."""
-        return await self.runs_page(
-            RunFilter(status=status, task=task, source=source, since=since), limit=limit
-        )
 
     async def reruns_of(self, run_id: str) -> list[tuple[str, float, str]]:
         """(id, created_at, status) of the runs that reran this one, oldest first."""

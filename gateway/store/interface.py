@@ -1,0 +1,250 @@
+"""What every store implements — SQLite's (gateway/store/sqlite/) and PostgreSQL's — as Protocols over the
+frozen values of gateway.model. No SQL and no driver types here: a store is chosen by its address, and
+everything above this layer sees only these. Pure: declarations and one value.
+
+    Store                      intake: record a delivery's event and runs in one durable write
+    ├── runs: RunQueue         the executor's side: claim, finish, renew, recover, cancel
+    │     ↑ Claimant           the one way a store calls up into the executor (attach() registers it)
+    ├── jobs: JobQueue         replays and reruns, bulk jobs, retention prunes
+    └── reads: Reads           what people look at: one record, keyset-paged listings, counts
+
+Every write returns only once it is durable; a write that could not be committed raises StoreUnavailable
+(nothing of it was kept), one whose own data the database refused raises StoreError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.model import (
+    Attempt,
+    AttemptEnd,
+    Claim,
+    Event,
+    EventFilter,
+    Job,
+    Pruned,
+    Recorded,
+    Rejection,
+    Run,
+    RunFilter,
+)
+from gateway.report import QueueDepth
+
+Cursor = tuple[float, str]  # (time, id) of the last item of the previous page
+ANY_EVENT = EventFilter()
+ANY_RUN = RunFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Up to ``limit`` ready runs, leased for ``lease`` seconds from ``now``, none from a queue or task named
+    in ``skip_queues`` / ``skip_tasks`` (full ones: their runs would be refused anyway)."""
+
+    now: float
+    limit: int
+    lease: float
+    skip_queues: frozenset[str] = frozenset()
+    skip_tasks: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"limit must be at least 1, not {self.limit}")
+        if not 0 < self.lease < math.inf:
+            raise ValueError(f"lease must be positive, not {self.lease}")
+
+
+class Claimant(Protocol):
+    """The executor as the store sees it: every call a store makes up into execution. It is registered once,
+    with :meth:`RunQueue.attach`. Each method runs on the store's writer, inside or right after a transaction:
+    none may await or block, and what they raise is logged, never passed on."""
+
+    def accept(self, run: Run) -> bool:
+        """Asked for each candidate of a claim, in claim order: True reserves a slot for ``run`` (it is then
+        claimed in this transaction); False leaves it queued."""
+
+    def ride(self) -> ClaimRequest | None:
+        """Asked when a batch creates runs: a claim to make in that same transaction, so those runs start
+        after the one commit that recorded them. None to pass (no free slot, a claim already in flight)."""
+
+    def rode(self, claims: Sequence[Claim]) -> None:
+        """The riding claim committed: these runs are this executor's to start now."""
+
+    def ride_failed(self) -> None:
+        """The batch the claim rode could not commit: nothing was claimed, release what accept() reserved."""
+
+    def committed(self, runs: Sequence[Run]) -> None:
+        """A transaction put these new runs on disk (a wake-up: they may be ready)."""
+
+
+class RunQueue(Protocol):
+    """Runs from the executor's side. Claims never return a run twice: only queued or retrying runs are
+    candidates, and a run behind an earlier unfinished run of its (task, concurrency key) waits its turn."""
+
+    def attach(self, claimant: Claimant) -> None:
+        """Register the executor that accepts claims, rides batches and hears of new runs."""
+
+    async def claim(self, request: ClaimRequest) -> list[Claim]:
+        """Mark the runs the claimant accepts executing, each with a new attempt, in claim order."""
+
+    async def finish_attempt(self, end: AttemptEnd) -> None:
+        """Record how an attempt ended and move its run on, unless the run stopped executing it meanwhile."""
+
+    async def recover(
+        self, *, now: float, max_crashes: int = 3, only_expired: bool = True, keep: Collection[str] = ()
+    ) -> list[Run]:
+        """Requeue executing runs whose process died (lease expired, or every one not in ``keep`` when not
+        ``only_expired``), or end them crashed after ``max_crashes``."""
+
+    async def cancel(self, run_id: str, *, now: float) -> Run | None:
+        """Cancel a queued or retrying run; None if it is in another status. Raises NotFound."""
+
+    def heartbeat_blocking(self, run_ids: Collection[str], lease_until: float) -> int:
+        """Extend the leases of these executing runs; call from a plain thread. Never raises: 0 on error."""
+
+    async def next_available_at(self, *, after: float) -> float | None:
+        """When the next waiting run becomes ready, if one becomes ready after ``after``."""
+
+
+class JobQueue(Protocol):
+    """Replays, reruns, bulk jobs (each chunk committed with the job's progress) and retention prunes."""
+
+    async def add(self, events: Sequence[Event], runs: Sequence[Run]) -> None:
+        """Store new events and runs in one durable transaction, with no dedupe (replays, reruns)."""
+
+    async def create_job(self, job: Job, *, owner: str | None, lease_until: float | None) -> None:
+        """Store a new running job, held by ``owner`` until ``lease_until`` (None: for anyone to take)."""
+
+    async def take_job(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        job_id: str | None = None,
+        from_dead: str | None = None,
+    ) -> Job | None:
+        """Hold a running job nobody holds (the oldest, or ``job_id``) until now + lease; None if none.
+        ``from_dead`` takes ``job_id`` from that holder even within its lease (its process is gone)."""
+
+    async def write_chunk(
+        self,
+        job: Job,
+        owner: str,
+        events: Sequence[Event],
+        runs: Sequence[Run],
+        *,
+        items: int,
+        cursor: Cursor,
+        finished: bool,
+        now: float,
+        lease: float,
+    ) -> None:
+        """Commit a chunk's records with the job's progress; raises Invalid, writing nothing, if ``owner``
+        no longer holds the job (it was canceled, or its lease lapsed and another process took it)."""
+
+    async def release_job(self, job_id: str, *, owner: str, now: float) -> bool:
+        """Let go of a job without finishing it (shutdown): anyone may take it at once."""
+
+    async def end_job(
+        self, job_id: str, *, status: str, now: float, error: str | None = None, owner: str | None = None
+    ) -> bool:
+        """Cancel (any caller) or fail (its owner) a running job; False if it was not running."""
+
+    async def prune(
+        self, default: float | None, per_source: Mapping[str, float | None], *, limit: int
+    ) -> Pruned:
+        """Remove up to ``limit`` events received before their source's cutoff, with their runs and attempts,
+        and old rejections and finished jobs, in one transaction. Events with a run still to finish stay."""
+
+    async def prunable(self, default: float | None, per_source: Mapping[str, float | None]) -> Pruned:
+        """What :meth:`prune` would remove, all batches together (for a dry run)."""
+
+
+class Reads(Protocol):
+    """What people look at. Pages are newest first and take a ``before`` cursor; bulk jobs walk oldest first
+    with ``after``: a page never repeats or skips an item, however much is written meanwhile."""
+
+    async def get_event(self, event_id: str) -> Event | None: ...
+
+    async def events_page(
+        self, f: EventFilter = ANY_EVENT, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[Event]: ...
+
+    async def events_after(
+        self, f: EventFilter, *, after: Cursor | None, upto: float, limit: int
+    ) -> list[Event]: ...
+
+    async def count_events(self, f: EventFilter = ANY_EVENT, *, upto: float = math.inf) -> int: ...
+
+    async def replays_of(self, event_id: str) -> list[tuple[str, float, str]]: ...
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def runs_for_event(self, event_id: str) -> list[Run]: ...
+
+    async def runs_for_events(self, event_ids: Sequence[str]) -> dict[str, list[Run]]: ...
+
+    async def runs_page(
+        self, f: RunFilter = ANY_RUN, *, before: Cursor | None = None, limit: int = 50
+    ) -> list[Run]: ...
+
+    async def runs_after(
+        self, f: RunFilter, *, after: Cursor | None, upto: float, limit: int
+    ) -> list[Run]: ...
+
+    async def count_runs(self, f: RunFilter = ANY_RUN, *, upto: float = math.inf) -> int: ...
+
+    async def reruns_of(self, run_id: str) -> list[tuple[str, float, str]]: ...
+
+    async def attempts_for_run(self, run_id: str) -> list[Attempt]: ...
+
+    async def list_rejections(
+        self,
+        *,
+        source: str | None = None,
+        reason: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Rejection]: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self, *, status: str | None = None, before: Cursor | None = None, limit: int = 50
+    ) -> list[Job]: ...
+
+    async def queue_depths(self) -> tuple[QueueDepth, ...]: ...
+
+    async def counts(self, *, since: float | None = None) -> dict[str, Any]: ...
+
+
+class Store(Protocol):
+    """A durable store: the intake's writes here, the rest through its parts."""
+
+    @property
+    def runs(self) -> RunQueue: ...
+
+    @property
+    def jobs(self) -> JobQueue: ...
+
+    @property
+    def reads(self) -> Reads: ...
+
+    async def record(self, event: Event, runs: Sequence[Run]) -> Recorded:
+        """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known (then
+        the original's id, ``duplicate=True``). Raises StoreUnavailable if it could not be committed."""
+
+    async def record_rejection(self, rejection: Rejection) -> None:
+        """Store a refused request."""
+
+    async def probe(self) -> None:
+        """Prove the store still takes durable writes (for /readyz); raises StoreUnavailable."""
+
+    async def close(self) -> None:
+        """Refuse new writes, commit the queued ones, then close every connection."""

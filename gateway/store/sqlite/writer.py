@@ -1,0 +1,164 @@
+"""Group commit: one task owns the write connection. Callers queue ops; the writer takes everything queued (up
+to ``max_batch``, never waiting to fill a batch), writes it in one transaction (one fsync), then answers every
+caller of that batch. Does I/O: the write connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import aiosqlite
+
+from gateway.errors import StoreError, StoreUnavailable
+
+log = logging.getLogger("gateway.store")
+
+# Errors caused by one write's own data rather than by the disk: a batch that hits one is retried write by
+# write, so only the bad write fails (with StoreError) and its neighbours still commit.
+DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, ValueError, TypeError)
+
+
+class Op(Protocol):
+    """A write on the queue. Inside its batch's transaction it leaves its answer on ``result`` (or, when it
+    failed alone, its ``error``); once the batch commits, ``done`` gets it. Fields, so dataclasses fit."""
+
+    done: asyncio.Future[Any]
+    result: Any
+    error: Exception | None
+
+
+class Batches(Protocol):
+    """What a store does with each batch the writer takes (gateway/store/sqlite/store.py)."""
+
+    def joining(self, batch: list[Op]) -> None:
+        """Before the transaction: add ops that should commit with this batch (a claim riding it)."""
+
+    async def write(self, conn: aiosqlite.Connection, batch: list[Op]) -> None:
+        """The body of the batch's transaction; raising rolls the whole batch back."""
+
+    def committed(self, batch: list[Op]) -> None:
+        """After COMMIT, before any caller is answered; it must not raise."""
+
+    def observed(self, size: int, seconds: float, *, ok: bool) -> None:
+        """After every transaction, committed (``ok``) or rolled back: for stats and metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Since the writer started: fsynced batches, batches that failed for good, the largest batch."""
+
+    commits: int = 0
+    failed_batches: int = 0
+    largest_batch: int = 0
+
+
+class Writer:
+    """Owns ``conn`` from its own task until :meth:`close`; ops go in with :meth:`submit`."""
+
+    def __init__(self, conn: aiosqlite.Connection, batches: Batches, *, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self.conn = conn
+        self._batches = batches
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[Op | None] = asyncio.Queue()  # None asks the writer to stop
+        self._inflight: list[Op] = []
+        self._closing = False
+        self._refusal = "the store is closed; nothing was written"
+        self.stats = WriterStats()
+        self._task = asyncio.create_task(self._loop(), name="gateway-store-writer")
+        self._task.add_done_callback(self._stopped)
+
+    def submit(self, op: Op) -> None:
+        """Queue ``op`` for the next batch; raises StoreUnavailable once the writer is closing or stopped."""
+        if self._closing:
+            raise StoreUnavailable(self._refusal)
+        self._queue.put_nowait(op)
+
+    async def close(self) -> None:
+        """Refuse new ops, commit the queued ones, then stop (the caller closes the connection)."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(None)
+        await asyncio.wait([self._task])
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._inflight = [op for op in batch if op is not None]
+            if self._inflight:
+                self._batches.joining(self._inflight)
+                await self._commit(self._inflight)
+            self._inflight = []
+            if None in batch:
+                return
+
+    async def _commit(self, batch: list[Op]) -> None:
+        """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK."""
+        started = time.perf_counter()
+        try:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            await self._batches.write(self.conn, batch)
+            await self.conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await self.conn.execute("ROLLBACK")
+            self._batches.observed(len(batch), time.perf_counter() - started, ok=False)
+            if isinstance(exc, DATA_ERRORS) and len(batch) > 1:
+                for op in batch:
+                    await self._commit([op])
+                return
+            self.stats = replace(self.stats, failed_batches=self.stats.failed_batches + 1)
+            log.error("store: rolled back a batch of %d writes: %s", len(batch), exc)
+            for op in batch:
+                _fail(op, _failure(exc))
+            return
+        self._batches.observed(len(batch), time.perf_counter() - started, ok=True)
+        s = self.stats
+        self.stats = replace(s, commits=s.commits + 1, largest_batch=max(s.largest_batch, len(batch)))
+        self._batches.committed(batch)
+        for op in batch:
+            _settle(op)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        # Whatever stopped the writer, nobody may wait for it forever.
+        crashed = task.cancelled() or task.exception() is not None
+        if crashed:
+            log.error("store: the writer stopped", exc_info=None if task.cancelled() else task.exception())
+            self._refusal = "the store's writer stopped unexpectedly (see the log); restart the gateway"
+        self._closing = True
+        orphans: list[Op | None] = list(self._inflight)
+        while not self._queue.empty():
+            orphans.append(self._queue.get_nowait())
+        for op in orphans:
+            if op is not None:
+                _fail(op, StoreUnavailable(self._refusal))
+
+
+def _settle(op: Op) -> None:
+    """Answer the caller of a committed op: its result, or the error it met alone."""
+    if op.done.done():  # the caller gave up waiting (cancelled)
+        return
+    if op.error is not None:
+        op.done.set_exception(op.error)
+    else:
+        op.done.set_result(op.result)
+
+
+def _fail(op: Op, exc: Exception) -> None:
+    if not op.done.done():
+        op.done.set_exception(exc)
+
+
+def _failure(exc: Exception) -> StoreError:
+    if isinstance(exc, DATA_ERRORS):
+        return StoreError(f"the database refused this write ({type(exc).__name__}: {exc}); nothing was kept")
+    return StoreUnavailable(f"the write could not be committed ({exc}); nothing of it was kept")
