@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import deliveries
-from gateway.model import Headers, Request, new_id
+from gateway.model import Headers, Inbound, new_id
 from gateway.routes import load as gateway_config
 from gateway.routes.ingest import admit
 from gateway.signatures.verify import verify
@@ -126,12 +126,12 @@ class Rows:
             if row["concurrency_key"] is not None:
                 raise PrefillError("prefilled runs must have no concurrency key (blocking is not tracked)")
 
-    def request(self, n: int) -> Request:
+    def request(self, n: int) -> Inbound:
         """Delivery ``n`` as the gateway's endpoint sees it (wrk also sends Host and Content-Length)."""
         body = deliveries.push_body(n)
         pairs = deliveries.github_headers(body, deliveries.SECRET, delivery_id(self.label, n))
         pairs = [("Host", "127.0.0.1:8000"), *pairs, ("Content-Length", str(len(body)))]
-        return Request("POST", URL, Headers(pairs), body, (), REMOTE)
+        return Inbound("POST", URL, Headers(pairs), body, (), REMOTE)
 
     def full(self, n: int, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The gateway's whole path for delivery ``n``: verify, admit, encode the rows (slow: ~200 µs)."""

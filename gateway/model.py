@@ -95,7 +95,7 @@ class Headers(Mapping[str, str]):
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Inbound:
     """An inbound delivery exactly as received: what verification and matching see.
 
     ``url`` is the full URL the sender called (scheme://host[:port]/path?query); ``body`` the exact
@@ -148,7 +148,7 @@ class Event:
     source: str
     event_type: str | None
     dedupe_key: str | None
-    status: str  # "routed" | "unrouted"
+    status: str  # ROUTED | UNROUTED
     received_at: float
     method: str
     url: str
@@ -193,11 +193,21 @@ class Run:
     span_id: str | None = None
 
 
-# Run statuses. Final ones never change again.
+# Event statuses: whether a route matched the event when it was recorded (or replayed).
+ROUTED, UNROUTED = "routed", "unrouted"
+EVENT_STATUSES = (ROUTED, UNROUTED)
+
+# Run statuses. Final ones never change again; unfinished ones hold their (task, concurrency key) in order.
 QUEUED, EXECUTING, RETRYING = "queued", "executing", "retrying"
 COMPLETED, FAILED, TIMED_OUT, CANCELED, CRASHED = "completed", "failed", "timed_out", "canceled", "crashed"
 FINAL_STATUSES = frozenset({COMPLETED, FAILED, TIMED_OUT, CANCELED, CRASHED})
+UNFINISHED_STATUSES = frozenset({QUEUED, EXECUTING, RETRYING})
 RUN_STATUSES = (QUEUED, EXECUTING, RETRYING, *sorted(FINAL_STATUSES))
+
+# Attempt outcomes, four of them named like the run statuses they lead to. Crashed and interrupted (a
+# shutdown's drain deadline) attempts do not use up the task's retries.
+ABORTED, INTERRUPTED = "aborted", "interrupted"
+ATTEMPT_OUTCOMES = (COMPLETED, FAILED, TIMED_OUT, ABORTED, CRASHED, INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +310,9 @@ class RunFilter:
 
 # Kinds of bulk job: route stored events again, or rerun stored runs.
 REPLAY, RERUN = "replay", "rerun"
-JOB_STATUSES = ("running", "completed", "canceled", "failed")
+# Bulk job statuses: running until the last chunk commits (completed), or canceled, or failed.
+JOB_RUNNING = "running"
+JOB_STATUSES = (JOB_RUNNING, COMPLETED, CANCELED, FAILED)
 
 
 @dataclass(frozen=True, slots=True)

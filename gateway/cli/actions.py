@@ -28,7 +28,17 @@ from gateway.cli.flags import (
     with_service,
 )
 from gateway.errors import Invalid
-from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, Job, RunFilter
+from gateway.model import (
+    COMPLETED,
+    EVENT_STATUSES,
+    JOB_RUNNING,
+    REPLAY,
+    RERUN,
+    RUN_STATUSES,
+    EventFilter,
+    Job,
+    RunFilter,
+)
 from gateway.records import worker as jobs
 from gateway.records.compare import as_json, render
 from gateway.records.prune import describe
@@ -154,7 +164,7 @@ def _run_list(runs: Any) -> str:
 def replay_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     since, until = window(args)
     status, run_status = args.status, None
-    if status is not None and status not in ("routed", "unrouted"):
+    if status is not None and status not in EVENT_STATUSES:
         if status not in RUN_STATUSES:
             raise argparse.ArgumentTypeError(
                 f"--status: expected routed, unrouted or a run status ({', '.join(RUN_STATUSES)})"
@@ -247,7 +257,7 @@ async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job
 
     def progress(j: Job) -> None:
         now = time.monotonic()
-        if now - last[0] >= 1.0 or j.status != "running":
+        if now - last[0] >= 1.0 or j.status != JOB_RUNNING:
             last[0] = now
             print(f"job {j.id}: {j.done}/{j.total} item(s), {j.created} run(s) queued", file=err)
 
@@ -261,9 +271,9 @@ async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job
 def _report(job: Job, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         print_json(job_json(job), out)
-    elif job.status == "completed":
+    elif job.status == COMPLETED:
         print(f"job {job.id} completed: {job.done} item(s), {job.created} run(s) queued", file=out)
-    elif job.status == "running":
+    elif job.status == JOB_RUNNING:
         print(
             f"job {job.id} stopped at {job.done}/{job.total}; `gateway serve` finishes it, or run "
             f"`gateway jobs {job.id} --resume`",
@@ -271,7 +281,7 @@ def _report(job: Job, args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         )
     else:
         print(f"job {job.id} {job.status} at {job.done}/{job.total}: {job.error or ''}".rstrip(), file=out)
-    return 0 if job.status in ("completed", "running") else 1
+    return 0 if job.status in (COMPLETED, JOB_RUNNING) else 1
 
 
 def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:

@@ -10,10 +10,17 @@ import argparse
 from typing import Any, TextIO
 
 from gateway.cli.flags import AddParser, Env, db_arg, print_json, window, window_args, with_service
-from gateway.model import RUN_STATUSES, EventFilter, RunFilter
+from gateway.model import EVENT_STATUSES, RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import Page
 from gateway.records.service import Service
-from gateway.records.view import event_detail, event_row, rejection_row, render_table, run_detail, run_row
+from gateway.records.view import (
+    event_detail,
+    event_summary,
+    rejection_summary,
+    render_table,
+    run_detail,
+    run_summary,
+)
 
 
 def add_parsers(add: AddParser, env: Env) -> None:
@@ -30,7 +37,7 @@ def add_parsers(add: AddParser, env: Env) -> None:
     listing(p, "events received")
     p.add_argument("--source", help="only this source")
     p.add_argument("--type", dest="event_type", metavar="TYPE", help="only this event type (e.g. push)")
-    p.add_argument("--status", choices=["routed", "unrouted"], help="only events with this status")
+    p.add_argument("--status", choices=EVENT_STATUSES, help="only events with this status")
     p.add_argument("--task", help="only events with a run of this task")
     p.add_argument("--run-status", choices=RUN_STATUSES, help="only events with a run in this status")
 
@@ -90,7 +97,7 @@ def events_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
     async def work(service: Service) -> int:
         page = await service.events(f, cursor=args.cursor, limit=args.limit)
         columns = ["id", "received_at", "source", "event_type", "status", "verification"]
-        return _print_page(args, out, page, [event_row(e) for e in page.items], columns)
+        return _print_page(args, out, page, [event_summary(e) for e in page.items], columns)
 
     return with_service(args, env, err, work)
 
@@ -102,7 +109,7 @@ def runs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
     async def work(service: Service) -> int:
         page = await service.runs(f, cursor=args.cursor, limit=args.limit)
         columns = ["id", "created_at", "task", "status", "attempts", "duration", "event_id"]
-        return _print_page(args, out, page, [run_row(r) for r in page.items], columns)
+        return _print_page(args, out, page, [run_summary(r) for r in page.items], columns)
 
     return with_service(args, env, err, work)
 
@@ -120,7 +127,7 @@ def rejections_command(args: argparse.Namespace, env: Env, out: TextIO, err: Tex
             limit=args.limit,
         )
         columns = ["received_at", "source", "reason", "remote_addr", "body_size", "detail"]
-        return _print_page(args, out, page, [rejection_row(r) for r in page.items], columns)
+        return _print_page(args, out, page, [rejection_summary(r) for r in page.items], columns)
 
     return with_service(args, env, err, work)
 

@@ -20,7 +20,18 @@ from gateway.execution.context import Context, RunLog
 from gateway.execution.retry import next_attempt_at, policy_from
 from gateway.execution.taskloop import TaskLoop
 from gateway.execution.tasks import Task
-from gateway.model import COMPLETED, FAILED, QUEUED, RETRYING, TIMED_OUT, AttemptEnd, Claim, Run
+from gateway.model import (
+    ABORTED,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RETRYING,
+    TIMED_OUT,
+    AttemptEnd,
+    Claim,
+    Run,
+)
 from gateway.report import AttemptReport
 from gateway.telemetry.tracing import current_traceparent, trace_id_of
 
@@ -52,7 +63,7 @@ class Attempts:
             run.id,
             ctx.attempt,
             self.clock(),
-            "interrupted",
+            INTERRUPTED,
             QUEUED,
             counts=False,
             available_at=self.clock(),
@@ -65,7 +76,7 @@ class Attempts:
         task = self.tasks.get(run.task_id)
         if task is None:
             message = f"no task with id {run.task_id!r} is loaded (was it renamed or removed from tasks/?)"
-            return self._end(run, ctx, "aborted", FAILED, error_of("UnknownTask", message))
+            return self._end(run, ctx, ABORTED, FAILED, error_of("UnknownTask", message))
         timeout = run.options.get("timeout", task.timeout)
         try:
             async with asyncio.timeout(timeout) as deadline:
@@ -74,20 +85,20 @@ class Attempts:
             if deadline.expired():
                 ctx.log.error("timed out after %s s", timeout)
                 error = error_of("TimeoutError", f"the attempt ran past its timeout of {timeout} s")
-                return self._failure(run, ctx, "timed_out", error)
-            return self._failure(run, ctx, "failed", error_from(exc))
+                return self._failure(run, ctx, TIMED_OUT, error)
+            return self._failure(run, ctx, FAILED, error_from(exc))
         except AbortRun as exc:
-            return self._end(run, ctx, "aborted", FAILED, error_from(exc))
+            return self._end(run, ctx, ABORTED, FAILED, error_from(exc))
         except RetryAfter as exc:
-            return self._failure(run, ctx, "failed", error_from(exc), retry_at=exc.when(self.clock()))
+            return self._failure(run, ctx, FAILED, error_from(exc), retry_at=exc.when(self.clock()))
         except Exception as exc:
-            return self._failure(run, ctx, "failed", error_from(exc))
+            return self._failure(run, ctx, FAILED, error_from(exc))
         try:
             stored = None if output is None else json.loads(_encode(output))
         except (TypeError, ValueError) as exc:
             message = f"task {task.id!r} returned a value that is not JSON-serialisable: {exc}"
-            return self._failure(run, ctx, "failed", error_of("TypeError", message))
-        return self._end(run, ctx, "completed", COMPLETED, None, output=stored)
+            return self._failure(run, ctx, FAILED, error_of("TypeError", message))
+        return self._end(run, ctx, COMPLETED, COMPLETED, None, output=stored)
 
     async def _call(self, task: Task, payload: Any, ctx: Context) -> Any:
         args = (payload, ctx) if self._arity(task) >= 2 else (payload,)
@@ -123,7 +134,7 @@ class Attempts:
             retry_at=retry_at,
         )
         if at is None:
-            final = TIMED_OUT if outcome == "timed_out" else FAILED
+            final = TIMED_OUT if outcome == TIMED_OUT else FAILED
             return self._end(run, ctx, outcome, final, error)
         ctx.log.info("attempt %d failed; next attempt in %.1f s", ctx.attempt, at - now)
         return self._end(run, ctx, outcome, RETRYING, error, available_at=at)

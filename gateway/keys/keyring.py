@@ -15,7 +15,7 @@ import httpx
 
 from gateway.errors import SignatureError
 from gateway.keys.cache import KeyCache
-from gateway.model import Request
+from gateway.model import Inbound
 from gateway.routes.sources import Source
 from gateway.signatures.asymmetric import PAYPAL_CERT_HOSTS, PAYPAL_CERT_URL, paypal_cert_url_allowed
 from gateway.signatures.jwts import unverified_kid
@@ -71,7 +71,7 @@ class Keyring:
             self._caches[source.name] = cache
         return cache
 
-    async def material(self, source: Source, request: Request) -> Any:
+    async def material(self, source: Source, request: Inbound) -> Any:
         """What the pure check in gateway/signatures/verify.py needs for ``request``: a JWK, a JWK set or a
         PEM chain.
 

@@ -9,7 +9,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.errors import Invalid, NotFound
-from gateway.model import REPLAY, RERUN, Event, EventFilter, Job, Run, RunFilter, new_id
+from gateway.model import (
+    CANCELED,
+    JOB_RUNNING,
+    REPLAY,
+    RERUN,
+    Event,
+    EventFilter,
+    Job,
+    Run,
+    RunFilter,
+    new_id,
+)
 from gateway.records.page import Page, decode_cursor, limited, paged
 from gateway.records.replays import Replayer
 from gateway.store.interface import Store
@@ -84,7 +95,7 @@ class Bulk:
             id=new_id("job", now),
             kind=kind,
             filter=f,
-            status="running",
+            status=JOB_RUNNING,
             total=preview.count,
             done=0,
             created=0,
@@ -97,7 +108,7 @@ class Bulk:
         return job
 
     async def cancel_job(self, job_id: str) -> Job:
-        if not await self.store.jobs.end_job(job_id, status="canceled", now=self.clock()):
+        if not await self.store.jobs.end_job(job_id, status=CANCELED, now=self.clock()):
             job = await self.job(job_id)  # read after: the status that kept it from being canceled
             raise Invalid(f"job {job_id} is {job.status}: only running jobs can be canceled")
         return await self.job(job_id)

@@ -48,7 +48,7 @@ class RouteLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class Comparison:
     """The outcome of a :class:`Tally`. ``changes`` holds the first ``keep`` changed events; ``changed``
     counts all of them. ``sources_missing`` is (source, events) for sources no longer configured."""
 
@@ -151,7 +151,7 @@ class Tally:
             note,
         )
 
-    def report(self) -> Report:
+    def report(self) -> Comparison:
         lines = []
         for route in self._routes:
             old = [t for t in self._tasks.get(route.id, ()) if t != route.task]
@@ -165,7 +165,7 @@ class Tally:
         current = {route.id for route in self._routes}
         for route_id in sorted(set(self._tasks) - current):
             lines.append(self._line(route_id, ", ".join(self._tasks[route_id]), REMOVED))
-        return Report(
+        return Comparison(
             self._events,
             self._changed,
             tuple(lines),
@@ -223,7 +223,7 @@ def _gone(source: str, events: int) -> str:
     return f"source {source!r} is not in routes.yaml any more: its {_n(events, 'event')} would match nothing"
 
 
-def _verdict(report: Report) -> str:
+def _verdict(report: Comparison) -> str:
     if not report.events:
         return "no stored events to compare"
     swapped = sum(1 for line in report.lines if line.note.startswith("task changed"))
@@ -240,7 +240,7 @@ def _verdict(report: Report) -> str:
     return f"no changes: the current routes.yaml routes these {n} events exactly as they were routed"
 
 
-def render(report: Report, *, header: str) -> str:
+def render(report: Comparison, *, header: str) -> str:
     """What `gateway routes test` prints: ``header``, the per-route table, the changed events (the first
     ``keep``), sources no longer configured, and a one-line verdict."""
     blocks = [header] if header else []
@@ -256,7 +256,7 @@ def render(report: Report, *, header: str) -> str:
     return "\n\n".join(blocks)
 
 
-def as_json(report: Report) -> dict[str, Any]:
+def as_json(report: Comparison) -> dict[str, Any]:
     """The report as JSON-compatible data, for ``--json`` and the admin API."""
     return {
         "events": report.events,

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.errors import Invalid, NotFound
 from gateway.model import (
+    ROUTED,
     Attempt,
     Event,
     EventFilter,
@@ -24,7 +25,7 @@ from gateway.model import (
     new_id,
 )
 from gateway.records.bulk import Bulk
-from gateway.records.compare import Report, Tally
+from gateway.records.compare import Comparison, Tally
 from gateway.records.page import Page, decode_cursor, limited, paged
 from gateway.records.prune import cutoffs
 from gateway.records.replays import Replayer
@@ -194,7 +195,7 @@ class Service:
             source=API_SOURCE,
             event_type=f"trigger:{task_id}",
             dedupe_key=None if idempotency_key is None else f"{task_id}:{idempotency_key}",
-            status="routed",
+            status=ROUTED,
             received_at=now,
             method="POST",
             url=f"/api/tasks/{task_id}/trigger",
@@ -217,7 +218,7 @@ class Service:
 
     # -- routes test and retention --------------------------------------------------------------------
 
-    async def routes_test(self, *, since: float | None, keep: int = 20, page: int = 500) -> Report:
+    async def routes_test(self, *, since: float | None, keep: int = 20, page: int = 500) -> Comparison:
         """Stored events (since ``since``) compared with how the current routes.yaml would route them."""
         tally = Tally(keep=keep)
         f = EventFilter(since=since)

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.model import Attempt, Event, Job, Rejection, Run
+from gateway.model import (
+    ABORTED,
+    EXECUTING,
+    FAILED,
+    JOB_RUNNING,
+    TIMED_OUT,
+    Attempt,
+    Event,
+    Job,
+    Rejection,
+    Run,
+)
 from gateway.telemetry.tracing import trace_id_of
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
@@ -19,7 +30,7 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_row(event: Event) -> dict[str, Any]:
+def event_summary(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "received_at": iso(event.received_at),
@@ -32,7 +43,7 @@ def event_row(event: Event) -> dict[str, Any]:
     }
 
 
-def run_row(run: Run) -> dict[str, Any]:
+def run_summary(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
         "task": run.task_id,
@@ -49,7 +60,7 @@ def run_row(run: Run) -> dict[str, Any]:
     }
 
 
-def attempt_row(attempt: Attempt) -> dict[str, Any]:
+def attempt_summary(attempt: Attempt) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "outcome": attempt.outcome,
@@ -66,7 +77,7 @@ def attempt_row(attempt: Attempt) -> dict[str, Any]:
 def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
     """Everything about one run; the key ``_text`` holds the same for a terminal."""
     detail = {
-        **run_row(run),
+        **run_summary(run),
         "queue": run.queue,
         "priority": run.priority,
         "concurrency_key": run.concurrency_key,
@@ -75,7 +86,7 @@ def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
         "output": run.output,
         "error": run.error,
         "options": dict(run.options),
-        "attempt_history": [attempt_row(a) for a in attempts],
+        "attempt_history": [attempt_summary(a) for a in attempts],
     }
     lines = [
         f"run          {run.id}",
@@ -96,11 +107,11 @@ def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
         lines.append(f"error        {run.error.get('type')}: {run.error.get('message')}")
     for a in attempts:
         took = "-" if a.duration is None else f"{a.duration:.3f} s"
-        lines.append(f"attempt {a.number:<4} {a.outcome or 'executing'} at {iso(a.started_at)} ({took})")
+        lines.append(f"attempt {a.number:<4} {a.outcome or EXECUTING} at {iso(a.started_at)} ({took})")
         if a.error_type:
             lines.append(f"  error: {a.error_type}: {a.error_message}")
         lines += [f"  {iso(x.get('ts'))} {x.get('level', 'info'):<7} {x.get('message')}" for x in a.logs]
-        if a.traceback and a.outcome in ("failed", "timed_out", "aborted"):
+        if a.traceback and a.outcome in (FAILED, TIMED_OUT, ABORTED):
             lines += ["  " + t for t in a.traceback.rstrip().splitlines()[-12:]]
     detail["_text"] = "\n".join(lines)
     return detail
@@ -113,7 +124,7 @@ def _json_block(value: Any) -> str:
     return text
 
 
-def rejection_row(rejection: Rejection) -> dict[str, Any]:
+def rejection_summary(rejection: Rejection) -> dict[str, Any]:
     return {
         "id": rejection.id,
         "received_at": iso(rejection.received_at),
@@ -129,7 +140,7 @@ def rejection_row(rejection: Rejection) -> dict[str, Any]:
 def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
     """Everything about one event; the key ``_text`` holds the same for a terminal."""
     detail = {
-        **event_row(event),
+        **event_summary(event),
         "method": event.method,
         "url": event.url,
         "remote_addr": event.remote_addr,
@@ -139,7 +150,7 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         "payload": event.payload.data,
         "body_size": len(event.body),
         "replay_of": event.replay_of,
-        "runs": [run_row(r) for r in runs],
+        "runs": [run_summary(r) for r in runs],
     }
     payload = _json_block(event.payload.data) if event.payload.kind != "raw" else str(event.payload.data)
     if len(payload) > BODY_PREVIEW:
@@ -176,7 +187,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "filter": shown,
         "progress": round(job.done / job.total, 4) if job.total else 1.0,
         **{name: iso(getattr(job, name)) for name in ("created_at", "updated_at", "finished_at")},
-        "worked_by": job.owner if job.status == "running" else None,
+        "worked_by": job.owner if job.status == JOB_RUNNING else None,
     }
 
 

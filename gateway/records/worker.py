@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from gateway.aio import wait_first
 from gateway.errors import GatewayError, Invalid, StoreError
-from gateway.model import Job
+from gateway.model import FAILED, JOB_RUNNING, Job
 from gateway.records.bulk import Bulk
 from gateway.records.service import Service
 
@@ -59,7 +59,7 @@ async def work(
 ) -> Job:
     """Work ``job`` (held by ``owner``) chunk by chunk until it is done, canceled, taken over, or ``stop``
     is set (the job is then released for anyone to resume). Returns the job as it is at the end."""
-    while job.status == "running":
+    while job.status == JOB_RUNNING:
         if stop is not None and stop.is_set():
             await bulk.store.jobs.release_job(job.id, owner=owner, now=bulk.clock())
             return await bulk.job(job.id)
@@ -71,7 +71,7 @@ async def work(
             raise
         except GatewayError as exc:  # e.g. the config lost a source mid-job: fail it with the reason
             failed, now = str(exc), bulk.clock()
-            await bulk.store.jobs.end_job(job.id, status="failed", now=now, error=failed, owner=owner)
+            await bulk.store.jobs.end_job(job.id, status=FAILED, now=now, error=failed, owner=owner)
             return await bulk.job(job.id)
         if on_progress is not None:
             on_progress(job)

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.errors import Invalid
-from gateway.model import Event, Headers, Payload, Request, Run, Verdict, new_id
+from gateway.model import QUEUED, ROUTED, UNROUTED, Event, Headers, Inbound, Payload, Run, Verdict, new_id
 from gateway.routes.load import Config
 from gateway.routes.mapping import map_input
 from gateway.routes.match import Route, match
@@ -151,7 +151,7 @@ def resolve_options(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -
 def admit(
     config: Config,
     source: Source,
-    request: Request,
+    request: Inbound,
     verdict: Verdict,
     now: float,
     payload: Payload | None = None,
@@ -176,7 +176,7 @@ def admit(
         source=source.name,
         event_type=event_type,
         dedupe_key=dedupe_key,
-        status="routed" if runs else "unrouted",
+        status=ROUTED if runs else UNROUTED,
         received_at=now,
         method=request.method,
         url=stored_url,
@@ -229,7 +229,7 @@ def new_run(
         route_id=route.id if route is not None else None,
         task_id=task.id,
         input=run_input,
-        status="queued",
+        status=QUEUED,
         created_at=now,
         queue=options["queue"],
         priority=options["priority"],
@@ -282,4 +282,4 @@ def readmit(config: Config, event: Event, now: float) -> Admission:
     )
     view = stored_view(replay)
     runs = plan_runs(config, view, view, now)
-    return Admission(replace(replay, status="routed" if runs else "unrouted"), runs)
+    return Admission(replace(replay, status=ROUTED if runs else UNROUTED), runs)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from gateway.errors import SignatureError
-from gateway.model import Headers, Request
+from gateway.model import Headers, Inbound
 from gateway.signatures.schemes import Scheme
 
 MAX_HEADER = 8 * 1024  # a longer signature header is malformed, never parsed
@@ -94,7 +94,7 @@ def _digest_size(algorithm: str) -> int:
 # -- header formats ---------------------------------------------------------------------------------------
 
 
-def _prefixed(scheme: Scheme, request: Request) -> Presented:
+def _prefixed(scheme: Scheme, request: Inbound) -> Presented:
     """One digest in one header, optionally behind a prefix (GitHub, Slack, Shopify, Linear, the recipe…)."""
     name, value = signature_header(scheme, request.headers)
     size = _digest_size(scheme.algorithm)
@@ -122,7 +122,7 @@ def _body_timestamp(scheme: Scheme, body: bytes) -> tuple[str, str]:
     return f"{field} in the body", text
 
 
-def _stripe(scheme: Scheme, request: Request) -> Presented:
+def _stripe(scheme: Scheme, request: Inbound) -> Presented:
     """``t=<ts>,v1=<hex>[,v1=…][,v0=…]`` — https://docs.stripe.com/webhooks#verify-manually"""
     name, value = signature_header(scheme, request.headers)
     timestamp: str | None = None
@@ -141,7 +141,7 @@ def _stripe(scheme: Scheme, request: Request) -> Presented:
     return Presented(name, tuple(signatures), (f"the t= in {name}", timestamp))
 
 
-def _paddle(scheme: Scheme, request: Request) -> Presented:
+def _paddle(scheme: Scheme, request: Inbound) -> Presented:
     """``ts=<ts>;h1=<hex>[;h1=…]`` — https://developer.paddle.com/webhooks/signature-verification
 
     Every h1 is tried (up to 20); entries that are not 64 hex digits (the SDK's tests send ``h1=dummy``)
@@ -163,7 +163,7 @@ def _paddle(scheme: Scheme, request: Request) -> Presented:
     return Presented(name, tuple(signatures), (f"the ts= in {name}", timestamp))
 
 
-def _standard_webhooks(scheme: Scheme, request: Request) -> Presented:
+def _standard_webhooks(scheme: Scheme, request: Inbound) -> Presented:
     """Space-separated ``v1,<base64>`` (HMAC) and ``v1a,<base64>`` (Ed25519) — https://www.standardwebhooks.com/"""
     name, value = signature_header(scheme, request.headers)
     kinds = {"v1": "mac", "v1a": "ed25519"}  # other versions are ignored
@@ -179,7 +179,7 @@ def _standard_webhooks(scheme: Scheme, request: Request) -> Presented:
     return Presented(name, tuple(signatures), timestamp, msg_id[1] if msg_id else None)
 
 
-def _token(scheme: Scheme, request: Request) -> Presented:
+def _token(scheme: Scheme, request: Inbound) -> Presented:
     """A shared secret sent in clear, in a header (X-Gitlab-Token, X-Api-Key) or a query parameter."""
     if scheme.signature_headers:
         name, value = signature_header(scheme, request.headers)
@@ -192,7 +192,7 @@ def _token(scheme: Scheme, request: Request) -> Presented:
     return Presented(name, (("secret", value.encode()),), covers="")
 
 
-def _basic(scheme: Scheme, request: Request) -> Presented:
+def _basic(scheme: Scheme, request: Inbound) -> Presented:
     """``Authorization: Basic <base64 of user:password>`` (RFC 7617)."""
     name, value = signature_header(scheme, request.headers)
     kind, _, encoded = value.partition(" ")
@@ -207,7 +207,7 @@ def _basic(scheme: Scheme, request: Request) -> Presented:
 # -- formats that sign more than a template over the body --------------------------------------------------
 
 
-def _twilio(scheme: Scheme, request: Request) -> Presented:
+def _twilio(scheme: Scheme, request: Inbound) -> Presented:
     """HMAC over the URL Twilio called + sorted ``name+value`` of the form parameters, base64.
 
     https://www.twilio.com/docs/usage/webhooks/webhooks-security — a JSON body is bound through a
@@ -281,12 +281,12 @@ def _twilio_urls(url: str) -> list[str]:
     )
 
 
-def _is_form(request: Request) -> bool:
+def _is_form(request: Inbound) -> bool:
     mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return mime == "application/x-www-form-urlencoded"
 
 
-def _mailgun(scheme: Scheme, request: Request) -> Presented:
+def _mailgun(scheme: Scheme, request: Inbound) -> Presented:
     """hex HMAC-SHA256 of ``<timestamp><token>``, all three inside the body — JSON ``signature`` object,
     or form fields. https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks
     The event data is NOT covered (``binds_body=False``)."""
@@ -334,7 +334,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-ADAPTERS: dict[str, Callable[[Scheme, Request], Presented]] = {
+ADAPTERS: dict[str, Callable[[Scheme, Inbound], Presented]] = {
     "prefixed": _prefixed,
     "stripe": _stripe,
     "paddle": _paddle,

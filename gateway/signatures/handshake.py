@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import Payload, Request, Secret
+from gateway.model import Inbound, Payload, Secret
 from gateway.signatures.schemes import Scheme
 
 
@@ -26,7 +26,7 @@ class Reply:
 
 
 def respond(
-    scheme: Scheme, secrets: Sequence[Secret], request: Request, payload: Payload, *, key_index: int = 0
+    scheme: Scheme, secrets: Sequence[Secret], request: Inbound, payload: Payload, *, key_index: int = 0
 ) -> Reply | None:
     """The reply ``scheme``'s handshake asks for, or None for an ordinary delivery.
 

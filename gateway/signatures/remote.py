@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.errors import Problem, SignatureError
-from gateway.model import Headers, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Secret, Verdict
 from gateway.signatures.asymmetric import verify_paypal
 from gateway.signatures.jwts import SUPPORTED, verify_google_oidc, verify_jwt, verify_plaid
 from gateway.signatures.schemes import RemoteSettings, Scheme
@@ -225,7 +225,7 @@ def bearer(scheme: Scheme, headers: Headers) -> str:
 def verify_remote(
     scheme: Scheme,
     secrets: Sequence[Secret],
-    request: Request,
+    request: Inbound,
     now: float,
     material: Any,
     remote: RemoteSettings,

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import SignatureError
-from gateway.model import Headers, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Secret, Verdict
 from gateway.signatures.adapters import ADAPTERS, MAX_HEADER, MAX_SIGNATURES, decode, first_header
 from gateway.signatures.asymmetric import (
     discord_key_problem,
@@ -49,7 +49,7 @@ class DecodedKey:
 def verify(
     scheme: Scheme,
     secrets: Sequence[Secret],
-    request: Request,
+    request: Inbound,
     *,
     now: float,
     tolerance: int | None,
@@ -98,7 +98,7 @@ def verify(
 
 
 def _gitlab(
-    scheme: Scheme, secrets: Sequence[Secret], request: Request, *, now: float, tolerance: int | None
+    scheme: Scheme, secrets: Sequence[Secret], request: Inbound, *, now: float, tolerance: int | None
 ) -> Verdict:
     """GitLab's two mechanisms. A ``whsec_`` secret is a signing token: when one is configured and the
     delivery carries ``webhook-signature``, that signature decides (Standard Webhooks). Otherwise the
@@ -129,7 +129,7 @@ _PUBLIC_KEY_PROBLEMS: dict[str, Callable[[str], str | None]] = {
 
 
 def _public_key(
-    scheme: Scheme, secrets: Sequence[Secret], request: Request, *, now: float, tolerance: int | None
+    scheme: Scheme, secrets: Sequence[Secret], request: Inbound, *, now: float, tolerance: int | None
 ) -> Verdict:
     if not secrets:
         raise SignatureError("no_secret", f"{scheme.name} needs the provider's public key (public_key: …)")

@@ -14,9 +14,12 @@ from typing import Any, Protocol
 
 from gateway.model import (
     COMPLETED,
+    EVENT_STATUSES,
     EXECUTING,
     FINAL_STATUSES,
     REPLAY,
+    RUN_STATUSES,
+    UNFINISHED_STATUSES,
     Attempt,
     AttemptEnd,
     Claim,
@@ -30,13 +33,6 @@ from gateway.model import (
     RunFilter,
 )
 
-UNFINISHED_STATUSES = frozenset({"queued", "executing", "retrying"})
-
-EVENT_STATUSES = frozenset({"routed", "unrouted"})
-RUN_STATUSES = frozenset(
-    {"queued", "executing", "retrying", "completed", "failed", "timed_out", "canceled", "crashed"}
-)
-
 
 class Row(Protocol):
     """A result row addressable by column name (``sqlite3.Row`` is one)."""
@@ -47,7 +43,7 @@ class Row(Protocol):
 def event_to_row(e: Event) -> dict[str, Any]:
     """Raises ValueError for an unknown status, TypeError for a payload JSON cannot hold."""
     if e.status not in EVENT_STATUSES:
-        raise ValueError(f"event status {e.status!r} is not one of 'routed', 'unrouted'")
+        raise ValueError(f"event status {e.status!r} is not one of {', '.join(map(repr, EVENT_STATUSES))}")
     return {
         "id": e.id,
         "source": e.source,
@@ -152,7 +148,7 @@ def attempt_end_to_row(end: AttemptEnd) -> dict[str, Any]:
     if end.run_status not in RUN_STATUSES or end.run_status == EXECUTING:
         raise ValueError(
             f"run {end.run_id} attempt {end.attempt}: cannot end with run status {end.run_status!r}; "
-            f"expected one of {sorted(RUN_STATUSES - {EXECUTING})}"
+            f"expected one of {sorted(set(RUN_STATUSES) - {EXECUTING})}"
         )
     error = dict(end.error) if end.error is not None else {}
     completed = end.run_status == COMPLETED

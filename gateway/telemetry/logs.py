@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
-from gateway.model import COMPLETED, CRASHED, FAILED, RETRYING, TIMED_OUT
+from gateway.model import COMPLETED, CRASHED, FAILED, QUEUED, RETRYING, TIMED_OUT
 from gateway.report import AttemptReport, Delivery
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -113,7 +113,7 @@ def attempt(r: AttemptReport) -> None:
         message = head
     elif r.status == RETRYING:
         message = head + ("; retrying" if retry_in is None else f"; retrying in {retry_in:.1f} s")
-    elif r.status == "queued":
+    elif r.status == QUEUED:
         message = head + "; run queued again"
     else:
         message = head + f"; run {r.status.replace('_', ' ')}"

@@ -23,7 +23,7 @@ from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway.model import FINAL_STATUSES, Event, Run
+from gateway.model import COMPLETED, FINAL_STATUSES, Event, Run
 from gateway.report import Delivery
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ class Tracing:
             )
         finally:
             _CHOSEN_SPAN_ID.reset(token)
-        if status != "completed":
+        if status != COMPLETED:
             span.set_status(Status(StatusCode.ERROR, status))
         span.end(end_time=max(_ns(finished_at), _ns(run.created_at)))
 
@@ -287,7 +287,7 @@ def attempt_ended(span: Span, outcome: str, status: str, error: Mapping[str, Any
     if not span.is_recording():
         return
     span.set_attributes({"gateway.execution.attempt.outcome": outcome, "gateway.run.next_status": status})
-    if error is not None and outcome != "completed":
+    if error is not None and outcome != COMPLETED:
         kind, message = str(error.get("type")), str(error.get("message"))
         span.set_attribute("error.type", kind)
         span.add_event(

@@ -22,7 +22,15 @@ from gateway.errors import AccessDenied, GatewayError, Invalid, NotFound, StoreE
 from gateway.model import JOB_STATUSES, EventFilter, Headers, RunFilter
 from gateway.records.page import Page
 from gateway.records.service import Service
-from gateway.records.view import event_detail, event_row, iso, job_json, rejection_row, run_detail, run_row
+from gateway.records.view import (
+    event_detail,
+    event_summary,
+    iso,
+    job_json,
+    rejection_summary,
+    run_detail,
+    run_summary,
+)
 from gateway.routes.ingest import strict_json
 from gateway.web import auth, params
 from gateway.web.auth import AdminKey, Principal
@@ -199,7 +207,7 @@ class _Api:
 
     async def list_events(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         f = params.from_query(EventFilter, q, params.EVENT_PARAMS, self.clock())
-        return _page(await self.service.events(f, **params.paging(q)), event_row)
+        return _page(await self.service.events(f, **params.paging(q)), event_summary)
 
     async def show_event(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         found = await self.service.event(request.path_params["id"])
@@ -225,7 +233,7 @@ class _Api:
 
     async def list_runs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         f = params.from_query(RunFilter, q, params.RUN_PARAMS, self.clock())
-        return _page(await self.service.runs(f, **params.paging(q)), run_row)
+        return _page(await self.service.runs(f, **params.paging(q)), run_summary)
 
     async def show_run(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         found = await self.service.run(request.path_params["id"])
@@ -247,7 +255,7 @@ class _Api:
             run = await self.service.cancel(request.path_params["id"])
         except Invalid as exc:  # the run exists but has started or finished
             raise _Conflict(str(exc)) from None
-        return _Answer(run_row(run))
+        return _Answer(run_summary(run))
 
     async def list_rejections(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         # Only the time window of a filter; it also refuses a since after the until.
@@ -259,7 +267,7 @@ class _Api:
             until=window.until,
             **params.paging(q),
         )
-        return _page(page, rejection_row)
+        return _page(page, rejection_summary)
 
     async def stats(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         since = params.time("since", q["since"], self.clock()) if "since" in q else None

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive
 
 from gateway.errors import AccessDenied, Invalid, SignatureError, StoreError
 from gateway.keys.keyring import Keyring
-from gateway.model import Headers, Recorded, Rejection, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Recorded, Rejection, Secret, Verdict
 from gateway.report import Delivery, Gauges
 from gateway.routes.ingest import admit, parse_payload
 from gateway.routes.load import Config
@@ -122,7 +122,7 @@ def _called_url(source: Source, request: HTTPRequest, raw_query: str) -> str:
 
 
 async def _verify(
-    source: Source, inbound: Request, keyring: Keyring | None, clock: Callable[[], float]
+    source: Source, inbound: Inbound, keyring: Keyring | None, clock: Callable[[], float]
 ) -> tuple[Verdict, float]:
     """Verify ``inbound``, fetching a remote key first when the source's scheme needs one; and the time."""
     material: Any = None
@@ -285,7 +285,7 @@ class _Hooks:
             response = refused(_error(413, "too_large", detail), request, self.body_timeout)
             return response, said(413, "too_large", reason="too_large")
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
-        inbound = Request(
+        inbound = Inbound(
             method="POST",
             url=_called_url(source, request, raw_query),
             headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),

@@ -8,10 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import JOB_STATUSES, REPLAY, RERUN, RUN_STATUSES
+from gateway.model import EVENT_STATUSES, JOB_STATUSES, REPLAY, RERUN, RUN_STATUSES
 from gateway.records.page import PAGE_MAX
 from gateway.routes.sources import Source
-from gateway.web.params import EVENT_STATUSES
 
 Schema = dict[str, Any]
 

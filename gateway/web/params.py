@@ -14,10 +14,9 @@ from typing import Any, TypeVar
 
 from gateway import durations
 from gateway.errors import Invalid, unknown_key
-from gateway.model import REPLAY, RERUN, RUN_STATUSES, EventFilter, RunFilter
+from gateway.model import EVENT_STATUSES, REPLAY, RERUN, RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import PAGE_MAX
 
-EVENT_STATUSES = ("routed", "unrouted")
 CHOICES: dict[tuple[type[Any], str], tuple[str, ...]] = {
     (EventFilter, "status"): EVENT_STATUSES,
     (EventFilter, "run_status"): RUN_STATUSES,

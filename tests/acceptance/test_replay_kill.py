@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import Headers, Request, Verdict
+from gateway.model import Headers, Inbound, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
 from gateway.store.sqlite.store import SQLiteStore
@@ -32,7 +32,7 @@ async def _populate(config: config_mod.Config, db: Path, n: int) -> None:
         writes = []
         for i in range(n):
             body = json.dumps({"ref": "refs/heads/main", "after": str(i), "repository": {"full_name": "o/r"}})
-            request = Request(
+            request = Inbound(
                 "POST", "http://gw/hooks/github", Headers([("X-GitHub-Event", "push")]), body.encode()
             )
             admission = admit(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.cli.main import main
-from gateway.model import Headers, Request, Verdict
+from gateway.model import Headers, Inbound, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
 from gateway.store.sqlite.store import SQLiteStore
@@ -41,7 +41,7 @@ def populate(config: config_mod.Config, db: Path, n: int, *, at: float | None = 
                 body = json.dumps(
                     {"ref": "refs/heads/main", "after": str(i), "repository": {"full_name": "o/r"}}
                 )
-                request = Request(
+                request = Inbound(
                     "POST",
                     "http://gw/hooks/github",
                     Headers([("X-GitHub-Event", "push"), ("Content-Type", "application/json")]),

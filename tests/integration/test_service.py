@@ -25,11 +25,11 @@ from gateway.model import (
     Event,
     EventFilter,
     Headers,
+    Inbound,
     Payload,
     Pruned,
     Recorded,
     Rejection,
-    Request,
     Run,
     Verdict,
 )
@@ -140,7 +140,7 @@ async def deliver(
     headers = [("Content-Type", "application/json")]
     if source == "github":
         headers += [("X-GitHub-Event", event), ("X-GitHub-Delivery", f"delivery-{next(_deliveries)}")]
-    request = Request(
+    request = Inbound(
         "POST", f"https://hooks.example.com/hooks/{source}", Headers(headers), json.dumps(payload).encode()
     )
     verdict = Verdict(source == "github", "github" if source == "github" else "none")

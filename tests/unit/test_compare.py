@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.model import Event, Headers, Request, Run, Verdict
-from gateway.records.compare import EventChange, Report, RouteLine, Tally, as_json, compare_event, render
+from gateway.model import Event, Headers, Inbound, Run, Verdict
+from gateway.records.compare import Comparison, EventChange, RouteLine, Tally, as_json, compare_event, render
 from gateway.routes.ingest import admit
 from gateway.routes.load import Config
 
@@ -53,7 +53,7 @@ def deliver(
     headers = [("content-type", "application/json")]
     if source == "github":
         headers.append(("x-github-event", "push"))
-    request = Request("POST", f"http://gw/hooks/{source}", Headers(headers), json.dumps(body).encode())
+    request = Inbound("POST", f"http://gw/hooks/{source}", Headers(headers), json.dumps(body).encode())
     admission = admit(config, config.sources[source], request, Verdict(verified=True, scheme="test"), at)
     if not event_id:
         return admission.event, admission.runs
@@ -79,14 +79,14 @@ def history(config: Config) -> list[Stored]:
     ]
 
 
-def tally(config: Config, events: list[Stored], keep: int = 20) -> Report:
+def tally(config: Config, events: list[Stored], keep: int = 20) -> Comparison:
     t = Tally(keep=keep)
     for event, runs in events:
         t.add(config, event, runs)
     return t.report()
 
 
-def line(report: Report, route_id: str) -> RouteLine:
+def line(report: Comparison, route_id: str) -> RouteLine:
     [found] = [x for x in report.lines if x.route_id == route_id]
     return found
 
@@ -257,7 +257,7 @@ def test_no_events_renders_a_plain_verdict() -> None:
     )
 
 
-def mixed_report(then: Config, load_config: Callable[..., Config]) -> Report:
+def mixed_report(then: Config, load_config: Callable[..., Config]) -> Comparison:
     """A route removed, one added, one pointed at another task, and an event of a source that is gone."""
     text = edit("  - id: audit-pushes\n    source: github\n    event: push\n    task: record-payment\n", "")
     text = edit("task: sync-subscription", "task: record-payment", text)
@@ -322,7 +322,7 @@ def test_as_json_round_trips_through_json(then: Config, load_config: Callable[..
 
 def test_large_counts_are_shown_with_thousands_separators() -> None:
     lines = (RouteLine("r", "t", 12_345, 11_145, 0, 1_200, 0, ""),)
-    text = render(Report(12_345, 1_200, lines, (), ()), header="")
+    text = render(Comparison(12_345, 1_200, lines, (), ()), header="")
     assert text == (
         "ROUTE  TASK  THEN    NOW     GAINED  LOST    INPUT CHANGED  NOTE\n"
         "r      t     12,345  11,145          -1,200\n"

@@ -6,11 +6,11 @@ import hashlib
 import hmac
 import json
 
-from gateway.model import Headers, Payload, Request, Secret
+from gateway.model import Headers, Inbound, Payload, Secret
 from gateway.signatures.handshake import Reply, respond
 from gateway.signatures.schemes import PRESETS
 
-REQUEST = Request("POST", "https://gw.example/hooks/x", Headers(), b"")
+REQUEST = Inbound("POST", "https://gw.example/hooks/x", Headers(), b"")
 
 
 def test_slack_url_verification_echoes_the_challenge_as_text() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.model import Headers, Payload, Request, Verdict
+from gateway.model import Headers, Inbound, Payload, Verdict
 from gateway.routes.ingest import admit, parse_payload, resolve_options
 
 NOW = 1_700_000_000.0
@@ -44,7 +44,7 @@ def test_deeply_nested_json_is_kept_raw_not_crashed() -> None:
     assert parse_payload("application/json", body).kind == "raw"
 
 
-def push(ref: str = "refs/heads/main", headers: dict[str, str] | None = None) -> Request:
+def push(ref: str = "refs/heads/main", headers: dict[str, str] | None = None) -> Inbound:
     body = json.dumps({"ref": ref, "after": "abc", "repository": {"full_name": "o/r"}}).encode()
     pairs = {
         "content-type": "application/json",
@@ -53,7 +53,7 @@ def push(ref: str = "refs/heads/main", headers: dict[str, str] | None = None) ->
         "authorization": "Bearer hunter2",
         **(headers or {}),
     }
-    return Request("POST", "http://gw/hooks/github", Headers(pairs.items()), body, remote_addr="10.0.0.1")
+    return Inbound("POST", "http://gw/hooks/github", Headers(pairs.items()), body, remote_addr="10.0.0.1")
 
 
 def test_a_push_to_main_creates_one_run_per_matched_route(load_config: Callable[..., Any]) -> None:
@@ -88,7 +88,7 @@ def test_an_event_no_route_matches_is_unrouted(load_config: Callable[..., Any]) 
 
 def test_a_missing_dedupe_key_is_none(load_config: Callable[..., Any]) -> None:
     config = load_config()
-    request = Request("POST", "http://gw/hooks/stripe", Headers([("content-type", "text/plain")]), b"id=1")
+    request = Inbound("POST", "http://gw/hooks/stripe", Headers([("content-type", "text/plain")]), b"id=1")
     admission = admit(config, config.sources["stripe"], request, VERDICT, NOW)
     assert (admission.event.dedupe_key, admission.event.event_type) == (None, None)
 
@@ -108,7 +108,7 @@ def test_svix_headers_give_the_dedupe_key_of_a_standard_webhooks_source(
     load_config: Callable[..., Any],
 ) -> None:
     config = load_config()
-    request = Request(
+    request = Inbound(
         "POST",
         "http://gw/hooks/billing",
         Headers([("svix-id", "msg_9"), ("content-type", "application/json")]),

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import SignatureError
-from gateway.model import Headers, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Secret, Verdict
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.schemes import PRESETS, RemoteSettings, Scheme
 from gateway.signatures.signing import sign
@@ -168,15 +168,15 @@ BINDING = [name for name, row in ROWS.items() if row.binds != "none"]
 TIMED = [name for name, row in ROWS.items() if row.timed]
 
 
-def _signed(row: Row, signer: str, body: bytes, now: int) -> Request:
+def _signed(row: Row, signer: str, body: bytes, now: int) -> Inbound:
     body = row.body(body, now)
     msg_id = f"msg_{now}"
     headers = sign(row.scheme, Secret(signer), body, now=now, msg_id=msg_id, url=URL, remote=row.remote)
-    return Request("POST", URL, Headers([*headers, *row.headers]), body)
+    return Inbound("POST", URL, Headers([*headers, *row.headers]), body)
 
 
 def _check(
-    row: Row, secrets: list[str], request: Request, now: float, tolerance: int | None = None
+    row: Row, secrets: list[str], request: Inbound, now: float, tolerance: int | None = None
 ) -> Verdict:
     tolerance = row.scheme.tolerance if tolerance is None else tolerance
     return verify(
@@ -185,7 +185,7 @@ def _check(
 
 
 def _rejected(
-    row: Row, secrets: list[str], request: Request, now: float, tolerance: int | None = None
+    row: Row, secrets: list[str], request: Inbound, now: float, tolerance: int | None = None
 ) -> str:
     with pytest.raises(SignatureError) as info:
         _check(row, secrets, request, now, tolerance)
@@ -219,7 +219,7 @@ def test_any_changed_body_byte_is_rejected(
     changed = sent[:i] + bytes([sent[i] ^ data.draw(st.integers(1, 255), "xor")]) + sent[i + 1 :]
     if row.binds == "form" and _params(changed) == _params(sent):
         return  # Twilio signs the parsed parameters: `+` and `%20` are the same space to it
-    _rejected(row, [secret], Request("POST", URL, request.headers, changed), now)
+    _rejected(row, [secret], Inbound("POST", URL, request.headers, changed), now)
 
 
 def _params(body: bytes) -> list[tuple[str, str]]:
@@ -268,7 +268,7 @@ def test_any_changed_byte_of_a_signed_header_is_rejected(
     char = data.draw(st.characters(max_codepoint=255).filter(lambda c: c != value[i]), "replacement")
     changed = value[:i] + char + value[i + 1 :]
     pairs[k] = (pairs[k][0], changed)
-    tampered = Request("POST", URL, Headers(pairs), request.body)
+    tampered = Inbound("POST", URL, Headers(pairs), request.body)
     try:
         _check(row, [secret], tampered, now)
     except SignatureError:
@@ -395,7 +395,7 @@ def test_no_header_body_or_url_raises_anything_but_a_signature_error(
     row = ROWS.get(name)
     genuine = list(_signed(row, row.keys(bytes(32))[1], body, now).headers.pairs) if row else []
     headers = extra + genuine if first else genuine + extra
-    request = Request("POST", url, Headers(headers), body)
+    request = Inbound("POST", url, Headers(headers), body)
     keys = [Secret(s) for s in secrets]
     try:
         verdict = verify(
@@ -414,7 +414,7 @@ def test_a_url_that_cannot_be_parsed_is_a_bad_signature(name: str) -> None:
     row = ROWS[name]
     secret, signer = row.keys(bytes(32))
     request = _signed(row, signer, b"", 1_700_000_000)
-    hostile = Request("POST", "https://[/hooks/x", request.headers, request.body)
+    hostile = Inbound("POST", "https://[/hooks/x", request.headers, request.body)
     with pytest.raises(SignatureError) as info:
         _check(row, [secret], hostile, 1_700_000_000)
     assert (info.value.reason, info.value.detail) == (

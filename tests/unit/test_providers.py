@@ -16,7 +16,7 @@ from square.utils.webhooks_helper import verify_signature as square_verify
 from twilio.request_validator import RequestValidator
 
 from gateway.errors import Problem, SignatureError
-from gateway.model import Headers, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Secret, Verdict
 from gateway.routes.sources import parse_sources, source_warnings
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.schemes import PRESETS, Scheme
@@ -44,21 +44,21 @@ def req(
     body: bytes = b"{}",
     url: str = URL,
     query: tuple[tuple[str, str], ...] = (),
-) -> Request:
-    return Request("POST", url, Headers(headers), body, query)
+) -> Inbound:
+    return Inbound("POST", url, Headers(headers), body, query)
 
 
-def check(scheme: Scheme, secrets: list[str], request: Request, now: float = NOW) -> Verdict:
+def check(scheme: Scheme, secrets: list[str], request: Inbound, now: float = NOW) -> Verdict:
     return verify(scheme, [Secret(s) for s in secrets], request, now=now, tolerance=scheme.tolerance)
 
 
-def rejected(scheme: Scheme, secrets: list[str], request: Request, now: float = NOW) -> tuple[str, str]:
+def rejected(scheme: Scheme, secrets: list[str], request: Inbound, now: float = NOW) -> tuple[str, str]:
     with pytest.raises(SignatureError) as info:
         check(scheme, secrets, request, now)
     return info.value.reason, info.value.detail
 
 
-def signed(name: str, secret: str, body: bytes, now: float = NOW, **kw: str) -> Request:
+def signed(name: str, secret: str, body: bytes, now: float = NOW, **kw: str) -> Inbound:
     headers = sign(PRESETS[name], Secret(secret), body, now=now, **kw)  # type: ignore[arg-type]
     form = [("Content-Type", "application/x-www-form-urlencoded")] if body[:1] not in (b"{", b"[") else []
     return req(headers + form, body, kw.get("url", URL))
@@ -77,7 +77,7 @@ SLACK_BODY = (
 SLACK_SIG = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
 
-def slack_request(sig: str = SLACK_SIG, ts: str = str(SLACK_TS), body: bytes = SLACK_BODY) -> Request:
+def slack_request(sig: str = SLACK_SIG, ts: str = str(SLACK_TS), body: bytes = SLACK_BODY) -> Inbound:
     return req([("X-Slack-Request-Timestamp", ts), ("X-Slack-Signature", sig)], body)
 
 
@@ -194,7 +194,7 @@ LINEAR_TS_MS = NOW * 1000 + 250
 LINEAR_BODY = json.dumps({"type": "Issue", "action": "create", "webhookTimestamp": LINEAR_TS_MS}).encode()
 
 
-def linear_request(body: bytes = LINEAR_BODY, secret: str = "lin_wh_secret") -> Request:
+def linear_request(body: bytes = LINEAR_BODY, secret: str = "lin_wh_secret") -> Inbound:
     return req([("Linear-Signature", hmac.new(secret.encode(), body, "sha256").hexdigest())], body)
 
 
@@ -673,7 +673,7 @@ def test_tolerance_is_refused_for_presets_that_sign_no_time() -> None:
 
 
 def test_no_error_shows_a_credential_sent_or_configured_in_clear() -> None:
-    cases: list[tuple[Scheme, list[str], Request]] = [
+    cases: list[tuple[Scheme, list[str], Inbound]] = [
         (GITLAB, ["tok-secret-1"], req([("X-Gitlab-Token", "tok-secret-2")])),
         (BASIC, ["ann:pw-secret-1"], req(basic("ann:pw-secret-2"))),
         (token_scheme(query="token"), ["q-secret-1"], req([], query=(("token", "q-secret-2"),))),

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from gateway.errors import Problem, SignatureError
-from gateway.model import Headers, Request, Secret
+from gateway.model import Headers, Inbound, Secret
 from gateway.routes.sources import Source, parse_sources, source_warnings
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.remote import bearer
@@ -23,8 +23,8 @@ REMOTE = ("plaid", "pubsub", "paypal", "jwt")
 HS_SECRET = "a-shared-jwt-secret-of-at-least-32-bytes"
 
 
-def req(headers: list[tuple[str, str]], body: bytes = b"{}") -> Request:
-    return Request("POST", "https://hooks.example.com/hooks/x", Headers(headers), body)
+def req(headers: list[tuple[str, str]], body: bytes = b"{}") -> Inbound:
+    return Inbound("POST", "https://hooks.example.com/hooks/x", Headers(headers), body)
 
 
 def sources(raw: dict[str, Any]) -> tuple[dict[str, Source], list[Problem]]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import SignatureError
-from gateway.model import Headers, Request, Secret
+from gateway.model import Headers, Inbound, Secret
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.schemes import PRESETS, Scheme
 from gateway.signatures.signing import sign
@@ -234,13 +234,13 @@ WRONG = "whsec_TEAK7qTEAK7qTEAK7qTEAK7qTEAK7qTE"
 JSON_BODY = json.dumps({"webhookTimestamp": NOW * 1000, "type": "x"}).encode()  # linear signs its timestamp
 
 
-def delivery(scheme: Scheme, secret: str, body: bytes, kind: str) -> Request:
+def delivery(scheme: Scheme, secret: str, body: bytes, kind: str) -> Inbound:
     """``body`` as the provider sends it; a query token goes into the query (sign() prints headers only)."""
     if scheme.secret_query:
         query, headers = ((scheme.secret_query[0], secret),), []
     else:
         query, headers = (), sign(scheme, Secret(secret), body, now=NOW, url=URL)
-    return Request("POST", URL, Headers([*headers, ("Content-Type", kind)]), body, query)
+    return Inbound("POST", URL, Headers([*headers, ("Content-Type", kind)]), body, query)
 
 
 def shared_secret_schemes() -> list[tuple[str, Scheme, str, bytes, str]]:

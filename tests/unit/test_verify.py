@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import Problem, SignatureError
-from gateway.model import Headers, Request, Secret, Verdict
+from gateway.model import Headers, Inbound, Secret, Verdict
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.schemes import PRESETS, Scheme
 from gateway.signatures.signing import sign
@@ -39,21 +39,21 @@ STRIPE_BODY = b'{"id": "evt_test_webhook", "object": "event", "type": "charge.su
 NOW = 1_700_000_000
 
 
-def req(headers: list[tuple[str, str]], body: bytes = b"{}") -> Request:
-    return Request("POST", "https://gw.example/hooks/x", Headers(headers), body)
+def req(headers: list[tuple[str, str]], body: bytes = b"{}") -> Inbound:
+    return Inbound("POST", "https://gw.example/hooks/x", Headers(headers), body)
 
 
-def signed(scheme: Scheme, secret: str, body: bytes, now: float = NOW, **kw: str) -> Request:
+def signed(scheme: Scheme, secret: str, body: bytes, now: float = NOW, **kw: str) -> Inbound:
     return req(sign(scheme, Secret(secret), body, now=now, **kw), body)
 
 
 def check(
-    scheme: Scheme, secrets: list[str], request: Request, now: float = NOW, tolerance: int | None = 300
+    scheme: Scheme, secrets: list[str], request: Inbound, now: float = NOW, tolerance: int | None = 300
 ) -> Verdict:
     return verify(scheme, [Secret(s) for s in secrets], request, now=now, tolerance=tolerance)
 
 
-def rejected(scheme: Scheme, secrets: list[str], request: Request, **kw: float | None) -> SignatureError:
+def rejected(scheme: Scheme, secrets: list[str], request: Inbound, **kw: float | None) -> SignatureError:
     with pytest.raises(SignatureError) as info:
         check(scheme, secrets, request, **kw)  # type: ignore[arg-type]
     return info.value
@@ -519,7 +519,7 @@ def test_no_error_verdict_or_scheme_shows_a_configured_secret() -> None:
         STRIPE_SECRET,
     }
     texts = [repr(s) for s in PRESETS.values()]
-    cases: list[tuple[Scheme, list[str], Request]] = [
+    cases: list[tuple[Scheme, list[str], Inbound]] = [
         (GITHUB, [GH_SECRET], req([("X-Hub-Signature-256", GH_SIG)], b"tampered")),
         (GITHUB, [GH_SECRET], req([("X-Hub-Signature-256", "nope")], GH_BODY)),
         (STRIPE, [STRIPE_SECRET], req(stripe_header(NOW - 999, f"v1={stripe_v1(NOW - 999)}"), STRIPE_BODY)),
