@@ -5,6 +5,8 @@
     ├── SignatureError         a delivery failed verification (reason + detail, never a secret)
     ├── NotFound               an id or a source that does not exist
     ├── Invalid                a request the gateway understood but cannot do (bad filter, gone task)
+    │   ├── Conflict           the item exists but is not in a state the operation applies to
+    │   └── TooLarge           a request body over its limit
     ├── AccessDenied           an admin API call without a valid token (401) or scope (403)
     ├── StoreError             the database could not do what was asked
     │   └── StoreUnavailable   a write could not be committed: the caller must not acknowledge
@@ -14,7 +16,7 @@
     ├── AbortRun               fail the run now, no retry
     └── RetryAfter             retry exactly then (a provider's Retry-After), within max_attempts
 
-HTTP status codes for these live in one place, ``gateway/web/hooks.py``.
+HTTP status codes for these live in one place, ``gateway/web/responses.py``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class Invalid(GatewayError):
 
     The message says what was wrong and what to do; it is shown to the caller as it is.
     """
+
+
+class Conflict(Invalid):
+    """The item exists but is not in a state the operation applies to: a finished run canceled, an ended job
+    canceled."""
+
+
+class TooLarge(Invalid):
+    """A request body over the limit of what it is sent to."""
 
 
 class AccessDenied(GatewayError):

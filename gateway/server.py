@@ -36,8 +36,8 @@ from gateway.telemetry.logs import Scrub
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
 from gateway.web.api import create_api
+from gateway.web.app import App, create_admin_app, create_app, create_metrics_app
 from gateway.web.auth import AdminKey
-from gateway.web.hooks import App, create_admin_app, create_app, create_metrics_app
 from gateway.web.listen import Listener, bind_address, check_free, loop_factory, run_server
 
 log = logging.getLogger("gateway.server")

@@ -14,7 +14,7 @@ import respx
 
 from gateway.routes import load as config_mod
 from gateway.store.sqlite.store import SQLiteStore
-from gateway.web.hooks import create_app
+from gateway.web.app import create_app
 
 TASKS_CODE = """
 from gateway import task

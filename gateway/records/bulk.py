@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.errors import Invalid, NotFound
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.model import (
     CANCELED,
     JOB_RUNNING,
@@ -110,7 +110,7 @@ class Bulk:
     async def cancel_job(self, job_id: str) -> Job:
         if not await self.store.jobs.end_job(job_id, status=CANCELED, now=self.clock()):
             job = await self.job(job_id)  # read after: the status that kept it from being canceled
-            raise Invalid(f"job {job_id} is {job.status}: only running jobs can be canceled")
+            raise Conflict(f"job {job_id} is {job.status}: only running jobs can be canceled")
         return await self.job(job_id)
 
     async def work_chunk(self, job: Job, owner: str, *, size: int = 100, lease: float = 30.0) -> Job:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import Invalid, NotFound
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.model import (
     ROUTED,
     Attempt,
@@ -159,12 +159,12 @@ class Service:
         return rerun
 
     async def cancel(self, run_id: str) -> Run:
-        """Cancel a queued or retrying run. Raises NotFound, or Invalid for a run in another status."""
+        """Cancel a queued or retrying run. Raises NotFound, or Conflict for a run in another status."""
         canceled = await self.store.runs.cancel(run_id, now=self.clock())
         if canceled is None:
             current = await self.store.reads.get_run(run_id)
             status = current.status if current else "gone"
-            raise Invalid(f"run {run_id} is {status}: only queued or retrying runs can be canceled")
+            raise Conflict(f"run {run_id} is {status}: only queued or retrying runs can be canceled")
         self.telemetry.run_ended(canceled, canceled.status, self.clock(), canceled.attempts)
         return canceled
 

@@ -5,20 +5,18 @@ I/O: HTTP in; every operation is a gateway.records.service.Service call. Its HTT
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import AccessDenied, GatewayError, Invalid, NotFound, StoreError, unknown_key
+from gateway.errors import AccessDenied, GatewayError, Invalid, StoreError, TooLarge, unknown_key
 from gateway.model import JOB_STATUSES, EventFilter, Headers, RunFilter
 from gateway.records.page import Page
 from gateway.records.service import Service
@@ -34,56 +32,26 @@ from gateway.records.view import (
 from gateway.routes.ingest import strict_json
 from gateway.web import auth, params
 from gateway.web.auth import AdminKey, Principal
-from gateway.web.hooks import http_error, refused
 from gateway.web.openapi import Operation, document
+from gateway.web.responses import Answer, code_of, error, http_error, refused
 
 log = logging.getLogger("gateway.api")
 BODY_CAP = 1024 * 1024  # bytes of a request body: a trigger payload, a rerun's edited input, a job request
 REALM = "gateway-admin"
-RETRY_AFTER = {"Retry-After": "5"}  # seconds a client should wait when the store cannot answer
 Query = dict[str, str]
 Handler = Callable[[HTTPRequest, Principal, Query], Awaitable[Response]]
 Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
 
 
-class _Conflict(GatewayError):
-    """The item exists but is not in a state the operation applies to (a finished run, an ended job)."""
-
-
-class _TooLarge(GatewayError):
-    """A request body over BODY_CAP."""
-
-
 # -- answers --------------------------------------------------------------------------------------------
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-class _Answer(JSONResponse):
-    """A JSON answer that stored data cannot turn into a 500: NaN and Infinity (a task's output may hold
-    them) become null, as JavaScript's JSON.stringify does, and a lone surrogate is escaped."""
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except ValueError:  # allow_nan=False refused a number, or UTF-8 a lone surrogate (UnicodeEncodeError)
-            return json.dumps(_finite(content), allow_nan=False, separators=(",", ":")).encode()
-
-
-def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> Response:
-    return _Answer({"error": error, "detail": detail}, status_code=status, headers=headers)
-
-
 def _failure(exc: GatewayError, scope: str) -> Response:
-    """The one place an exception becomes an HTTP answer. Nothing here quotes the request's token."""
+    """An exception as the API's answer, its status from web/responses.py's table. Nothing here quotes the
+    request's token."""
+    code = code_of(exc)
+    if code is None:
+        raise exc
     if isinstance(exc, AccessDenied):
         if exc.status == 403:
             challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
@@ -92,23 +60,15 @@ def _failure(exc: GatewayError, scope: str) -> Response:
             challenge = f'Bearer realm="{REALM}"'
         else:
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
-        return _error(exc.status, exc.reason, exc.detail, {"WWW-Authenticate": challenge})
-    if isinstance(exc, NotFound):
-        return _error(404, "not_found", str(exc))
-    if isinstance(exc, _Conflict):
-        return _error(409, "conflict", str(exc))
-    if isinstance(exc, Invalid):
-        return _error(400, "invalid", str(exc))
-    if isinstance(exc, _TooLarge):
-        return _error(413, "too_large", str(exc))
+        return error(code, exc.detail, {"WWW-Authenticate": challenge}, status=exc.status)
     if isinstance(exc, StoreError):
         log.error("store unavailable: answering 503 to an admin API call (%s)", type(exc).__name__)
-        return _error(503, "store_unavailable", "the database could not answer; retry later", RETRY_AFTER)
-    raise exc
+        return error(code, "the database could not answer; retry later")
+    return error(code, str(exc))
 
 
 def _page(page: Page[Any], row: Callable[[Any], dict[str, Any]]) -> Response:
-    return _Answer({"data": [row(item) for item in page.items], "next_cursor": page.next})
+    return Answer({"data": [row(item) for item in page.items], "next_cursor": page.next})
 
 
 def _runs(runs: tuple[Any, ...]) -> list[dict[str, str]]:
@@ -136,7 +96,7 @@ def _query(request: HTTPRequest, allowed: tuple[str, ...]) -> dict[str, str]:
 
 async def _read_body(request: HTTPRequest) -> bytes:
     """The raw body, refused as soon as it passes BODY_CAP (also when sent chunked)."""
-    too_large = _TooLarge(f"the body is larger than {BODY_CAP} bytes (1 MiB)")
+    too_large = TooLarge(f"the body is larger than {BODY_CAP} bytes (1 MiB)")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > BODY_CAP:
         raise too_large
@@ -214,7 +174,7 @@ class _Api:
         detail = event_detail(found.event, found.runs)
         del detail["_text"]
         detail["replays"] = [{"id": i, "received_at": iso(at), "status": s} for i, at, s in found.replays]
-        return _Answer(detail)
+        return Answer(detail)
 
     async def event_body(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         event = (await self.service.event(request.path_params["id"])).event
@@ -229,7 +189,7 @@ class _Api:
         event_id = request.path_params["id"]
         outcome = await self.service.replay(event_id)
         content = {"event_id": outcome.event_id, "replay_of": event_id, "runs": _runs(outcome.runs)}
-        return _Answer(content, status_code=202)
+        return Answer(content, status_code=202)
 
     async def list_runs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         f = params.from_query(RunFilter, q, params.RUN_PARAMS, self.clock())
@@ -241,21 +201,18 @@ class _Api:
         del detail["_text"]
         detail["rerun_of"] = found.run.rerun_of
         detail["reruns"] = [{"id": i, "created_at": iso(at), "status": s} for i, at, s in found.reruns]
-        return _Answer(detail)
+        return Answer(detail)
 
     async def rerun(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """``{"payload": ...}`` reruns with that input; ``{}`` or no body with the original input."""
         run_id = request.path_params["id"]
         body = await _json_object(request, ("payload",))
         run = await self.service.rerun(run_id, payload=body.get("payload"), edited="payload" in body)
-        return _Answer({"run_id": run.id, "rerun_of": run_id, "task": run.task_id}, status_code=202)
+        return Answer({"run_id": run.id, "rerun_of": run_id, "task": run.task_id}, status_code=202)
 
     async def cancel_run(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        try:
-            run = await self.service.cancel(request.path_params["id"])
-        except Invalid as exc:  # the run exists but has started or finished
-            raise _Conflict(str(exc)) from None
-        return _Answer(run_summary(run))
+        run = await self.service.cancel(request.path_params["id"])  # Conflict: it has started or finished
+        return Answer(run_summary(run))
 
     async def list_rejections(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         # Only the time window of a filter; it also refuses a since after the until.
@@ -271,7 +228,7 @@ class _Api:
 
     async def stats(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         since = params.time("since", q["since"], self.clock()) if "since" in q else None
-        return _Answer(await self.service.counts(since=since))
+        return Answer(await self.service.counts(since=since))
 
     async def start_bulk(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """``{"kind": "replay"|"rerun", "filter": {...}, "dry_run": bool}``: preview, or record the job."""
@@ -282,11 +239,11 @@ class _Api:
             raise Invalid(f"dry_run: expected true or false, got a JSON {params.kind(dry_run)}")
         if dry_run:
             preview = await self.service.bulk.preview(kind, f)
-            return _Answer({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
+            return Answer({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
         job = await self.service.bulk.start_job(kind, f, requested_by=who.subject)
         if self.on_job is not None:
             self.on_job()
-        return _Answer({"job": job_json(job)}, status_code=202)
+        return Answer({"job": job_json(job)}, status_code=202)
 
     async def list_jobs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         status = params.choice("status", q["status"], JOB_STATUSES) if "status" in q else None
@@ -294,14 +251,11 @@ class _Api:
         return _page(page, job_json)
 
     async def show_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        return _Answer(job_json(await self.service.bulk.job(request.path_params["id"])))
+        return Answer(job_json(await self.service.bulk.job(request.path_params["id"])))
 
     async def cancel_job(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        try:
-            job = await self.service.bulk.cancel_job(request.path_params["id"])
-        except Invalid as exc:  # the job exists but has ended
-            raise _Conflict(str(exc)) from None
-        return _Answer(job_json(job))
+        job = await self.service.bulk.cancel_job(request.path_params["id"])  # Conflict: it has ended
+        return Answer(job_json(job))
 
     async def trigger(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """Start a task with ``{"payload": ...}``; a repeated Idempotency-Key answers 200 and the original."""
@@ -321,12 +275,12 @@ class _Api:
         )
         content: dict[str, Any] = {"event_id": outcome.event_id, "runs": _runs(outcome.runs)}
         if outcome.duplicate:
-            return _Answer({**content, "duplicate": True})
-        return _Answer(content, status_code=202)
+            return Answer({**content, "duplicate": True})
+        return Answer(content, status_code=202)
 
     async def openapi(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         """This API and the configured sources' hook paths, as OpenAPI 3.1 (gateway/web/openapi.py)."""
-        return _Answer(document(ROUTES, self.service.config.sources.values()))
+        return Answer(document(ROUTES, self.service.config.sources.values()))
 
 
 def create_api(
@@ -348,7 +302,7 @@ def create_api(
                 principal = auth.authenticate(request.headers.get("authorization"), key, now=clock())
                 auth.require(principal, scope)
                 return await handler(request, principal, _query(request, allowed))
-            except _TooLarge as exc:  # answered before the whole body was read
+            except TooLarge as exc:  # answered before the whole body was read
                 return refused(_failure(exc, scope), request)
             except GatewayError as exc:
                 return _failure(exc, scope)

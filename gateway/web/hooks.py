@@ -1,88 +1,89 @@
-"""The Starlette app: ``POST <source path>`` → verify → admit → group-committed write → 202.
+"""The ingest endpoint: ``POST <source path>`` → read the raw body once → verify → admit → group-committed
+write. Each request comes to an Outcome; ``answer`` turns it into the HTTP answer (its status from
+web/responses.py's table) and what telemetry hears.
 
-I/O: HTTP in, the store out. Every HTTP status the gateway answers with is chosen in this module.
+I/O: HTTP in, the store out, remote key fetches through the keyring.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive
+from starlette.responses import Response
 
-from gateway.errors import AccessDenied, Invalid, SignatureError, StoreError
+from gateway.errors import SignatureError, StoreError
 from gateway.keys.keyring import Keyring
-from gateway.model import Headers, Inbound, Recorded, Rejection, Secret, Verdict
-from gateway.report import Delivery, Gauges
+from gateway.model import Headers, Inbound, Payload, Recorded, Rejection, Verdict
+from gateway.report import Delivery
 from gateway.routes.ingest import admit, parse_payload
 from gateway.routes.load import Config
 from gateway.routes.sources import Source
-from gateway.signatures.handshake import respond
+from gateway.signatures.handshake import Reply, respond
 from gateway.signatures.verify import verify
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import stamp
-from gateway.web.auth import check_bearer
+from gateway.web.responses import STATUS, error, refused
 
 log = logging.getLogger("gateway.app")
 REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
-RETRY_AFTER = "5"  # seconds a sender should wait when the store cannot commit
 # Seconds a hook body may take to arrive after its head: senders post at once (their own delivery timeouts
 # are 10-30 s), so only a stalled or malicious client takes longer.
 BODY_TIMEOUT = 30.0
-API_PREFIX = "/api"
-METRICS_PATH = "/metrics"
 
 
-def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one request to a hook path ended, decided before it is answered. ``kind`` is one of
+    report.DELIVERY_OUTCOMES; a refusal's ``reason`` (bad_signature, slow_body, …) is also the error code the
+    sender gets (when there is none, the kind is), and web/responses.py's table gives its status."""
+
+    kind: str
+    reason: str | None = None
+    detail: str = ""
+    source: Source | None = None
+    recorded: Recorded | None = None  # accepted, duplicate
+    reply: Reply | None = None  # handshake: the provider's challenge answered
+    event_type: str | None = None
+    verification: str | None = None  # Verdict.label, once verified
+    unread: bool = False  # refused before its whole body arrived: the rest is read and dropped
 
 
-async def http_error(request: HTTPRequest, exc: Exception) -> Response:
-    """Routing's own 404/405 in the gateway's JSON shape: a path no route matches (one with a newline, say),
-    a wrong method on an admin endpoint."""
-    if not isinstance(exc, HTTPException):
-        raise exc
-    error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _error(exc.status_code, error, exc.detail, exc.headers)
-
-
-R = TypeVar("R", bound=Response)
-App = ASGIApp  # what create_app mounts at /api and serves; the server passes it along without knowing HTTP
-
-
-async def _discard(receive: Receive, timeout: float) -> None:
-    """Read and drop what is left of a refused body, for at most ``timeout`` seconds."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    return
-
-
-def refused(response: R, request: HTTPRequest, timeout: float = BODY_TIMEOUT) -> R:
-    """``response`` to a request refused before its whole body was read (413, 408), with the rest of the
-    body read and dropped meanwhile, for up to ``timeout`` seconds. Hypercorn queues at most 10 body chunks
-    for an app and, once the answer is sent, blocks on that full queue: without a reader the connection, its
-    task and its chunks would be held for ever. The drain starts now, before the answer is sent."""
-    drain = asyncio.ensure_future(_discard(request.receive, timeout))
-    response.background = BackgroundTask(asyncio.wait_for, drain, None)  # awaited after the answer
-    return response
+def answer(outcome: Outcome, request: HTTPRequest, body_timeout: float) -> tuple[Response, Delivery]:
+    """The HTTP answer to ``outcome`` and what telemetry hears of it."""
+    recorded = outcome.recorded if outcome.kind in ("accepted", "duplicate") else None
+    if outcome.reply is not None:
+        reply = outcome.reply
+        response = Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+    elif recorded is not None:
+        response = _acknowledge(recorded)
+    else:
+        code = outcome.reason or outcome.kind
+        response = error(code, outcome.detail, {"Allow": "POST"} if code == "method_not_allowed" else None)
+        if outcome.unread:
+            response = refused(response, request, body_timeout)
+    source = outcome.source
+    delivery = Delivery(
+        response.status_code,
+        outcome.kind,
+        source=None if source is None else source.name,
+        reason=outcome.reason,
+        event_id=None if recorded is None else recorded.event_id,
+        event_type=outcome.event_type,
+        runs=0 if recorded is None else len(recorded.runs),
+        verification=outcome.verification,
+        budget=None if source is None else source.sender_timeout,
+    )
+    return response, delivery
 
 
 class _TooLarge(Exception):
@@ -98,7 +99,7 @@ class _TooSlow(_TooLarge):
 async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
     """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked), or when it
     has not all arrived ``timeout`` seconds after the head: a sender trickling bytes must not hold a
-    connection for ever (the servers bound the head: gateway/web/listen.py)."""
+    connection for ever (the servers bound the head: listen.py)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise _TooLarge(int(declared))
@@ -141,16 +142,6 @@ async def _verify(
     return verdict, now
 
 
-async def _refuse(source: Source, exc: SignatureError, record: Callable[[], Awaitable[None]]) -> JSONResponse:
-    """401 for a delivery that failed verification (``record`` keeps it as a rejection); 503 when the
-    provider's key could not be fetched: our outage, not the sender's fault, so it should retry."""
-    if exc.reason == "key_unavailable":
-        log.warning("answering 503 for a %s delivery: %s", source.name, exc.detail)
-        return _error(503, exc.reason, exc.detail, {"Retry-After": RETRY_AFTER})
-    await record()
-    return _error(401, exc.reason, exc.detail)
-
-
 _encode_ack = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -162,65 +153,12 @@ def _acknowledge(recorded: Recorded) -> Response:
         content["duplicate"] = True
     # JSONResponse would build a JSON encoder per answer; this one is built once.
     body = _encode_ack(content).encode()
-    return Response(body, status_code=200 if recorded.duplicate else 202, media_type="application/json")
+    status = STATUS["duplicate" if recorded.duplicate else "accepted"]
+    return Response(body, status_code=status, media_type="application/json")
 
 
-def _reserved(config: Config, prefix: str, fix: str) -> None:
-    for source in config.sources.values():
-        if source.path == prefix or source.path.startswith(prefix + "/"):
-            raise Invalid(
-                f"source {source.name} is served at {source.path}, under the gateway's {prefix}: {fix}"
-            )
-
-
-def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
-    """The admin API at /api, ahead of the hooks; refused when a source's path is under /api."""
-    if api is None:
-        return []
-    _reserved(config, API_PREFIX, "give it another path:, or serve the API on its own port (--admin-port)")
-    return [Mount(API_PREFIX, app=api)]
-
-
-def metrics_endpoint(
-    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
-) -> Callable[[HTTPRequest], Awaitable[Response]]:
-    """GET /metrics: Prometheus' text format, with the queue and executor gauges read at scrape time. With a
-    ``token`` (GATEWAY_METRICS_TOKEN) a scrape needs ``Authorization: Bearer <token>``."""
-
-    async def metrics(request: HTTPRequest) -> Response:
-        assert telemetry.metrics is not None
-        if token is not None:
-            try:
-                check_bearer(request.headers.get("authorization"), token)
-            except AccessDenied as exc:
-                challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
-                return _error(exc.status, exc.reason, exc.detail, challenge)
-        try:
-            snapshot = await gauges()
-        except StoreError as exc:  # the counters still answer; the queue gauges wait for the store
-            log.warning("/metrics: could not read the queues: %s", exc)
-            snapshot = Gauges(now=time.time())
-        return Response(telemetry.metrics.render(snapshot), media_type=telemetry.metrics.content_type)
-
-    return metrics
-
-
-def _metrics_route(
-    config: Config,
-    telemetry: Telemetry,
-    gauges: Callable[[], Awaitable[Gauges]] | None,
-    token: Secret | None,
-) -> list[BaseRoute]:
-    if telemetry.metrics is None or gauges is None:
-        return []
-    _reserved(
-        config, METRICS_PATH, "give it another path:, or serve /metrics on its own port (--metrics-port)"
-    )
-    return [Route(METRICS_PATH, metrics_endpoint(telemetry, gauges, token), methods=["GET", "HEAD"])]
-
-
-class _Hooks:
-    """The endpoint of every source path: read, verify, admit, record, answer; and report how it went."""
+class Hooks:
+    """The endpoint of every source path: read, verify, admit, record; answer; and report how it went."""
 
     def __init__(
         self,
@@ -229,10 +167,10 @@ class _Hooks:
         clock: Callable[[], float],
         keyring: Keyring | None,
         telemetry: Telemetry,
-        body_timeout: float,
+        body_timeout: float | None = None,
     ) -> None:
         self.config, self.store, self.clock, self.keyring = config, store, clock, keyring
-        self.telemetry, self.body_timeout = telemetry, body_timeout
+        self.telemetry, self.body_timeout = telemetry, body_timeout or BODY_TIMEOUT
         self.by_path = {source.path: source for source in config.sources.values()}
 
     async def endpoint(self, request: HTTPRequest) -> Response:
@@ -240,12 +178,82 @@ class _Hooks:
         remote = request.client.host if request.client else None
         path, method = request.scope["path"], request.method
         with self.telemetry.tracing.request(method, path, request.headers.get("traceparent"), remote) as span:
-            response, delivery = await self.deliver(request, remote, span)
+            response, delivery = answer(await self.deliver(request, remote, span), request, self.body_timeout)
             seconds = time.perf_counter() - started
             self.telemetry.delivered(span, delivery, method=method, path=path, seconds=seconds, remote=remote)
         return response
 
-    async def reject(
+    async def deliver(self, request: HTTPRequest, remote: str | None, span: Span) -> Outcome:
+        path = request.scope["path"]
+        source = self.by_path.get(path)
+        if source is None:
+            return Outcome("unknown_source", detail=f"no webhook source is served at {path}")
+        if request.method != "POST":
+            return Outcome("method_not_allowed", detail="webhooks are delivered with POST", source=source)
+        body = await self._body(request, source, remote)
+        if isinstance(body, Outcome):
+            return body
+        inbound = _inbound(request, source, body, remote)
+        try:
+            verdict, now = await _verify(source, inbound, self.keyring, self.clock)
+        except SignatureError as exc:
+            return await self._refuse(source, exc, inbound)
+        payload = parse_payload(inbound.headers.get("content-type"), body)
+        reply = respond(source.scheme, source.secrets, inbound, payload, key_index=verdict.key_index or 0)
+        if reply is not None:  # a provider handshake (Slack url_verification, Zoom validation): not an event
+            return Outcome("handshake", source=source, reply=reply, verification=verdict.label)
+        return await self._record(source, inbound, verdict, now, payload, span)
+
+    async def _body(self, request: HTTPRequest, source: Source, remote: str | None) -> bytes | Outcome:
+        """The raw body, or the refusal of one too large or too slow (kept as a rejection)."""
+        try:
+            return await _read_body(request, source.max_body, self.body_timeout)
+        except _TooLarge as exc:  # _TooSlow is one too
+            if isinstance(exc, _TooSlow):
+                kind, reason = "rejected", "slow_body"
+                detail = f"the body did not arrive within {self.body_timeout:g} s; send it at once"
+            else:
+                kind, reason = "too_large", "too_large"
+                detail = f"the body is larger than this source's limit of {source.max_body} bytes"
+            await self._reject(source, reason, detail, exc.prefix, exc.size, remote)
+            return Outcome(kind, reason, detail, source, unread=True)
+
+    async def _refuse(self, source: Source, exc: SignatureError, inbound: Inbound) -> Outcome:
+        """A delivery that failed verification, kept as a rejection; but when the provider's key could not
+        be fetched, our outage, not the sender's fault: it is answered 503 so it retries."""
+        if exc.reason == "key_unavailable":
+            log.warning("answering 503 for a %s delivery: %s", source.name, exc.detail)
+            return Outcome("key_unavailable", exc.reason, exc.detail, source)
+        body = inbound.body
+        await self._reject(source, exc.reason, exc.detail, body, len(body), inbound.remote_addr)
+        return Outcome("rejected", exc.reason, exc.detail, source)
+
+    async def _record(
+        self, source: Source, inbound: Inbound, verdict: Verdict, now: float, payload: Payload, span: Span
+    ) -> Outcome:
+        """Admit the delivery and store its event and runs; answered only once they are on disk."""
+        admission = admit(self.config, source, inbound, verdict, now, payload)
+        event, runs = stamp(admission.event, admission.runs, span.get_span_context())
+
+        def said(
+            kind: str, reason: str | None = None, detail: str = "", recorded: Recorded | None = None
+        ) -> Outcome:
+            return Outcome(kind, reason, detail, source, recorded, None, event.event_type, verdict.label)
+
+        try:
+            recorded = await self.store.record(event, runs)
+        except StoreError:
+            log.error("store unavailable: answering 503 for a %s delivery", source.name)
+            detail = "the event could not be stored; retry later"
+            return said("store_unavailable", "store_unavailable", detail)
+        if recorded.duplicate and source.scheme.refuse_replays:
+            detail = f"this {source.scheme.name} token was already used by event {recorded.event_id}"
+            body = inbound.body
+            await self._reject(source, "replayed_token", detail, body, len(body), inbound.remote_addr)
+            return said("rejected", "replayed_token", detail)
+        return said("duplicate" if recorded.duplicate else "accepted", recorded=recorded)
+
+    async def _reject(
         self, source: Source, reason: str, detail: str, body: bytes, size: int, remote: str | None
     ) -> None:
         rejection = Rejection(
@@ -258,131 +266,14 @@ class _Hooks:
                 "could not record a rejection for source %s (%s): store unavailable", source.name, reason
             )
 
-    async def deliver(
-        self, request: HTTPRequest, remote: str | None, span: Span
-    ) -> tuple[Response, Delivery]:
-        path = request.scope["path"]
-        source = self.by_path.get(path)
-        if source is None:
-            detail = f"no webhook source is served at {path}"
-            return _error(404, "unknown_source", detail), Delivery(404, "unknown_source")
-        said = partial(Delivery, source=source.name, budget=source.sender_timeout)
-        if request.method != "POST":
-            response = _error(
-                405, "method_not_allowed", "webhooks are delivered with POST", {"Allow": "POST"}
-            )
-            return response, said(405, "method_not_allowed")
-        try:
-            body = await _read_body(request, source.max_body, self.body_timeout)
-        except _TooSlow as exc:
-            detail = f"the body did not arrive within {self.body_timeout:g} s; send it at once"
-            await self.reject(source, "slow_body", detail, exc.prefix, exc.size, remote)
-            response = refused(_error(408, "slow_body", detail), request, self.body_timeout)
-            return response, said(408, "rejected", reason="slow_body")
-        except _TooLarge as exc:
-            detail = f"the body is larger than this source's limit of {source.max_body} bytes"
-            await self.reject(source, "too_large", detail, exc.prefix, exc.size, remote)
-            response = refused(_error(413, "too_large", detail), request, self.body_timeout)
-            return response, said(413, "too_large", reason="too_large")
-        raw_query = request.scope.get("query_string", b"").decode("latin-1")
-        inbound = Inbound(
-            method="POST",
-            url=_called_url(source, request, raw_query),
-            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
-            body=body,
-            query=tuple(parse_qsl(raw_query, keep_blank_values=True)),
-            remote_addr=remote,
-        )
-        try:
-            verdict, now = await _verify(source, inbound, self.keyring, self.clock)
-        except SignatureError as exc:
-            failure = exc  # `exc` is unbound after the except block; the lambda runs inside _refuse
-            response = await _refuse(
-                source,
-                failure,
-                lambda: self.reject(source, failure.reason, failure.detail, body, len(body), remote),
-            )
-            outcome = "key_unavailable" if response.status_code == 503 else "rejected"
-            return response, said(response.status_code, outcome, reason=failure.reason)
-        payload = parse_payload(inbound.headers.get("content-type"), body)
-        reply = respond(source.scheme, source.secrets, inbound, payload, key_index=verdict.key_index or 0)
-        if reply is not None:  # a provider handshake (Slack url_verification, Zoom validation): not an event
-            handshake = Response(reply.body, status_code=reply.status, media_type=reply.content_type)
-            return handshake, said(reply.status, "handshake", verification=verdict.label)
-        admission = admit(self.config, source, inbound, verdict, now, payload)
-        event, runs = stamp(admission.event, admission.runs, span.get_span_context())
-        said = partial(said, event_type=event.event_type, verification=verdict.label)
-        try:
-            recorded = await self.store.record(event, runs)
-        except StoreError:
-            log.error("store unavailable: answering 503 for a %s delivery", source.name)
-            response = _error(
-                503,
-                "store_unavailable",
-                "the event could not be stored; retry later",
-                {"Retry-After": RETRY_AFTER},
-            )
-            return response, said(503, "store_unavailable", reason="store_unavailable")
-        if recorded.duplicate and source.scheme.refuse_replays:
-            detail = f"this {source.scheme.name} token was already used by event {recorded.event_id}"
-            await self.reject(source, "replayed_token", detail, body, len(body), remote)
-            return _error(401, "replayed_token", detail), said(401, "rejected", reason="replayed_token")
-        outcome = "duplicate" if recorded.duplicate else "accepted"
-        ack = _acknowledge(recorded)
-        return ack, said(ack.status_code, outcome, event_id=recorded.event_id, runs=len(recorded.runs))
 
-
-def create_app(
-    config: Config,
-    store: Store,
-    *,
-    clock: Callable[[], float] = time.time,
-    keyring: Keyring | None = None,
-    api: ASGIApp | None = None,
-    telemetry: Telemetry | None = None,
-    gauges: Callable[[], Awaitable[Gauges]] | None = None,
-    metrics_token: Secret | None = None,
-    body_timeout: float | None = None,
-) -> Starlette:
-    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
-    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
-    admin API, gateway/web/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
-    metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given). A hook
-    body still arriving ``body_timeout`` seconds (default BODY_TIMEOUT) after its head is refused with 408."""
-    telemetry = telemetry or Telemetry.off()
-    hook = _Hooks(config, store, clock, keyring, telemetry, body_timeout or BODY_TIMEOUT)
-
-    async def healthz(request: HTTPRequest) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: HTTPRequest) -> Response:
-        try:
-            await store.probe()
-        except StoreError:
-            return _error(
-                503, "store_unavailable", "the database is not writable", {"Retry-After": RETRY_AFTER}
-            )
-        return JSONResponse({"status": "ready"})
-
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        *_metrics_route(config, telemetry, gauges, metrics_token),
-        *_api_mount(config, api),
-        Route("/{path:path}", hook.endpoint, methods=methods),
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-
-
-def create_admin_app(api: ASGIApp) -> Starlette:
-    """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
-    return Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
-
-
-def create_metrics_app(
-    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
-) -> Starlette:
-    """/metrics alone, for its own listener (--metrics-port)."""
-    endpoint = metrics_endpoint(telemetry, gauges, token)
-    return Starlette(routes=[Route(METRICS_PATH, endpoint, methods=["GET", "HEAD"])])
+def _inbound(request: HTTPRequest, source: Source, body: bytes, remote: str | None) -> Inbound:
+    raw_query = request.scope.get("query_string", b"").decode("latin-1")
+    return Inbound(
+        method="POST",
+        url=_called_url(source, request, raw_query),
+        headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
+        body=body,
+        query=tuple(parse_qsl(raw_query, keep_blank_values=True)),
+        remote_addr=remote,
+    )

@@ -29,7 +29,7 @@ UVICORN_MISSING = (
 KEEP_ALIVE = 75  # seconds; longer than common load-balancer idle timeouts
 # Slow senders: a request head must be complete KEEP_ALIVE seconds after the connection opened or the last
 # answer ended (Hypercorn's idle timer runs until the head is parsed; uvicorn gets the same below), the body
-# within gateway.web.hooks.BODY_TIMEOUT of the head, and no read of a request may wait more than READ_TIMEOUT.
+# within hooks.BODY_TIMEOUT of the head, and no read of a request may wait more than READ_TIMEOUT.
 READ_TIMEOUT = KEEP_ALIVE + 5  # above KEEP_ALIVE: an idle keep-alive connection is KEEP_ALIVE's to close
 HEAD_LIMIT = 64 * 1024  # request line + headers; bigger is refused by the server (the body's limit is ours)
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"

@@ -17,7 +17,7 @@ import gateway
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
 from gateway.store.sqlite.store import SQLiteStore
-from gateway.web.hooks import create_app
+from gateway.web.app import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -30,8 +30,8 @@ from gateway.model import RunFilter, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import ROUTES, create_api
+from gateway.web.app import create_app
 from gateway.web.auth import AdminKey
-from gateway.web.hooks import create_app
 from tests.integration.test_api import NOW, SECRET, Clock, bearer, push_event, queued_run, token
 
 # Examples per operation and generation mode; FUZZ_EXAMPLES=500 for a longer run by hand.

@@ -23,7 +23,7 @@ from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
-from gateway.web.hooks import create_app, create_metrics_app
+from gateway.web.app import create_app, create_metrics_app
 from tests.conftest import ROUTES
 from tests.integration.test_app import PUSH, FailingStore, acme_headers, github_headers
 

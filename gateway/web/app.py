@@ -1,0 +1,141 @@
+"""The ASGI apps the server serves: the hooks with /healthz, /readyz and, beside them or on their own
+listeners, the admin API at /api and Prometheus' /metrics. I/O: HTTP in; the store's probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from gateway.errors import AccessDenied, Invalid, StoreError
+from gateway.keys.keyring import Keyring
+from gateway.model import Secret
+from gateway.report import Gauges
+from gateway.routes.load import Config
+from gateway.store.interface import Store
+from gateway.telemetry.hub import Telemetry
+from gateway.web.auth import check_bearer
+from gateway.web.hooks import Hooks
+from gateway.web.responses import error, http_error
+
+log = logging.getLogger("gateway.app")
+App = ASGIApp  # what create_app mounts at /api and serves; the server passes it along without knowing HTTP
+API_PREFIX = "/api"
+METRICS_PATH = "/metrics"
+
+
+def create_app(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    keyring: Keyring | None = None,
+    api: ASGIApp | None = None,
+    telemetry: Telemetry | None = None,
+    gauges: Callable[[], Awaitable[Gauges]] | None = None,
+    metrics_token: Secret | None = None,
+    body_timeout: float | None = None,
+) -> Starlette:
+    """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
+    the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
+    admin API, gateway/web/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
+    metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given). A hook
+    body still arriving ``body_timeout`` seconds (default hooks.BODY_TIMEOUT) after its head is refused with
+    408."""
+    telemetry = telemetry or Telemetry.off()
+    hooks = Hooks(config, store, clock, keyring, telemetry, body_timeout)
+
+    async def healthz(request: HTTPRequest) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: HTTPRequest) -> Response:
+        try:
+            await store.probe()
+        except StoreError:
+            return error("store_unavailable", "the database is not writable")
+        return JSONResponse({"status": "ready"})
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        *_metrics_route(config, telemetry, gauges, metrics_token),
+        *_api_mount(config, api),
+        Route("/{path:path}", hooks.endpoint, methods=methods),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def create_admin_app(api: ASGIApp) -> Starlette:
+    """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
+    return Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
+
+
+def create_metrics_app(
+    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
+) -> Starlette:
+    """/metrics alone, for its own listener (--metrics-port)."""
+    endpoint = metrics_endpoint(telemetry, gauges, token)
+    return Starlette(routes=[Route(METRICS_PATH, endpoint, methods=["GET", "HEAD"])])
+
+
+def metrics_endpoint(
+    telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
+) -> Callable[[HTTPRequest], Awaitable[Response]]:
+    """GET /metrics: Prometheus' text format, with the queue and executor gauges read at scrape time. With a
+    ``token`` (GATEWAY_METRICS_TOKEN) a scrape needs ``Authorization: Bearer <token>``."""
+
+    async def metrics(request: HTTPRequest) -> Response:
+        assert telemetry.metrics is not None
+        if token is not None:
+            try:
+                check_bearer(request.headers.get("authorization"), token)
+            except AccessDenied as exc:
+                challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                return error(exc.reason, exc.detail, challenge, status=exc.status)
+        try:
+            snapshot = await gauges()
+        except StoreError as exc:  # the counters still answer; the queue gauges wait for the store
+            log.warning("/metrics: could not read the queues: %s", exc)
+            snapshot = Gauges(now=time.time())
+        return Response(telemetry.metrics.render(snapshot), media_type=telemetry.metrics.content_type)
+
+    return metrics
+
+
+def _reserved(config: Config, prefix: str, fix: str) -> None:
+    for source in config.sources.values():
+        if source.path == prefix or source.path.startswith(prefix + "/"):
+            raise Invalid(
+                f"source {source.name} is served at {source.path}, under the gateway's {prefix}: {fix}"
+            )
+
+
+def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
+    """The admin API at /api, ahead of the hooks; refused when a source's path is under /api."""
+    if api is None:
+        return []
+    _reserved(config, API_PREFIX, "give it another path:, or serve the API on its own port (--admin-port)")
+    return [Mount(API_PREFIX, app=api)]
+
+
+def _metrics_route(
+    config: Config,
+    telemetry: Telemetry,
+    gauges: Callable[[], Awaitable[Gauges]] | None,
+    token: Secret | None,
+) -> list[BaseRoute]:
+    if telemetry.metrics is None or gauges is None:
+        return []
+    _reserved(
+        config, METRICS_PATH, "give it another path:, or serve /metrics on its own port (--metrics-port)"
+    )
+    return [Route(METRICS_PATH, metrics_endpoint(telemetry, gauges, token), methods=["GET", "HEAD"])]
