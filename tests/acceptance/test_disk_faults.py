@@ -24,7 +24,7 @@ import pytest
 from gateway.store.sqlite.store import SQLiteStore
 from tests.acceptance.conftest import Gateway, free_port
 from tests.acceptance.test_serve import PUSH, github
-from tests.integration.test_store_faults import on_disk, stored
+from tests.integration.store.test_sqlite_faults import on_disk, stored
 
 pytestmark = pytest.mark.acceptance
 

@@ -21,7 +21,7 @@ from gateway.model import Secret
 from gateway.signatures.schemes import PRESETS
 from gateway.signatures.signing import sign
 from tests.acceptance.conftest import Gateway
-from tests.unit.test_asymmetric import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
+from tests.unit.signatures.test_asymmetric import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
 
 pytestmark = pytest.mark.acceptance
 

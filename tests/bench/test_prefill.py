@@ -15,7 +15,7 @@ from bench import deliveries, prefill
 from gateway.cli import main as cli
 from gateway.model import EventFilter
 from gateway.store.sqlite.store import SQLiteStore
-from tests.fakes import claim_runs
+from tests.support.claims import claim_runs
 
 EVENTS = 1_000
 

@@ -1,0 +1,338 @@
+"""The CLI, called as ``main(argv)``: --version, check, sign, events, show, rejections, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import gateway
+from gateway.cli.main import main
+from gateway.routes import load as config_mod
+from gateway.store.sqlite.store import SQLiteStore
+from gateway.web.app import create_app
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), env=env or {}, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_check_passes_on_the_sample_and_warns_about_dev_secrets() -> None:
+    code, out, err = run("check", "--routes", str(REPO / "routes.yaml"))
+    assert code == 0
+    assert out.strip() == f"{REPO / 'routes.yaml'}: OK: 4 source(s), 6 route(s), 5 task(s)"
+    assert (
+        "WARNING: routes.yaml: sources.github.secret (${GITHUB_WEBHOOK_SECRET}): using the development" in err
+    )
+
+
+def test_check_prints_every_problem_and_exits_1(write_routes: Callable[..., Path]) -> None:
+    path = write_routes(
+        "tasks: [{module}]\nsources: {a: {verify: githb}}\nroutes: [{id: r, source: b, task: t}]\n"
+    )
+    code, _, err = run("check", "--routes", str(path))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("routes.yaml: sources.a.verify: ")
+    assert lines[1] == "routes.yaml: routes[0].source: unknown source 'b' (known: a)"
+    assert (
+        lines[2] == "routes.yaml: routes[0].task: unknown task 't' (known: deploy-preview, record-payment, "
+        "sync-subscription)"
+    )
+
+
+def test_routes_path_falls_back_to_the_environment(write_routes: Callable[..., Path]) -> None:
+    path = write_routes()
+    code, out, _ = run("check", env={"GATEWAY_ROUTES": str(path)})
+    assert code == 0 and out.startswith(f"{path}: OK")
+
+
+def test_help_names_the_environment_fallbacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("serve", "--help", env={"GATEWAY_PORT": "9001"})[0] == 0
+    text = capsys.readouterr().out
+    for name in ("GATEWAY_ROUTES", "GATEWAY_DB", "GATEWAY_HOST", "GATEWAY_PORT", "now: 9001"):
+        assert name in text
+
+
+def test_version_prints_the_distribution_and_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--version"], env={}, out=out, err=err) == 0
+    # argparse's version action prints to sys.stdout itself, not to the stream main() was given.
+    assert capsys.readouterr().out.splitlines() == [f"hookgate {gateway.__version__}"]
+    assert out.getvalue() == err.getvalue() == ""
+
+
+def test_the_installed_distribution_has_the_package_version() -> None:
+    # pyproject.toml takes its version from gateway/__init__.py; a mismatch means a stale install (reinstall
+    # with pip install -e .) or a static version back in pyproject.toml.
+    assert importlib.metadata.version("hookgate") == gateway.__version__
+
+
+def deliver(
+    config: config_mod.Config, db: Path, requests: list[tuple[str, bytes, dict[str, str]]]
+) -> list[Any]:
+    async def go() -> list[Any]:
+        store = await SQLiteStore.open(db)
+        try:
+            transport = httpx.ASGITransport(app=create_app(config, store))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                return [
+                    await client.post(path, content=body, headers=headers) for path, body, headers in requests
+                ]
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+def test_sign_prints_headers_the_gateway_accepts(write_routes: Callable[..., Path], tmp_path: Path) -> None:
+    routes = write_routes()
+    body = tmp_path / "push.json"
+    body.write_bytes(b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}')
+    code, out, err = run("sign", "github", "--body", str(body), "--event", "push", "--routes", str(routes))
+    assert code == 0, err
+    headers = parse_headers(out)
+    assert set(headers) == {"X-Hub-Signature-256", "X-GitHub-Event", "X-GitHub-Delivery", "Content-Type"}
+    assert "gh-secret" not in out
+    [response] = deliver(
+        config_mod.load(routes, {}), tmp_path / "g.db", [("/hooks/github", body.read_bytes(), headers)]
+    )
+    assert response.status_code == 202
+    assert [r["task"] for r in response.json()["runs"]] == ["deploy-preview", "record-payment"]
+
+
+@pytest.mark.parametrize("source", ["stripe", "billing", "acme"])
+def test_sign_works_for_every_scheme(write_routes: Callable[..., Path], tmp_path: Path, source: str) -> None:
+    routes = write_routes()
+    body = tmp_path / "b.json"
+    body.write_bytes(b'{"id": "evt_9", "type": "invoice.paid"}')
+    code, out, err = run("sign", source, "--body", str(body), "--routes", str(routes))
+    assert code == 0, err
+    [response] = deliver(
+        config_mod.load(routes, {}),
+        tmp_path / "g.db",
+        [(f"/hooks/{source}", body.read_bytes(), parse_headers(out))],
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_sign_reports_unknown_sources_and_unreadable_bodies(
+    write_routes: Callable[..., Path], tmp_path: Path
+) -> None:
+    routes = str(write_routes())
+    assert (
+        f"{routes}: no source named 'gitlab' (known: github, stripe, billing, acme, open)\n"
+        in run("sign", "gitlab", "--body", "x", "--routes", routes)[2]
+    )
+    code, _, err = run("sign", "github", "--body", str(tmp_path / "missing.json"), "--routes", routes)
+    assert code == 1
+    assert (
+        err.splitlines()[-1] == f"--body: cannot read {tmp_path / 'missing.json'}: No such file or directory"
+    )
+
+
+@pytest.fixture
+def populated(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, list[Any]]:
+    import hashlib
+    import hmac
+
+    config = config_mod.load(write_routes(), {})
+    body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
+    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+    good = {
+        "X-Hub-Signature-256": sig,
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d1",
+        "Content-Type": "application/json",
+    }
+    db = tmp_path / "cli.db"
+    responses = deliver(
+        config,
+        db,
+        [
+            ("/hooks/github", body, good),
+            ("/hooks/open", b"hello", {"Content-Type": "text/plain"}),
+            ("/hooks/github", body, {**good, "X-Hub-Signature-256": "sha256=" + "0" * 64}),
+        ],
+    )
+    return db, responses
+
+
+def test_events_lists_newest_first_with_filters(populated: tuple[Path, list[Any]]) -> None:
+    db, responses = populated
+    code, out, _ = run("events", "--db", str(db), "--json")
+    rows = json.loads(out)["data"]
+    assert code == 0
+    assert [r["id"] for r in rows] == [responses[1].json()["event_id"], responses[0].json()["event_id"]]
+    code, out, _ = run("events", "--db", str(db), "--source", "github", "--status", "routed", "--since", "1h")
+    assert code == 0
+    assert out.splitlines()[0].split() == [
+        "ID",
+        "RECEIVED_AT",
+        "SOURCE",
+        "EVENT_TYPE",
+        "STATUS",
+        "VERIFICATION",
+    ]
+    assert len(out.splitlines()) == 2 and "verified:github" in out
+    assert run("events", "--db", str(db), "--since", "2999-01-01T00:00:00")[1].strip() == "no events"
+
+
+def test_show_prints_the_event_and_its_runs(populated: tuple[Path, list[Any]]) -> None:
+    db, responses = populated
+    event_id = responses[0].json()["event_id"]
+    code, out, _ = run("show", event_id, "--db", str(db))
+    assert code == 0
+    assert f"event        {event_id}" in out
+    assert "deploy-preview" in out and "queued" in out
+    detail = json.loads(run("show", event_id, "--db", str(db), "--json")[1])
+    assert detail["payload"]["repository"] == {"full_name": "o/r"}
+    assert sorted(r["task"] for r in detail["runs"]) == ["deploy-preview", "record-payment"]
+    assert "_text" not in detail
+
+
+def test_rejections_are_listed(populated: tuple[Path, list[Any]]) -> None:
+    db, _ = populated
+    rows = json.loads(run("rejections", "--db", str(db), "--json")[1])["data"]
+    assert [(r["source"], r["reason"]) for r in rows] == [("github", "bad_signature")]
+
+
+def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, list[Any]]) -> None:
+    db, _ = populated
+    assert run("show", "evt_nope", "--db", str(db))[:3:2] == (
+        1,
+        "gateway show: no event with id 'evt_nope'\n",
+    )
+    code, _, err = run("events", "--db", str(db), "--cursor", "garbage")
+    assert (code, err.strip()) == (
+        1,
+        "gateway events: cursor: not a cursor this gateway handed out "
+        "(pass the previous page's `next` as it is)",
+    )
+    assert run("events", "--db", str(db), "--limit", "0")[:3:2] == (
+        1,
+        "gateway events: limit: expected a whole number from 1 to 500, got 0\n",
+    )
+    code, _, err = run("events", "--db", str(tmp_path / "none.db"))
+    assert code == 1 and err.startswith(f"no database at {tmp_path / 'none.db'}")
+    code, _, err = run("events", "--db", str(db), "--since", "yesterday")
+    assert (code, err.strip()) == (
+        2,
+        "gateway events: --since: expected a duration like 30m, 24h, 7d or an ISO time, got 'yesterday'",
+    )
+    assert run("events", "--status", "weird")[0] == 2
+    assert run()[0] == 2
+
+
+def execute(config: config_mod.Config, db: Path) -> None:
+    from gateway.execution.executor import Executor
+
+    async def go() -> None:
+        store = await SQLiteStore.open(db)
+        try:
+            await Executor(store.runs, config.tasks).run_once()
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+FAILING_TASKS = """
+from gateway import task
+
+@task(id="deploy-preview", retry={"max_attempts": 1})
+async def deploy_preview(payload, ctx):
+    ctx.log.info("deploying %s", payload["repo"])
+    raise RuntimeError("deploy API answered 500")
+
+@task(id="record-payment")
+async def record_payment(payload, ctx):
+    return {"ok": True}
+
+@task(id="sync-subscription")
+def sync_subscription(payload, ctx):
+    return payload
+"""
+
+
+def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    from tests.conftest import ROUTES
+
+    routes = write_routes(ROUTES, FAILING_TASKS)
+    config = config_mod.load(routes, {})
+    db = tmp_path / "runs.db"
+    body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
+    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Hub-Signature-256": sig,
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d1",
+        "Content-Type": "application/json",
+    }
+    [response] = deliver(config, db, [("/hooks/github", body, headers)])
+    runs = {r["task"]: r["id"] for r in response.json()["runs"]}
+
+    # Before execution: both queued; one is canceled.
+    code, out, _ = run("runs", "--db", str(db), "--status", "queued", "--json")
+    assert code == 0 and {r["status"] for r in json.loads(out)["data"]} == {"queued"}
+    assert run("cancel", runs["record-payment"], "--db", str(db))[:2] == (
+        0,
+        f"run {runs['record-payment']} canceled\n",
+    )
+    execute(config, db)
+
+    rows = json.loads(run("runs", "--db", str(db), "--json")[1])["data"]
+    assert {r["task"]: r["status"] for r in rows} == {
+        "deploy-preview": "failed",
+        "record-payment": "canceled",
+    }
+    assert run("runs", "--db", str(db), "--task", "nope")[1].strip() == "no runs"
+    table = run("runs", "--db", str(db), "--status", "failed")[1].splitlines()
+    assert table[0].split()[:4] == ["ID", "CREATED_AT", "TASK", "STATUS"] and len(table) == 2
+
+    code, text, _ = run("show", runs["deploy-preview"], "--db", str(db))
+    assert code == 0
+    assert "status       failed" in text
+    assert "error        RuntimeError: deploy API answered 500" in text
+    assert "info    deploying o/r" in text
+    assert "RuntimeError: deploy API answered 500" in text.split("attempt 1")[1]  # the traceback is shown
+    detail = json.loads(run("show", runs["deploy-preview"], "--db", str(db), "--json")[1])
+    [attempt] = detail["attempt_history"]
+    assert (attempt["outcome"], attempt["error_type"], attempt["logs"][0]["message"]) == (
+        "failed",
+        "RuntimeError",
+        "deploying o/r",
+    )
+    assert detail["input"] == {"repo": "o/r", "sha": "1"}
+
+    code, _, err = run("cancel", runs["deploy-preview"], "--db", str(db))
+    assert (code, err) == (
+        1,
+        f"gateway cancel: run {runs['deploy-preview']} is failed: "
+        "only queued or retrying runs can be canceled\n",
+    )
+    assert run("cancel", "run_nope", "--db", str(db))[::2] == (
+        1,
+        "gateway cancel: no run with id 'run_nope'\n",
+    )
+    assert run("show", "run_nope", "--db", str(db))[::2] == (1, "gateway show: no run with id 'run_nope'\n")
+    assert run("runs", "--db", str(db), "--status", "weird")[0] == 2
