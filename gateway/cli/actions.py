@@ -1,22 +1,21 @@
-"""Act on stored records from the terminal: `gateway replay | rerun | jobs | routes test | prune | token`.
+"""Act on stored records from the terminal: `gateway replay | rerun | routes test | prune | token` (bulk jobs
+and `gateway jobs` are in jobs.py).
 
 I/O: the database named by --db and routes.yaml (what replays route through), through the service; prints
-to the streams it is given. Bulk jobs run here in the foreground; Ctrl-C leaves them for `gateway serve`
-(or `gateway jobs JOB_ID --resume`) to finish, without doubling any item.
+to the streams it is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.cli import jobs
 from gateway.cli.flags import (
     AddParser,
     Env,
@@ -29,21 +28,17 @@ from gateway.cli.flags import (
 )
 from gateway.errors import Invalid
 from gateway.model import (
-    COMPLETED,
     EVENT_STATUSES,
-    JOB_RUNNING,
     REPLAY,
     RERUN,
     RUN_STATUSES,
     EventFilter,
-    Job,
     RunFilter,
 )
-from gateway.records import worker as jobs
 from gateway.records.compare import as_json, render
 from gateway.records.prune import describe
 from gateway.records.service import Service
-from gateway.records.view import iso, job_json, render_table
+from gateway.records.view import iso
 from gateway.web import auth
 
 
@@ -51,7 +46,7 @@ def add_parsers(add: AddParser, env: Env) -> None:
     """Add this module's subcommands; ``add(name, help)`` makes a subparser."""
     _replay_parser(add, env)
     _rerun_parser(add, env)
-    _jobs_parser(add, env)
+    jobs.add_parser(add, env)
     _routes_parser(add, env)
     _prune_parser(add, env)
     _token_parser(add)
@@ -95,17 +90,6 @@ def _rerun_parser(add: AddParser, env: Env) -> None:
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs in this status (e.g. failed)")
     p.add_argument("--task", help="only runs of this task")
     p.add_argument("--source", help="only runs of events from this source")
-
-
-def _jobs_parser(add: AddParser, env: Env) -> None:
-    p = add("jobs", "List bulk replay/rerun jobs, or show, cancel or resume one.")
-    routes_arg(p, env)
-    db_arg(p, env)
-    p.add_argument("id", nargs="?", metavar="JOB_ID")
-    action = p.add_mutually_exclusive_group()
-    action.add_argument("--cancel", action="store_true", help="stop the job after its current chunk")
-    action.add_argument("--resume", action="store_true", help="work the job here until it is done")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _routes_parser(add: AddParser, env: Env) -> None:
@@ -185,7 +169,7 @@ def replay_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
             return 0
 
         return with_service(args, env, err, one, needs_routes=True)
-    return _bulk(args, env, out, err, REPLAY, f)
+    return jobs.bulk(args, env, out, err, REPLAY, f)
 
 
 def rerun_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
@@ -194,7 +178,7 @@ def rerun_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) 
     if args.id is None:
         if args.payload:
             raise argparse.ArgumentTypeError("--payload edits one run's input: give its RUN_ID")
-        return _bulk(args, env, out, err, RERUN, f)
+        return jobs.bulk(args, env, out, err, RERUN, f)
     if f != RunFilter() or args.dry_run:
         raise argparse.ArgumentTypeError("give a RUN_ID or filters (a bulk rerun), not both")
     payload = _read_payload(args.payload) if args.payload else None
@@ -219,116 +203,6 @@ def _read_payload(name: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--payload: {name} is not JSON: {exc}") from None
-
-
-def _bulk(
-    args: argparse.Namespace, env: Env, out: TextIO, err: TextIO, kind: str, f: EventFilter | RunFilter
-) -> int:
-    noun = "event" if kind == REPLAY else "run"
-
-    async def work(service: Service) -> int:
-        if args.dry_run:
-            preview = await service.bulk.preview(kind, f)
-            if args.json:
-                print_json({"kind": kind, "count": preview.count, "sample": preview.sample}, out)
-            else:
-                print(f"would {kind} {preview.count} {noun}(s)", file=out)
-                for item in preview.sample:
-                    print(f"  {item}", file=out)
-                if preview.count > len(preview.sample):
-                    print(f"  … and {preview.count - len(preview.sample)} more", file=out)
-            return 0
-        owner = jobs.owner_name("cli")
-        job = await service.bulk.start_job(kind, f, requested_by=f"cli:{getpass.getuser()}", owner=owner)
-        print(f"job {job.id}: {kind} of {job.total} {noun}(s)", file=err)
-        job = await _work_here(service, job, owner, err)
-        return _report(job, args, out, err)
-
-    return with_service(args, env, err, work, needs_routes=True)
-
-
-async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job:
-    """Work a job in the foreground; Ctrl-C or SIGTERM release it after the current chunk."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    last = [0.0]
-
-    def progress(j: Job) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or j.status != JOB_RUNNING:
-            last[0] = now
-            print(f"job {j.id}: {j.done}/{j.total} item(s), {j.created} run(s) queued", file=err)
-
-    try:
-        return await jobs.work(service.bulk, job, owner, on_progress=progress, stop=stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-def _report(job: Job, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.json:
-        print_json(job_json(job), out)
-    elif job.status == COMPLETED:
-        print(f"job {job.id} completed: {job.done} item(s), {job.created} run(s) queued", file=out)
-    elif job.status == JOB_RUNNING:
-        print(
-            f"job {job.id} stopped at {job.done}/{job.total}; `gateway serve` finishes it, or run "
-            f"`gateway jobs {job.id} --resume`",
-            file=out,
-        )
-    else:
-        print(f"job {job.id} {job.status} at {job.done}/{job.total}: {job.error or ''}".rstrip(), file=out)
-    return 0 if job.status in (COMPLETED, JOB_RUNNING) else 1
-
-
-def jobs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
-    if args.id is None and (args.cancel or args.resume):
-        raise argparse.ArgumentTypeError("--cancel and --resume need a JOB_ID")
-
-    async def work(service: Service) -> int:
-        if args.id is None:
-            page = await service.bulk.jobs(limit=50)
-            rows = [job_json(j) for j in page.items]
-            if args.json:
-                print_json(rows, out)
-            else:
-                columns = ["id", "kind", "status", "done", "total", "created", "created_at", "requested_by"]
-                print(render_table(rows, columns) or "no jobs", file=out)
-            return 0
-        if args.cancel:
-            job = await service.bulk.cancel_job(args.id)
-        elif args.resume:
-            owner = jobs.owner_name("cli")
-            current = await service.bulk.job(args.id)
-            dead = current.owner if jobs.holder_gone(current.owner) else None  # no need to wait for its lease
-            now = service.clock()
-            taken = await service.store.jobs.take_job(
-                owner=owner, now=now, lease=jobs.LEASE, job_id=args.id, from_dead=dead
-            )
-            if taken is None:
-                current = await service.bulk.job(args.id)
-                held = f", held by {current.owner} until its lease lapses" if current.owner else ""
-                raise Invalid(f"job {args.id} is {current.status}{held}")
-            job = await _work_here(service, taken, owner, err)
-        else:
-            job = await service.bulk.job(args.id)
-        return _report(job, args, out, err) if (args.cancel or args.resume) else _show(job, args, out)
-
-    return with_service(args, env, err, work, needs_routes=args.resume)
-
-
-def _show(job: Job, args: argparse.Namespace, out: TextIO) -> int:
-    data = job_json(job)
-    if args.json:
-        print_json(data, out)
-    else:
-        for key, value in data.items():
-            shown = json.dumps(value) if isinstance(value, dict) else ("-" if value is None else value)
-            print(f"{key:<13}{shown}", file=out)
-    return 0
 
 
 # -- routes test, prune, token ----------------------------------------------------------------------
@@ -398,7 +272,7 @@ def token_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) 
 COMMANDS = {
     "replay": replay_command,
     "rerun": rerun_command,
-    "jobs": jobs_command,
+    "jobs": jobs.jobs_command,
     "routes": routes_command,
     "prune": prune_command,
     "token": token_command,

@@ -1,6 +1,6 @@
 """The ``gateway`` command: ``main(argv) -> int``. serve, check and sign are here; the commands on stored
-records are in gateway/cli/history.py (find, inspect) and gateway/cli/actions.py (replay, rerun, jobs, prune,
-token).
+records are in history.py (find, inspect), actions.py (replay, rerun, routes test, prune, token) and
+jobs.py (bulk jobs).
 
 I/O: reads the environment, routes.yaml, the database; prints to stdout/stderr.
 """

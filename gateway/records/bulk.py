@@ -60,6 +60,21 @@ class Bulk:
             raise NotFound(f"no job with id {job_id!r}")
         return job
 
+    async def take(
+        self, job_id: str, owner: str, *, from_dead: str | None = None, lease: float = 30.0
+    ) -> Job:
+        """Hold running job ``job_id`` for ``owner``, to work it (``gateway jobs JOB_ID --resume``); from a
+        holder whose process is gone (``from_dead``) at once. Invalid, naming who holds it, when it cannot."""
+        now = self.clock()
+        taken = await self.store.jobs.take_job(
+            owner=owner, now=now, lease=lease, job_id=job_id, from_dead=from_dead
+        )
+        if taken is None:
+            current = await self.job(job_id)
+            held = f", held by {current.owner} until its lease lapses" if current.owner else ""
+            raise Invalid(f"job {job_id} is {current.status}{held}")
+        return taken
+
     async def preview(self, kind: str, f: EventFilter | RunFilter) -> Preview:
         """How many items a bulk job of ``kind`` over ``f`` would take now, and the first few."""
         return await self._preview(kind, f, self.clock())
