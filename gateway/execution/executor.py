@@ -96,10 +96,6 @@ class Executor:
         if self._riding is None:
             self._wake.set()
 
-    def notify(self) -> None:
-        """Wake the executor (a slot came free, or runs were written by someone else)."""
-        self._wake.set()
-
     # -- limits -------------------------------------------------------------------------------------------
 
     def accept(self, run: Run) -> bool:

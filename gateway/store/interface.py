@@ -59,8 +59,9 @@ class ClaimRequest:
 
 class Claimant(Protocol):
     """The executor as the store sees it: every call a store makes up into execution. It is registered once,
-    with :meth:`RunQueue.attach`. Each method runs on the store's writer, inside or right after a transaction:
-    none may await or block, and what they raise is logged, never passed on."""
+    with :meth:`RunQueue.attach`. Each method is called on the store's event loop, between the writer's awaits
+    (accept inside a claim's transaction, ride before one, committed right after one, rode and ride_failed
+    once its answers are out): none may await or block, and what they raise is logged, never passed on."""
 
     def accept(self, run: Run) -> bool:
         """Asked for each candidate of a claim, in claim order: True reserves a slot for ``run`` (it is then
