@@ -1,4 +1,5 @@
-"""Shared factories: a routes file with its own task module, a real store, an in-process client."""
+"""Shared factories: a routes file with its own task module, a real store, an in-process client, faked
+outbound requests, and the throwaway keys that take a while to make (one per test module)."""
 
 from __future__ import annotations
 
@@ -11,68 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.routes import load as config_mod
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.app import create_app
-
-TASKS_CODE = """
-from gateway import task
-
-@task(id="deploy-preview")
-async def deploy_preview(payload, ctx):
-    return payload
-
-@task(id="record-payment")
-async def record_payment(payload, ctx):
-    return payload
-
-@task(id="sync-subscription")
-def sync_subscription(payload, ctx):
-    return payload
-"""
-
-ROUTES = """
-tasks: [{module}]
-sources:
-  github:
-    verify: github
-    secret: gh-secret
-  stripe:
-    verify: stripe
-    secrets: [whsec_new_stripe_secret, whsec_old_stripe_secret]
-  billing:
-    verify: standard-webhooks
-    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-  acme:
-    verify: {scheme: hmac, header: X-Acme-Signature, algorithm: sha256, encoding: hex, prefix: "sha256="}
-    secret: acme-secret
-    dedupe: headers.X-Acme-Delivery
-    max_body: 1KiB
-  open:
-    verify: none
-routes:
-  - id: deploy-on-push
-    source: github
-    event: push
-    when: {body.ref: refs/heads/main}
-    task: deploy-preview
-    input: {repo: body.repository.full_name, sha: body.after}
-  - id: audit-pushes
-    source: github
-    event: push
-    task: record-payment
-  - id: paid-invoices
-    source: stripe
-    event: invoice.*
-    task: record-payment
-  - id: billing
-    source: billing
-    task: sync-subscription
-  - id: acme
-    source: acme
-    task: sync-subscription
-"""
+from tests.support.keys import Pki, make_pki
+from tests.support.routes import ROUTES, TASKS_CODE
 
 
 @pytest.fixture
@@ -147,3 +93,14 @@ def router() -> Iterator[respx.MockRouter]:
     """Every request leaving the process, faked with respx; a request no route of the test answers fails."""
     with respx.mock(assert_all_called=False) as mock:
         yield mock
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    """A PayPal-like certificate chain and its leaf's key (tests/support/keys.py)."""
+    return make_pki()
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)

@@ -3,8 +3,6 @@ its own port, off without a key, and a refused start-up with a weak GATEWAY_ADMI
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import subprocess
 import sys
@@ -16,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Gateway, free_port
+from tests.support.deliveries import github_headers
+from tests.support.process import Gateway, free_port
 
 pytestmark = pytest.mark.acceptance
 
@@ -38,14 +37,7 @@ def push(n: int) -> bytes:
 
 
 def deliver(gw: Gateway, body: bytes, delivery: str) -> httpx.Response:
-    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
-    headers = {
-        "X-Hub-Signature-256": sig,
-        "X-GitHub-Delivery": delivery,
-        "X-GitHub-Event": "push",
-        "Content-Type": "application/json",
-    }
-    return httpx.post(f"{gw.url}/hooks/github", content=body, headers=headers)
+    return httpx.post(f"{gw.url}/hooks/github", content=body, headers=github_headers(body, delivery=delivery))
 
 
 def token(cwd: Path, *scopes: str) -> str:

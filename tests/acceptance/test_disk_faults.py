@@ -22,11 +22,13 @@ import httpx
 import pytest
 
 from gateway.store.sqlite.store import SQLiteStore
-from tests.acceptance.conftest import Gateway, free_port
-from tests.acceptance.test_serve import PUSH, github
-from tests.integration.store.test_sqlite_faults import on_disk, stored
+from tests.support.database import on_disk, stored
+from tests.support.deliveries import github_headers, push
+from tests.support.process import Gateway, free_port
 
 pytestmark = pytest.mark.acceptance
+
+PUSH = push("abc")
 
 MAX_DELIVERIES = 400  # sent into a failing disk before giving up waiting for the first 503
 UNSTORED = {"error": "store_unavailable", "detail": "the event could not be stored; retry later"}
@@ -72,7 +74,9 @@ def serve(write_routes: Callable[..., Path], tmp_path: Path) -> Iterator[Callabl
 
 
 def deliver(gw: Gateway, delivery: str) -> httpx.Response:
-    return httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github(PUSH, delivery), timeout=10)
+    return httpx.post(
+        f"{gw.url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery=delivery), timeout=10
+    )
 
 
 def until_refused(gw: Gateway, accepted: list[str], prefix: str) -> str:

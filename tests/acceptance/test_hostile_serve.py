@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bench.load import Server, clean_env, free_port, gateway_argv
-from tests.conftest import ROUTES, TASKS_CODE
+from tests.support.routes import ROUTES, TASKS_CODE
 
 pytestmark = pytest.mark.acceptance
 

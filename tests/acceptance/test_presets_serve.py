@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.model import Secret
 from gateway.signatures.schemes import PRESETS
 from gateway.signatures.signing import sign
-from tests.acceptance.conftest import Gateway
-from tests.unit.signatures.test_asymmetric import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
+from tests.support.keys import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
+from tests.support.process import Gateway
 
 pytestmark = pytest.mark.acceptance
 
@@ -183,7 +183,7 @@ def test_the_sendgrid_published_vector_is_accepted_by_the_running_gateway(runnin
 
 
 # These fetch the provider's keys over https per delivery; respx cannot fake that across processes, so they
-# are covered end to end in process instead: tests/integration/test_app_remote.py.
+# are covered end to end in process instead: tests/integration/web/test_hooks_remote.py.
 REMOTE_KEY_PRESETS = {"plaid", "pubsub", "paypal", "jwt"}
 
 

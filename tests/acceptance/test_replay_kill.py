@@ -19,7 +19,7 @@ from gateway.model import Headers, Inbound, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
 from gateway.store.sqlite.store import SQLiteStore
-from tests.conftest import ROUTES
+from tests.support.routes import ROUTES
 
 pytestmark = pytest.mark.acceptance
 EVENTS = 4000

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Gateway
+from tests.support.database import rows
+from tests.support.process import Gateway
 
 pytestmark = pytest.mark.acceptance
 
@@ -81,11 +81,6 @@ routes:
   - {id: blocking, source: open, event: blocking, task: blocking-sync}
   - {id: blocking-async, source: open, event: blocking-async, task: blocking-async}
 """
-
-
-def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

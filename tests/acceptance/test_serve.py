@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import signal
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,31 +12,20 @@ import pytest
 import standardwebhooks
 import stripe
 
-from tests.acceptance.conftest import Gateway
+from tests.support.database import rows
+from tests.support.deliveries import github_headers, push
+from tests.support.process import Gateway
 
 pytestmark = pytest.mark.acceptance
 
-PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "o/r"}}).encode()
-
-
-def github(body: bytes, delivery: str) -> dict[str, str]:
-    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
-    return {
-        "X-Hub-Signature-256": sig,
-        "X-GitHub-Delivery": delivery,
-        "X-GitHub-Event": "push",
-        "Content-Type": "application/json",
-    }
-
-
-def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(sql, args).fetchall()
+PUSH = push("abc")  # "abc" is replaced to make distinct pushes
 
 
 def test_signed_deliveries_are_on_disk_when_acknowledged(gateway: Callable[..., Gateway]) -> None:
     gw = gateway()
-    accepted = httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github(PUSH, "g-1"))
+    accepted = httpx.post(
+        f"{gw.url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery="g-1")
+    )
     assert accepted.status_code == 202
 
     invoice = b'{"id": "evt_42", "type": "invoice.paid", "data": {}}'
@@ -75,9 +60,11 @@ def test_signed_deliveries_are_on_disk_when_acknowledged(gateway: Callable[..., 
     tasks = rows(gw.db, "SELECT task_id FROM runs ORDER BY task_id")
     assert tasks == [("deploy-preview",), ("record-payment",), ("record-payment",), ("sync-subscription",)]
 
-    tampered = httpx.post(f"{gw.url}/hooks/github", content=PUSH + b" ", headers=github(PUSH, "g-2"))
+    tampered = httpx.post(
+        f"{gw.url}/hooks/github", content=PUSH + b" ", headers=github_headers(PUSH, delivery="g-2")
+    )
     assert (tampered.status_code, tampered.json()["error"]) == (401, "bad_signature")
-    again = httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github(PUSH, "g-1"))
+    again = httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery="g-1"))
     assert (again.status_code, again.json()["event_id"], again.json()["duplicate"]) == (
         200,
         accepted.json()["event_id"],
@@ -88,7 +75,12 @@ def test_signed_deliveries_are_on_disk_when_acknowledged(gateway: Callable[..., 
 
 def test_sigterm_exits_cleanly(gateway: Callable[..., Gateway]) -> None:
     gw = gateway()
-    assert httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github(PUSH, "t-1")).status_code == 202
+    assert (
+        httpx.post(
+            f"{gw.url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery="t-1")
+        ).status_code
+        == 202
+    )
     gw.signal(signal.SIGTERM)
     assert gw.wait() == 0
     assert "gateway stopped" in gw.log.read_text()
@@ -102,7 +94,11 @@ def test_an_event_acknowledged_just_before_kill_9_is_there_after_restart(
     answers = []
     for i in range(20):
         body = PUSH.replace(b"abc", f"{i:03d}".encode())
-        answers.append(httpx.post(f"{gw.url}/hooks/github", content=body, headers=github(body, f"k-{i}")))
+        answers.append(
+            httpx.post(
+                f"{gw.url}/hooks/github", content=body, headers=github_headers(body, delivery=f"k-{i}")
+            )
+        )
     gw.signal(signal.SIGKILL)  # no chance to flush anything: only what was fsynced survives
     assert gw.wait() == -signal.SIGKILL
     gw.start()
@@ -113,7 +109,7 @@ def test_an_event_acknowledged_just_before_kill_9_is_there_after_restart(
     assert len(stored) == 20
     # and dedupe holds across the restart
     body = PUSH.replace(b"abc", b"000")
-    again = httpx.post(f"{gw.url}/hooks/github", content=body, headers=github(body, "k-0"))
+    again = httpx.post(f"{gw.url}/hooks/github", content=body, headers=github_headers(body, delivery="k-0"))
     assert (again.status_code, again.json()["event_id"]) == (200, answers[0].json()["event_id"])
 
 

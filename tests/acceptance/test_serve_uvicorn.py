@@ -10,10 +10,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Gateway
-from tests.acceptance.test_serve import PUSH, github, rows
+from tests.support.database import rows
+from tests.support.deliveries import github_headers, push
+from tests.support.process import Gateway
 
 pytestmark = pytest.mark.acceptance
+
+PUSH = push("abc")
 
 
 def wait_for_runs(gw: Gateway, event_id: str, timeout: float = 20.0) -> list[tuple[object, ...]]:
@@ -36,7 +39,9 @@ def test_serve_under_uvicorn_stores_runs_and_exits_0_on_sigterm(
     health = httpx.get(f"{gw.url}/healthz")
     assert (health.status_code, health.headers["server"]) == (200, "uvicorn")
 
-    accepted = httpx.post(f"{gw.url}/hooks/github", content=PUSH, headers=github(PUSH, "uv-1"))
+    accepted = httpx.post(
+        f"{gw.url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery="uv-1")
+    )
     assert accepted.status_code == 202
     event_id = accepted.json()["event_id"]
     assert rows(gw.db, "SELECT id FROM events") == [(event_id,)]  # on disk when acknowledged

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -30,7 +28,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.acceptance.conftest import Gateway, free_port
+from tests.support.deliveries import SOURCES, signature_headers
+from tests.support.process import Gateway, free_port
 
 pytestmark = pytest.mark.acceptance
 
@@ -135,10 +134,6 @@ def attrs(item: Span | Span.Event) -> dict[str, Any]:
     return {kv.key: getattr(kv.value, str(kv.value.WhichOneof("value"))) for kv in item.attributes}
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def deliver(gw: Gateway, body: bytes, event: str = "push", **headers: str) -> httpx.Response:
     base = {
         "X-GitHub-Event": event,
@@ -149,7 +144,9 @@ def deliver(gw: Gateway, body: bytes, event: str = "push", **headers: str) -> ht
 
 
 def signed(gw: Gateway, body: bytes, event: str = "push", **headers: str) -> httpx.Response:
-    return deliver(gw, body, event, **{"X-Hub-Signature-256": sign(GH_SECRET, body), **headers})
+    return deliver(
+        gw, body, event, **{**signature_headers(SOURCES["github"], body, secret=GH_SECRET), **headers}
+    )
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -294,7 +291,7 @@ def test_no_secret_token_or_signature_reaches_the_json_log(
         body: bytes, event: str = "push", *, secret: str | None = GH_SECRET, **headers: str
     ) -> httpx.Response:
         if secret is not None:
-            sent.append(sign(secret, body))
+            sent.append(signature_headers(SOURCES["github"], body, secret=secret)["X-Hub-Signature-256"])
             headers["X-Hub-Signature-256"] = sent[-1]
         return deliver(gw, body, event, **headers)
 
@@ -307,7 +304,7 @@ def test_no_secret_token_or_signature_reaches_the_json_log(
     bad = send(b'{"n": 3}', secret="not-the-configured-secret")
     missing = send(b'{"n": 4}', secret=None)
     acme_body = b'{"kind": "acme"}'
-    sent.append(sign(ACME_SECRET, acme_body))
+    sent.append(signature_headers(SOURCES["acme"], acme_body, secret=ACME_SECRET)["X-Acme-Signature"])
     acme = httpx.post(f"{gw.url}/hooks/acme", content=acme_body, headers={"X-Acme-Signature": sent[-1]})
     accepted += [careless, acme]
     assert [a.status_code for a in accepted] == [202] * 4

@@ -4,10 +4,7 @@ head limit as Hypercorn, a clean stop; and `gateway serve --server uvicorn` with
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import io
-import json
 import socket
 import sqlite3
 import sys
@@ -21,24 +18,10 @@ from gateway.cli.main import main
 from gateway.routes import load as config_mod
 from gateway.server import ServeOptions, serve
 from gateway.web.listen import HEAD_LIMIT, UVICORN_MISSING, Listener, run_server
+from tests.support.deliveries import github_headers, push
+from tests.support.process import free_port
 
-PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "o/r"}}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def github(body: bytes, delivery: str) -> dict[str, str]:
-    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
-    return {
-        "X-Hub-Signature-256": sig,
-        "X-GitHub-Delivery": delivery,
-        "X-GitHub-Event": "push",
-        "Content-Type": "application/json",
-    }
+PUSH = push("abc")
 
 
 async def until_healthy(url: str, task: asyncio.Task[None]) -> None:
@@ -76,7 +59,9 @@ async def test_uvicorn_serves_hooks_and_metrics_on_their_own_listeners_then_stop
     url = f"http://127.0.0.1:{options.port}"
     await until_healthy(url, task)
     async with httpx.AsyncClient() as client:
-        accepted = await client.post(f"{url}/hooks/github", content=PUSH, headers=github(PUSH, "u-1"))
+        accepted = await client.post(
+            f"{url}/hooks/github", content=PUSH, headers=github_headers(PUSH, delivery="u-1")
+        )
         scraped = await client.get(f"http://127.0.0.1:{options.metrics_port}/metrics")
         beside = await client.get(f"{url}/metrics")
     assert accepted.status_code == 202

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import sqlite3
 import time
@@ -13,21 +12,15 @@ from typing import Any
 
 import pytest
 
-from gateway.cli.main import main
 from gateway.model import Headers, Inbound, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web import auth
-from tests.conftest import ROUTES
+from tests.support.cli import run
+from tests.support.routes import ROUTES
 
 SECRET = "s" * 40
-
-
-def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), env=env or {}, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def populate(config: config_mod.Config, db: Path, n: int, *, at: float | None = None) -> list[str]:

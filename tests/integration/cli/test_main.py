@@ -10,22 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import gateway
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
 from gateway.store.sqlite.store import SQLiteStore
-from gateway.web.app import create_app
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), env=env or {}, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
+from tests.support.cli import deliver, run
+from tests.support.deliveries import github_headers
+from tests.support.repo import REPO
+from tests.support.routes import ROUTES
 
 
 def test_check_passes_on_the_sample_and_warns_about_dev_secrets() -> None:
@@ -80,23 +74,6 @@ def test_the_installed_distribution_has_the_package_version() -> None:
     assert importlib.metadata.version("hookgate") == gateway.__version__
 
 
-def deliver(
-    config: config_mod.Config, db: Path, requests: list[tuple[str, bytes, dict[str, str]]]
-) -> list[Any]:
-    async def go() -> list[Any]:
-        store = await SQLiteStore.open(db)
-        try:
-            transport = httpx.ASGITransport(app=create_app(config, store))
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                return [
-                    await client.post(path, content=body, headers=headers) for path, body, headers in requests
-                ]
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def parse_headers(text: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in text.strip().splitlines())
 
@@ -149,18 +126,9 @@ def test_sign_reports_unknown_sources_and_unreadable_bodies(
 
 @pytest.fixture
 def populated(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, list[Any]]:
-    import hashlib
-    import hmac
-
     config = config_mod.load(write_routes(), {})
     body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
-    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
-    good = {
-        "X-Hub-Signature-256": sig,
-        "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": "d1",
-        "Content-Type": "application/json",
-    }
+    good = github_headers(body, delivery="d1")
     db = tmp_path / "cli.db"
     responses = deliver(
         config,
@@ -272,22 +240,11 @@ def sync_subscription(payload, ctx):
 
 
 def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path) -> None:
-    import hashlib
-    import hmac
-
-    from tests.conftest import ROUTES
-
     routes = write_routes(ROUTES, FAILING_TASKS)
     config = config_mod.load(routes, {})
     db = tmp_path / "runs.db"
     body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
-    sig = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
-    headers = {
-        "X-Hub-Signature-256": sig,
-        "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": "d1",
-        "Content-Type": "application/json",
-    }
+    headers = github_headers(body, delivery="d1")
     [response] = deliver(config, db, [("/hooks/github", body, headers)])
     runs = {r["task"]: r["id"] for r in response.json()["runs"]}
 

@@ -12,71 +12,18 @@ import pytest
 from gateway import AbortRun, Context, RetryAfter, task
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.execution.tasks import Task
-from gateway.model import Event, Headers, Payload, Run, new_id
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from tests.support.claims import claim_runs
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-async def enqueue(
-    store: SQLiteStore,
-    clock: FakeClock,
-    t: Task,
-    payload: Any = None,
-    *,
-    key: str | None = None,
-    options: dict[str, Any] | None = None,
-) -> Run:
-    now = clock()
-    event = Event(
-        id=new_id("evt", now),
-        source="test",
-        event_type="thing.happened",
-        dedupe_key=None,
-        status="routed",
-        received_at=now,
-        method="POST",
-        url="http://gw/hooks/test",
-        headers=Headers([("X-Trace", "abc")]),
-        query=(),
-        body=b"{}",
-        payload=Payload("json", payload),
-        verification="unverified",
-    )
-    merged = {**t.options(), **(options or {})}
-    run = Run(
-        id=new_id("run", now),
-        event_id=event.id,
-        route_id="r1",
-        task_id=t.id,
-        input=payload,
-        status="queued",
-        created_at=now,
-        queue=merged["queue"],
-        priority=merged["priority"],
-        concurrency_key=key,
-        options=merged,
-    )
-    await store.record(event, [run])
-    return run
+from tests.support.clock import Clock
+from tests.support.records import enqueue
 
 
 @pytest.fixture
 async def setup(open_store: Callable[..., Any]) -> Callable[..., Any]:
-    async def make(*tasks: Task, **options: Any) -> tuple[SQLiteStore, Executor, FakeClock]:
-        clock = FakeClock()
+    async def make(*tasks: Task, **options: Any) -> tuple[SQLiteStore, Executor, Clock]:
+        clock = Clock()
         store = await open_store()
         executor = Executor(
             store.runs, {t.id: t for t in tasks}, ExecutorOptions(**options), clock=clock, rand=lambda: 0.0
@@ -464,7 +411,7 @@ async def test_a_commit_wakes_the_running_executor(open_store: Callable[..., Any
         finished.set()
 
     store = await open_store()
-    clock = FakeClock()
+    clock = Clock()
     executor = Executor(store.runs, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
@@ -486,7 +433,7 @@ async def test_a_run_starts_after_the_one_commit_that_records_it(open_store: Cal
 
     store = await open_store()
     stores.append(store)
-    clock = FakeClock()
+    clock = Clock()
     executor = Executor(store.runs, {"quick": quick}, ExecutorOptions(poll=3600), clock=clock)
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
@@ -568,7 +515,7 @@ async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_l
 
     store, executor, _ = await setup(hog, lease=0.5, heartbeat=0.1, poll=0.05)
     executor.clock = _time.time  # real time: the lease is real here
-    run = await enqueue(store, FakeClock(_time.time()), hog)
+    run = await enqueue(store, Clock(_time.time()), hog)
     stop_watch = threading.Event()
     watcher = threading.Thread(target=watch, args=(stop_watch,))
     watcher.start()
@@ -595,7 +542,7 @@ async def test_a_secret_a_task_puts_into_its_error_or_log_is_stored_redacted(
         ctx.log.info("calling with key %s", secret)
         raise RuntimeError(f"upstream refused key {secret}")
 
-    clock = FakeClock()
+    clock = Clock()
     store = await open_store()
     telemetry = Telemetry(scrub=Scrub([secret]))
     executor = Executor(store.runs, {careless.id: careless}, clock=clock, telemetry=telemetry)

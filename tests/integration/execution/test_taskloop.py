@@ -20,7 +20,8 @@ from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.execution.taskloop import TaskLoop
 from gateway.model import AttemptEnd
 from gateway.store.sqlite.store import SQLiteStore
-from tests.integration.execution.test_executor import FakeClock, enqueue
+from tests.support.clock import Clock
+from tests.support.records import enqueue
 
 WHO = contextvars.ContextVar("who", default="nobody")
 
@@ -118,7 +119,7 @@ async def test_an_async_task_stuck_in_sync_code_times_out_and_other_runs_go_on(
     def echo(payload: Any, ctx: Context) -> Any:
         return payload
 
-    clock = FakeClock(time.time())  # the executor runs on real time here
+    clock = Clock(time.time())  # the executor runs on real time here
     store = await open_store()
     executor = Executor(
         store.runs, {"hog": hog, "sync-echo": echo}, ExecutorOptions(own_loop=True, poll=0.05)
@@ -172,7 +173,7 @@ async def test_a_finished_attempt_is_kept_and_written_once_the_store_takes_write
         executions.append(time.time())
         return "done"
 
-    clock = FakeClock()
+    clock = Clock()
     store = await open_store(cls=FlakyFinishStore)
     executor = Executor(store.runs, {"once": once}, ExecutorOptions(), clock=clock)
     run = await enqueue(store, clock, once)

@@ -25,14 +25,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bench.deliveries import github_headers
 from gateway.model import RunFilter, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import ROUTES, create_api
 from gateway.web.app import create_app
 from gateway.web.auth import AdminKey
-from tests.integration.web.test_api import NOW, SECRET, Clock, bearer, push_event, queued_run, token
+from tests.support.admin import SECRET, bearer, token
+from tests.support.clock import NOW, Clock
+from tests.support.deliveries import github_headers
+from tests.support.records import push_event, queued_run
 
 # Examples per operation and generation mode; FUZZ_EXAMPLES=500 for a longer run by hand.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
@@ -68,7 +70,7 @@ class Served:
         sent = dict(kwargs["headers"])
         if sign is not None:  # a valid GitHub signature over the generated body: past verification
             signed = github_headers(content or b"", sign, str(uuid.uuid4()))
-            sent |= {k: v for k, v in signed if k != "Content-Type"}
+            sent |= {k: v for k, v in signed.items() if k != "Content-Type"}
         request = self.client.build_request(
             kwargs["method"], kwargs["url"], params=kwargs.get("params"), headers=sent, content=content
         )

@@ -13,16 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.deliveries import github_headers
 from gateway.model import COMPLETED, AttemptEnd, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
-from tests.integration.web.test_api import NOW, SECRET, Clock, bearer, token
+from tests.support.admin import SECRET, bearer, token
 from tests.support.claims import claim_runs
+from tests.support.clock import NOW, Clock
+from tests.support.deliveries import github_headers
 
-GH_SECRET = "gh-secret"  # tests/conftest.py ROUTES: source github
+GH_SECRET = "gh-secret"  # tests/support/routes.py ROUTES: source github
 
 
 def signed(body: bytes, content_type: str | None = "application/json") -> dict[str, str]:

@@ -14,22 +14,15 @@ import respx
 from gateway.errors import SignatureError
 from gateway.keys.cache import KeyCache
 from gateway.model import Secret
+from tests.support.clock import Clock
 
 CERTS = "https://www.googleapis.com/oauth2/v3/certs"
 JWKS = b'{"keys": []}'
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -24,16 +24,9 @@ from gateway.records import worker as jobs
 from gateway.records.service import Service
 from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
-from tests.integration.records.test_service import (
-    HOUR,
-    NOW,
-    ROUTES_RETAINED,
-    ROUTES_V2,
-    Clock,
-    deliver,
-    finish,
-    plain_event,
-)
+from tests.support.clock import HOUR, NOW, Clock
+from tests.support.records import deliver, finish, plain_event
+from tests.support.routes import ROUTES_RETAINED, ROUTES_V2
 
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]

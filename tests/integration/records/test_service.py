@@ -8,7 +8,7 @@ import itertools
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,56 +21,23 @@ from gateway.model import (
     COMPLETED,
     QUEUED,
     REPLAY,
-    AttemptEnd,
-    Event,
     EventFilter,
     Headers,
-    Inbound,
-    Payload,
     Pruned,
-    Recorded,
     Rejection,
     Run,
-    Verdict,
 )
 from gateway.records.compare import NEW_ROUTE, RouteLine
 from gateway.records.service import API_SOURCE, Service
-from gateway.routes.ingest import admit
 from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
-from tests.support.claims import claim_runs
+from tests.support.clock import HOUR, NOW, Clock
+from tests.support.records import deliver, finish, plain_event
+from tests.support.routes import ROUTES_RETAINED, ROUTES_V1, ROUTES_V2
 
-NOW = 1_800_000_000.0
-HOUR = 3600.0
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]
 
-ROUTES_V1 = """
-tasks: [{module}]
-sources:
-  github: {verify: github, secret: gh-secret}
-  open: {verify: none}
-routes:
-  - id: deploy-on-push
-    source: github
-    event: push
-    when: {body.ref: refs/heads/main}
-    task: deploy-preview
-    input: {sha: body.after}
-"""
-# v2 adds two routes: one for every push, one for the `open` source that v1 left unrouted.
-ROUTES_V2 = (
-    ROUTES_V1
-    + """
-  - id: audit-pushes
-    source: github
-    event: push
-    task: record-payment
-  - id: open-all
-    source: open
-    task: sync-subscription
-"""
-)
 # The `open` source and the record-payment task are gone.
 ROUTES_WITHOUT_OPEN = ROUTES_V1.replace("  open: {verify: none}\n", "")
 TASKS_WITHOUT_DEPLOY = """
@@ -93,90 +60,6 @@ routes:
     source: github
     task: record-payment
 """
-# Retention 1h, except `archive` (kept forever).
-ROUTES_RETAINED = """
-tasks: [{module}]
-retention: 1h
-sources:
-  github: {verify: github, secret: gh-secret}
-  open: {verify: none}
-  archive: {verify: none, retention: forever}
-routes:
-  - id: deploy-on-push
-    source: github
-    event: push
-    task: deploy-preview
-"""
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-_deliveries = itertools.count()
-
-
-async def deliver(
-    store: SQLiteStore,
-    config: Config,
-    source: str = "github",
-    payload: Any = None,
-    *,
-    at: float,
-    event: str = "push",
-) -> Recorded:
-    """Admit and record a delivery as the webhook endpoint would (GitHub ones with event and delivery id)."""
-    if payload is None:
-        payload = {"ref": "refs/heads/main", "after": "abc"}
-    headers = [("Content-Type", "application/json")]
-    if source == "github":
-        headers += [("X-GitHub-Event", event), ("X-GitHub-Delivery", f"delivery-{next(_deliveries)}")]
-    request = Inbound(
-        "POST", f"https://hooks.example.com/hooks/{source}", Headers(headers), json.dumps(payload).encode()
-    )
-    verdict = Verdict(source == "github", "github" if source == "github" else "none")
-    admission = admit(config, config.sources[source], request, verdict, at)
-    return await store.record(admission.event, admission.runs)
-
-
-def plain_event(n: int, *, at: float, source: str = "open", body: bytes = b"{}") -> Event:
-    """An event recorded without a route: the cheapest thing to fill a database with."""
-    return Event(
-        id=f"evt_{source}_{n:06d}",
-        source=source,
-        event_type=None,
-        dedupe_key=None,
-        status="unrouted",
-        received_at=at,
-        method="POST",
-        url=f"https://hooks.example.com/hooks/{source}",
-        headers=Headers([("Content-Type", "application/json")]),
-        query=(),
-        body=body,
-        payload=Payload("json", json.loads(body)),
-        verification="unverified",
-    )
-
-
-async def finish(store: SQLiteStore, run_ids: Sequence[str], *, at: float, outcome: str = COMPLETED) -> None:
-    """Claim the runs and end their first attempt with ``outcome`` (completed or failed)."""
-    wanted = set(run_ids)
-    claims = await claim_runs(
-        store.runs, now=at, limit=len(wanted), lease=30.0, accept=lambda run: run.id in wanted
-    )
-    assert {c.run.id for c in claims} == wanted
-    error = None if outcome == COMPLETED else {"type": "RuntimeError", "message": "the API said 503"}
-    for c in claims:
-        await store.runs.finish_attempt(AttemptEnd(c.run.id, c.attempt, at, outcome, outcome, error=error))
 
 
 def rejection(source: str, *, at: float) -> Rejection:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import stripe
 
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.routes import load as config_mod
-from gateway.signatures.signing import sign
+from tests.support.deliveries import signature_headers
+from tests.support.repo import REPO
 
-REPO = Path(__file__).resolve().parents[2].parent
 SAMPLES = REPO / "docs" / "samples"
 
 
@@ -41,20 +37,15 @@ async def test_every_sample_route_runs_to_completion(
     flaky = (SAMPLES / "flaky.json").read_bytes()
 
     def github(body: bytes, event: str, delivery: str) -> dict[str, str]:
-        digest = hmac.new(b"dev-github-secret", body, hashlib.sha256).hexdigest()
         return {
-            "X-Hub-Signature-256": f"sha256={digest}",
+            **signature_headers(config.sources["github"], body),
             "X-GitHub-Event": event,
             "X-GitHub-Delivery": delivery,
             "Content-Type": "application/json",
         }
 
     def signed(source: str, body: bytes) -> dict[str, str]:
-        src = config.sources[source]
-        return {
-            **dict(sign(src.scheme, src.secrets[0], body, now=time.time())),
-            "Content-Type": "application/json",
-        }
+        return {**signature_headers(config.sources[source], body), "Content-Type": "application/json"}
 
     deliveries = [
         ("/hooks/github", push, github(push, "push", "d-push")),

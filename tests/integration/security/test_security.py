@@ -42,13 +42,11 @@ from gateway.telemetry.logs import Scrub
 from gateway.telemetry.metrics import Metrics
 from gateway.web.api import create_api
 from gateway.web.auth import AUDIENCE, AdminKey, authenticate
-from tests.acceptance.conftest import Gateway
-from tests.conftest import TASKS_CODE
-from tests.integration.web.test_api import NOW, SCOPES, Clock, token
-from tests.integration.web.test_hooks_remote import ROUTES as REMOTE_ROUTES
-from tests.integration.web.test_hooks_remote import jwks
-from tests.unit.signatures.test_asymmetric import PAYPAL_BODY, Pki, make_pki, paypal_headers
-from tests.unit.signatures.test_jwts import PLAID_BODY, hs256_by_hand
+from tests.support.admin import SCOPES, token
+from tests.support.clock import NOW, Clock
+from tests.support.keys import PAYPAL_BODY, PLAID_BODY, Pki, hs256_by_hand, jwks, paypal_headers
+from tests.support.process import Gateway
+from tests.support.routes import REMOTE_ROUTES, TASKS_CODE
 
 MARK = "LEAKq7"  # inside every configured secret: any text quoting a piece of one that holds it is caught
 WRONG = "WRONG7"  # inside every wrong secret a test sends: a presented credential is never quoted back either
@@ -695,16 +693,6 @@ JWKS_URL = "https://issuer.example/.well-known/jwks.json"
 PLAID_KEYS = "https://sandbox.plaid.com/webhook_verification_key/get"
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(65537, 2048)
-
-
 @pytest.fixture
 async def remote_gateway(
     tmp_path: Path,
@@ -714,7 +702,7 @@ async def remote_gateway(
     client_for: Callable[..., Any],
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await remote_gateway(**keyring_options)``: a client of the app with the remote-key sources of
-    test_app_remote.py (plaid, pubsub, paypal, jwt) and a real Keyring."""
+    tests/support/routes.py's REMOTE_ROUTES (plaid, pubsub, paypal, jwt) and a real Keyring."""
     anchor = tmp_path / "anchor.pem"
     anchor.write_bytes(pki.anchor_pem)
     config = load_config(REMOTE_ROUTES.replace("ANCHOR", str(anchor)))

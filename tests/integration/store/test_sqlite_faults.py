@@ -5,7 +5,6 @@ itself once the fault clears; and what the executor and the admin API do meanwhi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,9 +23,11 @@ from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import create_api
 from gateway.web.auth import AdminKey
-from tests.integration.execution.test_executor import FakeClock, enqueue
-from tests.integration.web.test_api import SECRET, Clock, bearer, push_event, queued_run, token
-from tests.integration.web.test_hooks import PUSH, github_headers
+from tests.support.admin import SECRET, bearer, token
+from tests.support.clock import Clock
+from tests.support.database import on_disk, stored
+from tests.support.deliveries import PUSH, github_headers
+from tests.support.records import enqueue, push_event, queued_run
 
 # What SQLite says for each fault (sqlite3_errstr of SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR).
 FAULTS = {
@@ -79,31 +80,6 @@ class FaultyStore(SQLiteStore):
         self.at = "statement"
         self.refused = 0  # writes or commits that failed
         super().__init__(_Disk(writer, self), reader, **kwargs)
-
-
-def on_disk(db: Path) -> dict[str, Any]:
-    """What a separate connection finds in the file: deliveries, runs, orphans either way, integrity."""
-    queries = {
-        "runs": "SELECT count(*) FROM runs",
-        "runs without event": "SELECT count(*) FROM runs WHERE event_id NOT IN (SELECT id FROM events)",
-        "events without runs": "SELECT count(*) FROM events WHERE id NOT IN (SELECT event_id FROM runs)",
-        "integrity": "PRAGMA integrity_check",
-    }
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        found = {name: conn.execute(sql).fetchone()[0] for name, sql in queries.items()}
-        deliveries = sorted(key for (key,) in conn.execute("SELECT dedupe_key FROM events"))
-    return {"deliveries": deliveries, **found}
-
-
-def stored(*deliveries: str) -> dict[str, Any]:
-    """``on_disk`` for these GitHub pushes, each stored once with its two runs, and nothing else."""
-    return {
-        "deliveries": sorted(deliveries),
-        "runs": 2 * len(deliveries),
-        "runs without event": 0,
-        "events without runs": 0,
-        "integrity": "ok",
-    }
 
 
 async def deliver(client: httpx.AsyncClient, delivery: str) -> httpx.Response:
@@ -199,7 +175,7 @@ async def test_a_run_that_ends_while_the_store_cannot_commit_is_recorded_once_it
         store.fault = message  # the disk fails while the task runs: its end cannot be committed
         return {"shipped": payload["n"]}
 
-    clock = FakeClock()
+    clock = Clock()
     executor = Executor(store.runs, {ship.id: ship}, ExecutorOptions(lease=30.0), clock=clock)
     run = await enqueue(store, clock, ship, {"n": 7})
     stepping = asyncio.create_task(executor.run_once())
@@ -230,7 +206,7 @@ async def test_a_store_fault_longer_than_the_lease_keeps_the_end_until_the_store
 
     options = ExecutorOptions(lease=0.2, heartbeat=0.05, poll=0.05)
     executor = Executor(store.runs, {ship.id: ship}, options, clock=time.time)
-    run = await enqueue(store, FakeClock(time.time()), ship, {"n": 7})
+    run = await enqueue(store, Clock(time.time()), ship, {"n": 7})
     stop = asyncio.Event()
     runner = asyncio.create_task(executor.run(stop))
     await until(lambda: store.refused >= 12, "refusals for well over a lease (0.2 s)")

@@ -36,7 +36,7 @@ from gateway.store.interface import ClaimRequest, Store
 from gateway.store.sqlite.runs import Heartbeat
 from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
 from gateway.store.sqlite.store import SQLiteStore
-from tests.support.claims import Claims, claim_runs
+from tests.support.claims import Claims, claim_runs, take_all
 
 NOW = 1_800_000_000.0
 LEASE = 30.0
@@ -83,10 +83,6 @@ async def enqueue(
     run = make_run(name, event, **changes)
     await store.record(event, [run])
     return run
-
-
-def take_all(run: Run) -> bool:
-    return True
 
 
 async def claim_ids(store: SQLiteStore, now: float = NOW, limit: int = 10, **kwargs: Any) -> list[str]:

@@ -24,12 +24,12 @@ from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
 from gateway.web.app import create_app, create_metrics_app
-from tests.conftest import ROUTES
-from tests.integration.web.test_hooks import PUSH, FailingStore, acme_headers, github_headers
+from tests.support.clock import NOW, Clock
+from tests.support.deliveries import PUSH, acme_headers, github_headers
+from tests.support.routes import ROUTES
+from tests.support.stores import FailingStore
 
-NOW = 1_800_000_000.0
-
-# The conftest tasks, except that deploy-preview fails for good (one attempt) when the push's sha is "bad".
+# The shared tasks (tests/support/routes.py), except that deploy-preview fails for good when the sha is "bad".
 FLAKY_TASKS = """
 from gateway import task
 
@@ -104,8 +104,7 @@ async def gateway(
 ) -> Callable[..., Awaitable[Gateway]]:
     """The pieces wired as gateway/server.py's _serve wires them, on a fixed clock."""
 
-    def clock() -> float:
-        return NOW
+    clock = Clock(NOW)
 
     async def make(store_cls: type[SQLiteStore] = SQLiteStore) -> Gateway:
         config = load_config(ROUTES, FLAKY_TASKS)

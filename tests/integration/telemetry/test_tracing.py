@@ -19,7 +19,8 @@ from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.exporter import _reporting
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import Tracing
-from tests.integration.web.test_hooks import PUSH, github_headers
+from tests.support.clock import Clock
+from tests.support.deliveries import PUSH, github_headers
 
 TASKS = """
 import threading
@@ -56,14 +57,6 @@ routes:
 SENDER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 SENDER_SPAN = "b7ad6b7169203331"
 TRACEPARENT = f"00-{SENDER_TRACE}-{SENDER_SPAN}-01"
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

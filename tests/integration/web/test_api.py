@@ -4,7 +4,6 @@ replay/rerun/trigger/bulk jobs creating linked records, exact bodies, and no sec
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,69 +13,16 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gateway.model import QUEUED, Event, Headers, Payload, Run, RunFilter, Secret
+from gateway.model import Event, Run, RunFilter, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import BODY_CAP, create_api
-from gateway.web.auth import AdminKey, mint
+from gateway.web.auth import AdminKey
+from tests.support.admin import SCOPES, SECRET, bearer, token
+from tests.support.clock import NOW, Clock
+from tests.support.records import push_event, queued_run
 
-NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
-SECRET = "Vq3wQm8nZ1xK7pL0sR4tY6uE2iO9aD5fG3hJ8kM1nB"  # 42 bytes, as secrets.token_urlsafe(32) makes
 OTHER_SECRET = "Zb7nR2kW9qL4xT6yU1iO3pA8sD5fG0hJ2kM7nB4vC"
-SCOPES = ("read", "replay", "trigger")
-PUSH = {"ref": "refs/heads/main", "after": "abc123", "repository": {"full_name": "o/r"}}
-
-
-class Clock:
-    """A fake clock that moves only when told."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def token(
-    scopes: tuple[str, ...] = SCOPES, *, secret: str = SECRET, now: float = NOW, ttl: float = 3600
-) -> str:
-    return mint(secret, "HS256", subject="ops-bot", scopes=scopes, ttl=ttl, now=now)
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
-
-
-def push_event(name: str, at: float, *, body: bytes | None = None, content_type: str | None = None) -> Event:
-    raw = json.dumps(PUSH).encode() if body is None else body
-    headers = [("X-GitHub-Event", "push")] + ([("Content-Type", content_type)] if content_type else [])
-    return Event(
-        id=f"evt_{name}",
-        source="github",
-        event_type="push",
-        dedupe_key=None,
-        status="routed",
-        received_at=at,
-        method="POST",
-        url="https://hooks.example.com/hooks/github",
-        headers=Headers(headers),
-        query=(),
-        body=raw,
-        payload=Payload("json", PUSH),
-        verification="verified:github",
-    )
-
-
-def queued_run(name: str, event: Event) -> Run:
-    return Run(
-        id=f"run_{name}",
-        event_id=event.id,
-        route_id="deploy-on-push",
-        task_id="deploy-preview",
-        input={"repo": "o/r", "sha": "abc123"},
-        status=QUEUED,
-        created_at=event.received_at,
-    )
 
 
 @dataclass

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,27 +13,10 @@ import pytest
 import standardwebhooks
 import stripe
 
-from gateway.store.sqlite.store import SQLiteStore
+from tests.support.deliveries import PUSH, acme_headers, github_headers
+from tests.support.stores import FailingStore
 
-PUSH = json.dumps({"ref": "refs/heads/main", "after": "abc123", "repository": {"full_name": "o/r"}}).encode()
 INVOICE = json.dumps({"id": "evt_1", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}}).encode()
-
-
-def github_headers(
-    body: bytes, secret: str = "gh-secret", delivery: str = "d-1", event: str = "push"
-) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "X-Hub-Signature-256": f"sha256={digest}",
-        "X-GitHub-Delivery": delivery,
-        "X-GitHub-Event": event,
-        "Content-Type": "application/json",
-    }
-
-
-def acme_headers(body: bytes, delivery: str, content_type: str = "application/json") -> dict[str, str]:
-    digest = hmac.new(b"acme-secret", body, hashlib.sha256).hexdigest()
-    return {"X-Acme-Signature": f"sha256={digest}", "X-Acme-Delivery": delivery, "Content-Type": content_type}
 
 
 async def test_a_signed_github_push_is_stored_with_its_runs_before_202(
@@ -243,17 +223,6 @@ async def test_an_unverified_source_accepts_and_labels_events(
     assert response.status_code == 202
     event = await store.reads.get_event(response.json()["event_id"])
     assert event is not None and event.verification == "unverified"
-
-
-class FailingStore(SQLiteStore):
-    """A store whose disk 'fails' while ``failing`` is set."""
-
-    failing = False
-
-    async def write(self, conn: Any, batch: list[Any]) -> None:
-        if self.failing:
-            raise sqlite3.OperationalError("disk I/O error")
-        return await super().write(conn, batch)
 
 
 async def test_a_store_that_cannot_commit_answers_503_never_2xx_and_recovers(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -12,6 +10,10 @@ from typing import Any
 
 import pytest
 from twilio.request_validator import RequestValidator
+
+from tests.support.cli import deliver
+from tests.support.deliveries import signature_headers, sources_of
+from tests.support.keys import SG_BODY, SG_KEY, SG_SIGNATURE, SG_TIMESTAMP
 
 ROUTES = """
 tasks: [{module}]
@@ -34,11 +36,8 @@ routes:
 
 
 def slack_headers(body: bytes, secret: str = "slack-signing-secret") -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return {
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
+        **signature_headers(sources_of(ROUTES)["slack"], body, secret=secret),
         "Content-Type": "application/json",
     }
 
@@ -115,7 +114,6 @@ def test_gateway_sign_signs_twilio_form_posts_for_the_public_url(
 
     from gateway.cli.main import main
     from gateway.routes import load as config_mod
-    from tests.integration.cli.test_main import deliver
 
     routes = write_routes(ROUTES)
     body = tmp_path / "sms.txt"
@@ -160,7 +158,6 @@ def discord_setup() -> tuple[Any, str]:
 
 
 def keyed_routes(discord_hex: str) -> str:
-    from tests.unit.signatures.test_asymmetric import SG_KEY
 
     return KEYED_ROUTES.replace("{discord_key}", discord_hex).replace("{sendgrid_key}", SG_KEY)
 
@@ -217,7 +214,6 @@ async def test_discord_ping_interactions_and_forgeries(
 async def test_sendgrid_published_vector_through_the_app(
     load_config: Callable[..., Any], open_store: Callable[..., Any], client_for: Callable[..., Any]
 ) -> None:
-    from tests.unit.signatures.test_asymmetric import SG_BODY, SG_SIGNATURE, SG_TIMESTAMP
 
     store = await open_store()
     client = await client_for(load_config(keyed_routes(discord_setup()[1])), store)
@@ -262,7 +258,6 @@ def test_gateway_sign_signs_public_key_presets_with_a_configured_test_key(
 
     from gateway.cli.main import main
     from gateway.routes import load as config_mod
-    from tests.integration.cli.test_main import deliver
 
     discord_private, discord_public = discord_setup()
     discord_seed = discord_private.private_bytes(

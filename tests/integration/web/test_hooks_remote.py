@@ -21,16 +21,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.keys.keyring import GOOGLE_CERTS, Keyring
-from tests.unit.signatures.test_asymmetric import NOW as PAYPAL_NOW
-from tests.unit.signatures.test_asymmetric import PAYPAL_BODY, WEBHOOK_ID, Pki, make_pki, paypal_headers
-from tests.unit.signatures.test_jwts import (
+from tests.support.keys import (
+    PAYPAL_BODY,
+    PAYPAL_NOW,
     PLAID_BODY,
     PLAID_IAT,
     PLAID_JWK,
     PLAID_KID,
     PLAID_TOKEN,
+    WEBHOOK_ID,
+    Pki,
     hs256_by_hand,
+    jwks,
+    paypal_headers,
 )
+from tests.support.routes import REMOTE_ROUTES
 
 PLAID_KEYS = "https://sandbox.plaid.com/webhook_verification_key/get"
 JWKS_URL = "https://issuer.example/.well-known/jwks.json"
@@ -40,55 +45,6 @@ GOOGLE_KID = "f5f4bf46e52b31d9b6249f7309ad0338400680cd"
 HS_SECRET = "a-shared-jwt-secret-of-at-least-32-bytes"
 NOW = 1_750_000_000
 CERT_URL = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77"
-
-ROUTES = """
-tasks: [{module}]
-sources:
-  plaid:
-    verify: plaid
-    secret: plaid-secret-value
-    client_id: client-123
-    environment: sandbox
-  pubsub:
-    verify: pubsub
-    audience: https://hooks.example.com/hooks/pubsub
-    service_account: pusher@project.iam.gserviceaccount.com
-  paypal:
-    verify: paypal
-    webhook_id: 8PT597110X687430LKGECATA
-    trust_anchors: [ANCHOR]
-  static:
-    verify: jwt
-    secret: a-shared-jwt-secret-of-at-least-32-bytes
-    algorithms: [HS256]
-    audience: gateway
-    issuer: https://issuer.example
-  keyed:
-    verify: jwt
-    jwks_url: https://issuer.example/.well-known/jwks.json
-    algorithms: [RS256]
-routes:
-  - {id: plaid, source: plaid, task: sync-subscription}
-  - {id: pubsub, source: pubsub, task: sync-subscription}
-  - {id: paypal, source: paypal, task: sync-subscription}
-  - {id: static, source: static, task: sync-subscription}
-  - {id: keyed, source: keyed, task: sync-subscription}
-"""
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(65537, 2048)
-
-
-def jwks(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return {"keys": [{**jwk, "kid": kid, "alg": "RS256", "use": "sig"}]}
 
 
 @pytest.fixture
@@ -103,7 +59,7 @@ async def gateway(
     monotonic clock ``keys_clock`` can be given too)."""
     anchor = tmp_path / "paypal-root.pem"
     anchor.write_bytes(pki.anchor_pem)
-    config = load_config(ROUTES.replace("ANCHOR", str(anchor)))
+    config = load_config(REMOTE_ROUTES.replace("ANCHOR", str(anchor)))
     keyrings: list[Keyring] = []
 
     async def make(now: float, keys_clock: Callable[[], float] = time.monotonic) -> httpx.AsyncClient:
@@ -388,7 +344,10 @@ async def test_refusals_are_recorded_but_a_key_outage_is_not(
     keyring = Keyring()
     try:
         client = await client_for(
-            load_config(ROUTES.replace("ANCHOR", str(anchor))), store, clock=lambda: NOW, keyring=keyring
+            load_config(REMOTE_ROUTES.replace("ANCHOR", str(anchor))),
+            store,
+            clock=lambda: NOW,
+            keyring=keyring,
         )
         assert (await post_plaid(client)).status_code == 503
         assert (await post_jwt(client, "static", "not-a-token")).status_code == 401
@@ -404,7 +363,7 @@ async def test_an_app_built_without_a_keyring_answers_503_for_fetched_keys_only(
 ) -> None:
     anchor = tmp_path / "paypal-root.pem"
     anchor.write_bytes(pki.anchor_pem)
-    client = await client_for(load_config(ROUTES.replace("ANCHOR", str(anchor))), clock=lambda: NOW)
+    client = await client_for(load_config(REMOTE_ROUTES.replace("ANCHOR", str(anchor))), clock=lambda: NOW)
     response = await post_pubsub(client, "x.y.z")
     assert (response.status_code, response.json()["detail"]) == (
         503,

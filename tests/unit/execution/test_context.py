@@ -5,19 +5,11 @@ from __future__ import annotations
 import threading
 
 from gateway.execution.context import MAX_LINE_CHARS, RunLog
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        self.now += 1
-        return self.now
+from tests.support.clock import Clock
 
 
 def test_log_lines_keep_level_time_and_formatting() -> None:
-    log = RunLog(FakeClock())
+    log = RunLog(Clock(100.0, tick=1))
     log("deploying %s", "o/r")
     log.warning("slow")
     log.error("failed: %d", 3)
@@ -31,7 +23,7 @@ def test_log_lines_keep_level_time_and_formatting() -> None:
 
 
 def test_the_log_is_bounded_and_says_what_it_dropped() -> None:
-    log = RunLog(FakeClock(), max_lines=3)
+    log = RunLog(Clock(100.0, tick=1), max_lines=3)
     for i in range(10):
         log.info("line %d", i)
     lines = log.lines()
@@ -44,13 +36,13 @@ def test_the_log_is_bounded_and_says_what_it_dropped() -> None:
 
 
 def test_a_huge_line_is_cut() -> None:
-    log = RunLog(FakeClock())
+    log = RunLog(Clock(100.0, tick=1))
     log.info("x" * (MAX_LINE_CHARS + 10))
     assert log.lines()[0]["message"].endswith("… (10 more characters)")
 
 
 def test_threads_can_log_at_once() -> None:
-    log = RunLog(FakeClock(), max_lines=10_000)
+    log = RunLog(Clock(100.0, tick=1), max_lines=10_000)
     workers = [threading.Thread(target=lambda: [log.info("t") for _ in range(500)]) for _ in range(8)]
     for w in workers:
         w.start()

@@ -18,11 +18,16 @@ from gateway.errors import ConfigError, Problem
 from gateway.execution.retry import RETRY_KEYS
 from gateway.routes import load as config_mod
 from gateway.signatures.schemes import PRESETS
-from tests.conftest import TASKS_CODE
-from tests.unit.properties.test_mapping import mappings
-from tests.unit.properties.test_match import any_filters, filters, yaml_scalars, yaml_values
-from tests.unit.properties.test_verify import props
-from tests.unit.routes.test_paths import path_strings
+from tests.support.routes import TASKS_CODE
+from tests.support.strategies import (
+    any_filters,
+    filters,
+    mappings,
+    path_strings,
+    props,
+    yaml_scalars,
+    yaml_values,
+)
 
 MODULE = "tasks_properties_config"  # written next to the routes file by the `folder` fixture
 SECRET = re.compile(r"s3cr3t-[0-9a-f]{12}")

@@ -13,19 +13,17 @@ from hypothesis import strategies as st
 from gateway.errors import Problem
 from gateway.routes.mapping import InputMap, compile_input, map_input
 from gateway.routes.paths import lookup
-from tests.support.views import view
-from tests.unit.properties.test_match import bodies, finite_json, paths, yaml_values
-from tests.unit.properties.test_verify import props
-from tests.unit.routes.test_paths import KEYS, path_strings
-
-literals = finite_json.map(lambda value: {"$literal": value})
-names = st.text(alphabet="abcxyz_-", min_size=1, max_size=4)  # output keys: never "$…"
-specs = st.recursive(
-    st.one_of(paths, literals),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(names, inner, max_size=3)),
-    max_leaves=8,
+from tests.support.strategies import (
+    KEYS,
+    bodies,
+    finite_json,
+    mappings,
+    names,
+    path_strings,
+    props,
+    yaml_values,
 )
-mappings = st.dictionaries(names, specs, max_size=4)
+from tests.support.views import view
 
 
 def compiled(spec: object) -> InputMap | None:

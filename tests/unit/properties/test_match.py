@@ -14,56 +14,19 @@ from hypothesis import strategies as st
 from gateway.errors import Problem
 from gateway.routes.match import Condition, compile_events, compile_when
 from gateway.routes.paths import EventView, lookup
+from tests.support.strategies import (
+    HEADERS,
+    KEYS,
+    any_filters,
+    bodies,
+    body_paths,
+    filters,
+    finite_json,
+    paths,
+    props,
+    yaml_values,
+)
 from tests.support.views import view
-from tests.unit.properties.test_verify import props
-from tests.unit.routes.test_paths import KEYS, json_values, path_strings
-
-HEADERS = [("X-Count", "5"), ("X-Event", "push"), ("X-Flag", "true"), ("X-Ratio", "0.5")]
-header_paths = st.sampled_from(["headers.x-count", "headers.X-Event", "headers.x-flag", "headers.X-Ratio"])
-# Bodies and filters share their keys and values, so conditions hit as often as they miss.
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, 1.0, -0.0]), KEYS)
-finite_json = st.recursive(
-    leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
-    max_leaves=10,
-)
-bodies = st.one_of(finite_json, json_values)  # json_values also brings NaN, infinities and long text
-body_paths = st.lists(st.one_of(KEYS, st.integers(0, 2).map(str)), max_size=3).map(
-    lambda keys: ".".join(["body", *keys])
-)
-paths = st.one_of(body_paths, header_paths, st.sampled_from(["event.type", "event.source", "event.id"]))
-patterns = st.sampled_from(["a", "^a", "b$", "0|1", "[ab]+", r"\$", "(?i)A", ".*", "^$", "a{2,}"])
-operators = st.one_of(
-    st.tuples(st.sampled_from(["$eq", "$ne", "$contains"]), finite_json),
-    st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(finite_json, max_size=3)),
-    st.tuples(st.just("$exists"), st.booleans()),
-    st.tuples(st.just("$regex"), patterns),
-    st.tuples(
-        st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), st.one_of(st.integers(-3, 3), st.floats(), KEYS)
-    ),
-)
-
-
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several conditions as keys of one mapping (the implicit all); a repeated key keeps its first."""
-    merged: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            merged.setdefault(key, value)
-    return merged
-
-
-fields = st.builds(lambda path, ops: {path: dict(ops)}, paths, st.lists(operators, min_size=1, max_size=3))
-filters = st.recursive(
-    fields,
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"all": parts}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"any": parts}),
-        inner.map(lambda part: {"not": part}),
-        st.lists(inner, min_size=2, max_size=3).map(_merge),
-    ),
-    max_leaves=6,
-)
 
 
 def _views(body: Any) -> EventView:
@@ -88,43 +51,6 @@ def holds(spec: object, v: EventView) -> bool:
 @given(spec=filters, body=bodies)
 def test_any_valid_filter_on_any_payload_gives_true_or_false(spec: dict[str, Any], body: Any) -> None:
     assert holds(spec, _views(body)) in (True, False)
-
-
-# Values YAML can produce besides JSON: bytes (!!binary), dates, big and non-finite numbers.
-yaml_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(),
-    st.text(max_size=8),
-    st.binary(max_size=4),
-    st.dates(),
-    st.datetimes(),
-)
-yaml_values = st.recursive(
-    yaml_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.one_of(KEYS, yaml_scalars), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-op_names = st.one_of(
-    st.sampled_from(["$eq", "$ne", "$in", "$nin", "$exists", "$regex", "$gt", "$lte", "$contains"]), KEYS
-)
-any_filters = st.recursive(
-    st.dictionaries(
-        st.one_of(path_strings, yaml_scalars, st.sampled_from(["any", "all", "not", "$or", "$and"])),
-        st.one_of(yaml_values, st.dictionaries(op_names, yaml_values, max_size=3)),
-        max_size=3,
-    ),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3).map(lambda parts: {"any": parts}),
-        st.lists(inner, max_size=3).map(lambda parts: {"all": parts}),
-        inner.map(lambda part: {"not": part}),
-        yaml_values,
-    ),
-    max_leaves=6,
-)
 
 
 @props(150)

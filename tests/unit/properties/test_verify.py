@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.errors import SignatureError
@@ -27,21 +26,8 @@ from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.schemes import PRESETS, RemoteSettings, Scheme
 from gateway.signatures.signing import sign
 from gateway.signatures.verify import MAX_HEADER, verify
-from tests.unit.signatures.test_jwts import PLAID_JWK
-
-
-def props(examples: int) -> settings:
-    """Bounded and repeatable in CI: the same examples on every run, nothing written to .hypothesis/.
-    GATEWAY_PROPERTY_SCALE=50 explores fifty times as many fresh (random) examples, to hunt for bugs."""
-    scale = int(os.environ.get("GATEWAY_PROPERTY_SCALE", "1"))
-    return settings(
-        max_examples=examples * scale,
-        deadline=None,
-        derandomize=scale == 1,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-
+from tests.support.keys import PLAID_JWK
+from tests.support.strategies import props
 
 URL = "https://gw.example/hooks/x?env=prod"
 FORM = ("Content-Type", "application/x-www-form-urlencoded")

@@ -10,8 +10,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.routes import load as config_mod
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.repo import REPO
 
 MINIMAL = """
 tasks: [{module}]

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 from hypothesis import assume, given
-from hypothesis import strategies as st
 
 from gateway.errors import Problem
 from gateway.routes.mapping import compile_input, map_input
 from gateway.routes.match import compile_when
 from gateway.routes.paths import check_path, lookup
+from tests.support.strategies import json_values, path_strings
 from tests.support.views import PUSH, view
 
 # --- lookup -----------------------------------------------------------------------------------------
@@ -78,22 +78,6 @@ def test_lookup_treats_a_raw_body_as_one_string() -> None:
 
 def test_lookup_reports_a_missing_event_type_as_missing() -> None:
     assert lookup(view(event_type=None), "event.type") == (False, None)
-
-
-KEYS = st.text(alphabet="ab01 -$", min_size=1, max_size=2)  # shared by bodies and paths, so paths hit
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
-    max_leaves=12,
-)
-body_steps = st.one_of(KEYS.map(".{}".format), st.integers(0, 3).map("[{}]".format))
-path_strings = st.one_of(
-    st.lists(body_steps, max_size=4).map(lambda steps: "body" + "".join(steps)),
-    st.sampled_from(["headers.", "query.", "event."]).flatmap(
-        lambda root: st.text(max_size=8).map(root.__add__)
-    ),
-    st.text(max_size=12),
-)
 
 
 @given(body=json_values, path=path_strings)

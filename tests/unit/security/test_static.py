@@ -24,8 +24,9 @@ from gateway.signatures.schemes import PRESETS, Scheme
 from gateway.signatures.signing import sign
 from gateway.signatures.verify import secret_problem, verify
 from gateway.web import auth
+from tests.support.repo import REPO
 
-PACKAGE = Path(__file__).resolve().parents[3] / "gateway"
+PACKAGE = REPO / "gateway"
 MODULES = sorted(PACKAGE.rglob("*.py"))  # every layer package, not only the top level
 
 

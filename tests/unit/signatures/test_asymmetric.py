@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
-import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 from discord_interactions import verify_key
 from sendgrid import EventWebhook
 
@@ -26,6 +21,20 @@ from gateway.signatures.asymmetric import (
     verify_discord,
     verify_paypal,
     verify_sendgrid,
+)
+from tests.support.keys import (
+    PAYPAL_BODY,
+    PAYPAL_NOW,
+    SG_BODY,
+    SG_KEY,
+    SG_SIGNATURE,
+    SG_TIMESTAMP,
+    WEBHOOK_ID,
+    Pki,
+    certificate,
+    make_pki,
+    paypal_headers,
+    pem,
 )
 
 
@@ -146,33 +155,6 @@ def test_discord_unusable_keys_are_reported_without_showing_them(discord_key: Ed
 
 # -- SendGrid -----------------------------------------------------------------------------------------------
 
-# sendgrid/sendgrid-python test/unit/test_eventwebhook.py: the published vector.
-SG_KEY = (
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eN"
-    "Ec6wEA3F+g=="
-)
-SG_SIGNATURE = (
-    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
-)
-SG_TIMESTAMP = "1600112502"
-SG_BODY = (
-    json.dumps(
-        [
-            {
-                "email": "hello@world.com",
-                "event": "dropped",
-                "reason": "Bounced Address",
-                "sg_event_id": "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",
-                "sg_message_id": "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
-                "smtp-id": "<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>",
-                "timestamp": 1600112492,
-            }
-        ],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    + "\r\n"
-).encode()
 SG_OTHER_KEY = (
     "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuF"
     "Db/R1NGe1OPzpA=="
@@ -286,103 +268,13 @@ def test_sendgrid_key_that_is_not_p256_is_refused() -> None:
 
 # -- PayPal -------------------------------------------------------------------------------------------------
 
-NOW = datetime(2025, 6, 1, tzinfo=UTC)
-WEBHOOK_ID = "8PT597110X687430LKGECATA"
-PAYPAL_BODY = b'{"id":"WH-1","event_type":"PAYMENT.CAPTURE.COMPLETED"}'
-
-
-@dataclass(frozen=True)
-class Pki:
-    anchor_pem: bytes
-    chain_pem: bytes  # leaf, then the intermediate
-    leaf_key: rsa.RSAPrivateKey
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(
-    subject: str,
-    key: rsa.RSAPrivateKey,
-    issuer: str,
-    issuer_key: rsa.RSAPrivateKey,
-    *,
-    ca: bool,
-    not_after: datetime = NOW + timedelta(days=30),
-) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=30))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    if subject != issuer:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def make_pki(cn: str = "messageverificationcerts.paypal.com", leaf_not_after: datetime | None = None) -> Pki:
-    root_key, mid_key, leaf_key = (rsa.generate_private_key(65537, 2048) for _ in range(3))
-    root = _cert("Test Root CA", root_key, "Test Root CA", root_key, ca=True)
-    mid = _cert("Test Intermediate CA", mid_key, "Test Root CA", root_key, ca=True)
-    leaf = _cert(
-        cn,
-        leaf_key,
-        "Test Intermediate CA",
-        mid_key,
-        ca=False,
-        not_after=leaf_not_after or NOW + timedelta(days=30),
-    )
-    return Pki(_pem(root), _pem(leaf, mid), leaf_key)
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
-
-
-def paypal_headers(
-    key: rsa.RSAPrivateKey, body: bytes, webhook_id: str = WEBHOOK_ID, algo: str = "SHA256withRSA"
-) -> Headers:
-    tid, ttime = "69cd13f0-d67a-11e5-baa3-778b53f4ae55", "2025-06-01T00:00:00Z"
-    message = f"{tid}|{ttime}|{webhook_id}|{zlib.crc32(body)}".encode()
-    signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-    return Headers(
-        [
-            ("PAYPAL-TRANSMISSION-ID", tid),
-            ("PAYPAL-TRANSMISSION-TIME", ttime),
-            ("PAYPAL-TRANSMISSION-SIG", signature),
-            ("PAYPAL-AUTH-ALGO", algo),
-            (
-                "PAYPAL-CERT-URL",
-                "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
-            ),
-        ]
-    )
-
 
 def check_paypal(pki: Pki, headers: Headers, body: bytes = PAYPAL_BODY, **kw: object) -> None:
     args: dict[str, object] = {
         "webhook_id": WEBHOOK_ID,
         "certificate_pem": pki.chain_pem,
         "trust_anchors_pem": [pki.anchor_pem],
-        "now": NOW.timestamp(),
+        "now": PAYPAL_NOW.timestamp(),
     }
     args.update(kw)
     verify_paypal(headers, body, **args)  # type: ignore[arg-type]
@@ -418,7 +310,7 @@ def test_paypal_certificate_from_another_ca_is_untrusted(pki: Pki) -> None:
 def test_paypal_self_signed_certificate_is_untrusted(pki: Pki) -> None:
     key = rsa.generate_private_key(65537, 2048)
     cn = "messageverificationcerts.paypal.com"
-    self_signed = _pem(_cert(cn, key, cn, key, ca=False))
+    self_signed = pem(certificate(cn, key, cn, key, ca=False))
     with pytest.raises(SignatureError) as exc:
         check_paypal(pki, paypal_headers(key, PAYPAL_BODY), certificate_pem=self_signed)
     assert reason(exc) == "untrusted_certificate"
@@ -427,7 +319,7 @@ def test_paypal_self_signed_certificate_is_untrusted(pki: Pki) -> None:
 def test_paypal_expired_certificate_is_untrusted(pki: Pki) -> None:
     with pytest.raises(SignatureError) as exc:
         check_paypal(
-            pki, paypal_headers(pki.leaf_key, PAYPAL_BODY), now=(NOW + timedelta(days=31)).timestamp()
+            pki, paypal_headers(pki.leaf_key, PAYPAL_BODY), now=(PAYPAL_NOW + timedelta(days=31)).timestamp()
         )
     assert reason(exc) == "untrusted_certificate"
 

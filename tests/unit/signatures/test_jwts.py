@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,36 +19,18 @@ from google.oauth2 import id_token
 from gateway.errors import SignatureError
 from gateway.model import Secret
 from gateway.signatures.jwts import unverified_kid, verify_google_oidc, verify_jwt, verify_plaid
+from tests.support.keys import (
+    PLAID_BODY,
+    PLAID_IAT,
+    PLAID_JWK,
+    PLAID_KID,
+    PLAID_TOKEN,
+    b64url,
+    hs256_by_hand,
+    public_pem,
+)
 
 # -- Plaid: a genuine sandbox delivery (Stack Overflow question 62117400) ------------------------------------
-
-PLAID_TOKEN = (
-    "eyJhbGciOiJFUzI1NiIsImtpZCI6IjZjNTUxNmUxLTkyZGMtNDc5ZS1hOGZmLTVhNTE5OTJlMDAwMSIsInR5cCI6IkpXVCJ9."
-    "eyJpYXQiOjE1OTA4ODcwMDEsInJlcXVlc3RfYm9keV9zaGEyNTYiOiJiNjNhMDdiNTQ3YjAwZjk5MjU0N2Y2YmJjOGQ5YWNjNjFh"
-    "OGNjZWUxMzhiYzgyZjQ0YTZiYWEwOTY4M2E1ZDBmIn0."
-    "OOKvIihgqCj7Qrb2bmz7T3t7uK-0JyjiEqL2s1kWeJBM4MMmjaHKK8GmU_z91QolBWMzvPgs718EElY-rE3cwQ"
-)
-PLAID_KID = "6c5516e1-92dc-479e-a8ff-5a51992e0001"
-PLAID_JWK = {
-    "alg": "ES256",
-    "created_at": 1560466143,
-    "crv": "P-256",
-    "expired_at": None,
-    "kid": PLAID_KID,
-    "kty": "EC",
-    "use": "sig",
-    "x": "35lvC8uz2QrWpQJ3TUH8t9o9DURMp7ydU518RKDl20k",
-    "y": "I8BuXB2bvxelzJAd7OKhd-ZwjCst05Fx47Mb_0ugros",
-}
-# Plaid pretty-prints with 2-space indents, no trailing newline; the hash covers exactly these bytes.
-PLAID_BODY = b"""{
-  "error": null,
-  "item_id": "yxQbxDjnD8hr69pKbQpbcKeVn3GL9QuyA7NV3",
-  "new_transactions": 390,
-  "webhook_code": "HISTORICAL_UPDATE",
-  "webhook_type": "TRANSACTIONS"
-}"""
-PLAID_IAT = 1590887001
 
 
 def test_plaid_genuine_delivery_verifies() -> None:
@@ -114,20 +93,10 @@ def test_plaid_key_for_another_kid_is_refused() -> None:
     assert exc.value.reason == "unknown_key"
 
 
-def _part(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
     return ".".join(
-        [_part(json.dumps(header).encode()), _part(json.dumps(claims).encode()), _part(signature)]
+        [b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), b64url(signature)]
     )
-
-
-def hs256_by_hand(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    """What an attacker builds: PyJWT refuses to sign with a PEM as an HMAC secret."""
-    signing_input = f"{_part(json.dumps(header).encode())}.{_part(json.dumps(claims).encode())}"
-    return f"{signing_input}.{_part(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
 
 
 def test_plaid_alg_none_is_refused() -> None:
@@ -350,17 +319,6 @@ def test_google_token_signed_by_another_key_under_a_known_kid_is_rejected(google
 # -- generic JWT ---------------------------------------------------------------------------------------------
 
 HS_SECRET = "a-shared-secret-that-is-at-least-32-bytes"
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(65537, 2048)
-
-
-def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def check(

@@ -17,7 +17,7 @@ from gateway.signatures.remote import bearer
 from gateway.signatures.schemes import PRESETS, RemoteSettings
 from gateway.signatures.signing import sign
 from gateway.signatures.verify import verify
-from tests.unit.signatures.test_jwts import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
+from tests.support.keys import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
 
 REMOTE = ("plaid", "pubsub", "paypal", "jwt")
 HS_SECRET = "a-shared-jwt-secret-of-at-least-32-bytes"

@@ -29,6 +29,7 @@ from gateway.web.auth import (
     public_key,
     require,
 )
+from tests.support.keys import public_pem
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
 SECRET = "Vq3wQm8nZ1xK7pL0sR4tY6uE2iO9aD5fG3hJ8kM1nB"  # 42 bytes, as secrets.token_urlsafe(32) makes
@@ -37,20 +38,8 @@ HS256_HEADER = b'{"alg":"HS256","typ":"JWT"}'
 
 
 @pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
 def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def public_pem(key: Any) -> bytes:
-    pem: bytes = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem
 
 
 def private_pem(key: Any) -> str:
