@@ -17,6 +17,7 @@ from gateway.web.app import create_app
 
 
 def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``gateway ARGV...`` in process with ``env`` as its whole environment: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), env=env or {}, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
@@ -25,6 +26,8 @@ def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 def deliver(
     config: config_mod.Config, db: Path, requests: list[tuple[str, bytes, dict[str, str]]]
 ) -> list[Any]:
+    """POST each (path, body, headers) to the app of ``config`` on the database ``db``; the responses."""
+
     async def go() -> list[Any]:
         store = await SQLiteStore.open(db)
         try:

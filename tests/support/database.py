@@ -10,6 +10,7 @@ from typing import Any
 
 
 def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` in ``db``, read on a read-only connection (a running gateway may hold the file)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return conn.execute(sql, args).fetchall()
 

@@ -1,4 +1,4 @@
-"""Sample deliveries as EventViews, shared by the paths, match and mapping tests."""
+"""Sample deliveries as EventViews, for the route tests (paths, match, mapping) and their properties."""
 
 from __future__ import annotations
 
