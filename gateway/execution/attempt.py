@@ -33,7 +33,7 @@ from gateway.model import (
     Run,
 )
 from gateway.report import AttemptReport
-from gateway.telemetry.tracing import current_traceparent, trace_id_of
+from gateway.telemetry.traceparent import current_traceparent, trace_id_of
 
 _encode = json.JSONEncoder(allow_nan=False).encode  # what a task returns must be JSON as stored: no NaN
 

@@ -13,7 +13,7 @@ from gateway.model import Event, Run
 from gateway.routes.ingest import new_run, readmit
 from gateway.routes.load import Config
 from gateway.telemetry.hub import Telemetry
-from gateway.telemetry.tracing import run_traceparent, stamp, stamp_run
+from gateway.telemetry.traceparent import run_traceparent, stamp, stamp_run
 
 
 @dataclass(frozen=True, slots=True)

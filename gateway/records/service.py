@@ -29,11 +29,12 @@ from gateway.records.compare import Comparison, Tally
 from gateway.records.page import Page, decode_cursor, limited, paged
 from gateway.records.prune import cutoffs
 from gateway.records.replays import Replayer
-from gateway.routes.ingest import new_run, parse_payload, redact
+from gateway.routes.ingest import new_run, redact
 from gateway.routes.load import Config
+from gateway.routes.payload import parse_payload
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
-from gateway.telemetry.tracing import stamp
+from gateway.telemetry.traceparent import stamp
 
 API_SOURCE = "@api"  # the source of events made by POST /api/tasks/{id}/trigger (not a valid source name)
 

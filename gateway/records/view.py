@@ -19,7 +19,7 @@ from gateway.model import (
     Rejection,
     Run,
 )
-from gateway.telemetry.tracing import trace_id_of
+from gateway.telemetry.traceparent import trace_id_of
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
 

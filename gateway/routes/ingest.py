@@ -1,6 +1,6 @@
-"""Turn a verified request into the event and runs to record. Pure: no I/O; ``now`` and ids come in.
+"""Turn a verified request into the event and runs to record. Pure: no I/O; ``now`` and ids come in. The
+body is parsed by payload.py.
 
-parse_payload(content-type, body) -> Payload           json | form | raw
 admit(config, source, request, verdict, now) -> Admission(event, runs)      a delivery
 readmit(config, event, now) -> Admission                 a stored event, routed again (replay)
 new_run(config, task_id, input, event_id, now) -> Run    a rerun or a triggered run
@@ -8,12 +8,10 @@ new_run(config, task_id, input, event_id, now) -> Run    a rerun or a triggered 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from gateway.errors import Invalid
 from gateway.model import QUEUED, ROUTED, UNROUTED, Event, Headers, Inbound, Payload, Run, Verdict, new_id
@@ -21,6 +19,7 @@ from gateway.routes.load import Config
 from gateway.routes.mapping import map_input
 from gateway.routes.match import Route, match
 from gateway.routes.paths import EventView, lookup
+from gateway.routes.payload import parse_payload
 from gateway.routes.sources import Source
 
 # Headers that carry credentials in clear: stored as "[redacted]" so the database never holds a secret.
@@ -55,63 +54,6 @@ def redact_query(
 class Admission:
     event: Event
     runs: tuple[Run, ...]
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text[:20]} is out of a float's range")
-    return value
-
-
-def strict_json(body: bytes | str) -> Any:
-    """JSON as RFC 8259 / I-JSON (RFC 7493) mean it, which every reader of the stored event can write back
-    out: no NaN or Infinity (Python's extension), no number that overflows to one, no lone surrogate escape
-    (``"\\ud800"``: UTF-8 cannot encode it). Raises ValueError, or RecursionError for a deeply nested one."""
-    data = json.loads(body, parse_constant=_not_json, parse_float=_finite)
-    text = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    if b"\\ud" in text or b"\\uD" in text:  # rare: check that the strings decoded are valid Unicode
-        json.dumps(data, ensure_ascii=False).encode()  # UnicodeEncodeError (a ValueError) for a lone one
-    return data
-
-
-def parse_payload(content_type: str | None, body: bytes) -> Payload:
-    """Parse a body by its content type; anything unparseable is kept as raw text (nothing is lost:
-    the exact bytes are stored beside it).
-
-    >>> parse_payload("application/json", b'{"a": 1}')
-    Payload(kind='json', data={'a': 1})
-    >>> parse_payload("application/x-www-form-urlencoded", b"a=1&b=2&b=3")
-    Payload(kind='form', data={'a': '1', 'b': ['2', '3']})
-    """
-    mime = (content_type or "").split(";", 1)[0].strip().lower()
-    looks_json = (
-        mime == "application/json" or mime.endswith("+json") or (not mime and body[:1] in (b"{", b"["))
-    )
-    if looks_json:
-        try:
-            return Payload("json", strict_json(body), parsed=True)
-        except (ValueError, RecursionError):
-            pass
-    elif mime == "application/x-www-form-urlencoded":
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            pass
-        else:
-            form: dict[str, Any] = {}
-            for key, value in pairs:
-                if key in form:
-                    prev = form[key]
-                    form[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
-                else:
-                    form[key] = value
-            return Payload("form", form)
-    return Payload("raw", body.decode("utf-8", errors="replace"))
 
 
 # Standard Webhooks senders use the webhook-* header family and Svix the svix-* one; both presets accept

@@ -16,7 +16,8 @@ from gateway.model import Run
 from gateway.report import AttemptReport, Delivery
 from gateway.telemetry import logs
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.tracing import Tracing, attempt_ended, span_trace_id
+from gateway.telemetry.traceparent import span_trace_id
+from gateway.telemetry.tracing import Tracing, attempt_ended
 
 log = logging.getLogger("gateway.telemetry")
 

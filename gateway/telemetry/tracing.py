@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanKind, Status, StatusCode
 
-from gateway.model import COMPLETED, FINAL_STATUSES, Event, Run
+from gateway.model import COMPLETED, FINAL_STATUSES, Run
 from gateway.report import Delivery
+from gateway.telemetry.traceparent import context_of, parent_of, run_context
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -34,75 +32,7 @@ log = logging.getLogger("gateway.tracing")
 
 # The old distribution name, kept: operators' dashboards and alerts filter on this OpenTelemetry service.name.
 SERVICE_NAME = "webhook-gateway"
-_W3C = TraceContextTextMapPropagator()
 _CHOSEN_SPAN_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("chosen_span_id", default=None)
-
-
-def parent_of(traceparent: str | None) -> OtelContext | None:
-    """The context a W3C ``traceparent`` value names (a remote parent); None for none or a malformed one."""
-    if not traceparent:
-        return None
-    ctx = _W3C.extract({"traceparent": traceparent})
-    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
-
-
-def traceparent_of(context: SpanContext) -> str | None:
-    """The W3C ``traceparent`` value of a span context; None for an invalid one (no trace)."""
-    if not context.is_valid:
-        return None
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(context)))
-    return carrier.get("traceparent")
-
-
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The 32-hex-digit trace id inside a stored ``traceparent``; what ``gateway show`` prints."""
-    ctx = parent_of(traceparent)
-    return (
-        None
-        if ctx is None
-        else trace.format_trace_id(trace.get_current_span(ctx).get_span_context().trace_id)
-    )
-
-
-def span_trace_id(span: Span) -> str | None:
-    """The trace id of a live span, or None when there is no trace."""
-    context = span.get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.is_valid else None
-
-
-def _context_of(traceparent: str | None) -> SpanContext | None:
-    ctx = parent_of(traceparent)
-    return None if ctx is None else trace.get_current_span(ctx).get_span_context()
-
-
-def stamp(event: Event, runs: Sequence[Run], context: SpanContext) -> tuple[Event, tuple[Run, ...]]:
-    """The event and its runs with the trace they belong to: the event records ``context`` (the span that
-    received or replayed it); each run hangs under it with a fresh span id of its own."""
-    parent = traceparent_of(context)
-    if parent is None:
-        return event, tuple(runs)
-    stamped = tuple(replace(run, traceparent=parent, span_id=_new_span_id()) for run in runs)
-    return replace(event, traceparent=parent), stamped
-
-
-def stamp_run(run: Run, context: SpanContext) -> Run:
-    """A run created on its own (a rerun, a trigger) under ``context``."""
-    parent = traceparent_of(context)
-    return run if parent is None else replace(run, traceparent=parent, span_id=_new_span_id())
-
-
-def run_traceparent(run: Run) -> str | None:
-    """The W3C traceparent of a run's own span (what a rerun links to)."""
-    context = _run_context(run)
-    return None if context is None else traceparent_of(context)
-
-
-def _new_span_id() -> str:
-    span_id = 0
-    while span_id == 0:  # 0 is the invalid span id
-        span_id = random.getrandbits(64)
-    return trace.format_span_id(span_id)
 
 
 class Tracing:
@@ -219,7 +149,7 @@ class Tracing:
     ) -> AbstractContextManager[Span]:
         """A span that starts a new trace (or continues ``parent``, a caller's traceparent) and links to the
         trace of ``original`` (a stored traceparent): a replay, a rerun, a trigger."""
-        origin = _context_of(original)
+        origin = context_of(original)
         links = [Link(origin, {"gateway.link": "original"})] if origin is not None else None
         return self.tracer.start_as_current_span(
             name,
@@ -232,7 +162,7 @@ class Tracing:
 
     def attempt(self, run: Run, number: int) -> AbstractContextManager[Span]:
         """The span of one attempt, a child of the run's span (current while the task runs)."""
-        context = _run_context(run)
+        context = run_context(run)
         if context is None:
             return nullcontext(trace.INVALID_SPAN)
         return self.tracer.start_as_current_span(
@@ -299,18 +229,6 @@ def attempt_ended(span: Span, outcome: str, status: str, error: Mapping[str, Any
             },
         )
         span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
-
-
-def _run_context(run: Run) -> SpanContext | None:
-    parent = _context_of(run.traceparent)
-    if parent is None or run.span_id is None:
-        return None
-    return SpanContext(parent.trace_id, int(run.span_id, 16), is_remote=True, trace_flags=parent.trace_flags)
-
-
-def current_traceparent() -> str | None:
-    """The traceparent of the current span (the attempt's, inside a task): what a task passes downstream."""
-    return traceparent_of(trace.get_current_span().get_span_context())
 
 
 def _ns(seconds: float) -> int:

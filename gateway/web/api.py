@@ -29,7 +29,7 @@ from gateway.records.view import (
     run_detail,
     run_summary,
 )
-from gateway.routes.ingest import strict_json
+from gateway.routes.payload import strict_json
 from gateway.web import auth, params
 from gateway.web.auth import AdminKey, Principal
 from gateway.web.openapi import Operation, document

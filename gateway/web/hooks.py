@@ -24,14 +24,15 @@ from gateway.errors import SignatureError, StoreError
 from gateway.keys.keyring import Keyring
 from gateway.model import Headers, Inbound, Payload, Recorded, Rejection, Verdict
 from gateway.report import Delivery
-from gateway.routes.ingest import admit, parse_payload
+from gateway.routes.ingest import admit
 from gateway.routes.load import Config
+from gateway.routes.payload import parse_payload
 from gateway.routes.sources import Source
 from gateway.signatures.handshake import Reply, respond
 from gateway.signatures.verify import verify
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
-from gateway.telemetry.tracing import stamp
+from gateway.telemetry.traceparent import stamp
 from gateway.web.responses import STATUS, error, refused
 
 log = logging.getLogger("gateway.app")

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, EventFilter, Headers, Payload, Recorded, Rejection, Run
-from gateway.routes.ingest import parse_payload
+from gateway.routes.payload import parse_payload
 from gateway.store.sqlite.sql import MIGRATIONS, load_queries
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.claims import Claims

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.model import Headers, Inbound, Payload, Verdict
-from gateway.routes.ingest import admit, parse_payload, resolve_options
+from gateway.routes.ingest import admit, resolve_options
+from gateway.routes.payload import parse_payload
 
 NOW = 1_700_000_000.0
 VERDICT = Verdict(verified=True, scheme="github")

@@ -6,7 +6,7 @@ import pytest
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, TraceFlags
 
 from gateway.model import Event, Headers, Payload, Run
-from gateway.telemetry.tracing import parent_of, stamp, trace_id_of, traceparent_of
+from gateway.telemetry.traceparent import parent_of, stamp, trace_id_of, traceparent_of
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE}-b7ad6b7169203331-01"
