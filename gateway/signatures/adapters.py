@@ -58,10 +58,23 @@ def decode(text: str, encoding: str) -> bytes | None:
         return None
 
 
+def only_value(headers: Headers, name: str) -> str | None:
+    """The one value of a signed header (None when absent). Sent twice, which value the sender signed is
+    unknowable: a valid first value followed by a forged one must not pass, so a repeat is refused."""
+    values = headers.get_all(name)
+    if len(values) > 1:
+        raise SignatureError(
+            "repeated_header", f"{name} is sent {len(values)} times; a delivery carries its signature once"
+        )
+    return values[0] if values else None
+
+
 def first_header(headers: Headers, names: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first of ``names`` present (an empty header counts as absent) with its one value."""
     for name in names:
-        if headers.get(name):  # an empty header counts as absent
-            return name, headers[name]
+        value = only_value(headers, name)
+        if value:
+            return name, value
     return None
 
 
@@ -215,7 +228,7 @@ def _twilio(scheme: Scheme, request: Inbound) -> Presented:
     the URL is tried as received, without its port and with the default port.
     """
     name, value = signature_header(scheme, request.headers)
-    settings = request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")
+    settings = only_value(request.headers, "X-Twilio-Webhooks-Signature-Settings") or ""
     algorithm = _twilio_algorithm(settings)
     digest = decode(value.strip(), "base64")
     if digest is None or len(digest) != _digest_size(algorithm):

@@ -23,6 +23,7 @@ from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 
 from gateway.errors import SignatureError
 from gateway.model import Headers
+from gateway.signatures.adapters import only_value
 
 MAX_HEADER = 8 * 1024  # a longer signature header is malformed, never decoded
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
@@ -137,7 +138,7 @@ def _problem(parse: Callable[[str], K], text: str) -> str | None:
 
 
 def _header(headers: Headers, name: str, missing: str = "missing_signature") -> str:
-    value = headers.get(name)
+    value = only_value(headers, name)
     if not value:  # an empty header counts as absent
         raise SignatureError(missing, f"no {name} header")
     if len(value) > MAX_HEADER:

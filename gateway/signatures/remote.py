@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.errors import Problem, SignatureError
 from gateway.model import Headers, Inbound, Secret, Verdict
+from gateway.signatures.adapters import only_value
 from gateway.signatures.asymmetric import verify_paypal
 from gateway.signatures.jwts import SUPPORTED, verify_google_oidc, verify_jwt, verify_plaid
 from gateway.signatures.schemes import RemoteSettings, Scheme
@@ -211,7 +212,7 @@ def _anchors(
 def bearer(scheme: Scheme, headers: Headers) -> str:
     """The token in a JWT scheme's header, without its ``Bearer `` prefix (required on Authorization)."""
     header = scheme.signature_headers[0]
-    value = headers.get(header, "").strip()
+    value = (only_value(headers, header) or "").strip()
     if not value:
         raise SignatureError("missing_signature", f"no {header} header")
     kind, _, token = value.partition(" ")
@@ -235,7 +236,7 @@ def verify_remote(
     if material is None and not (fmt == "jwt" and secrets):  # a jwt source may hold static keys instead
         raise SignatureError("key_unavailable", f"{scheme.name}'s verification key could not be fetched")
     if fmt == "plaid":
-        token = request.headers.get("Plaid-Verification", "")
+        token = only_value(request.headers, "Plaid-Verification") or ""
         verify_plaid(token, request.body, _mapping(material), now)
     elif fmt == "pubsub":
         verify_google_oidc(

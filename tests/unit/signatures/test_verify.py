@@ -536,3 +536,36 @@ def test_no_error_verdict_or_scheme_shows_a_configured_secret() -> None:
     texts.append(str(secret_problem(SW, Secret("whsk_" + SW_SEED[:8]))))
     leaks = [(s, t) for s in secrets for t in texts if s in t]
     assert leaks == []
+
+
+# -- headers sent twice ---------------------------------------------------------------------------------
+
+
+def doubled(request: Inbound, name: str) -> Inbound:
+    """``request`` with its ``name`` header sent twice, the good copy first."""
+    pairs = [(k, v) for k, v in request.headers.pairs]
+    value = request.headers[name]
+    return req([*pairs, (name, value)], request.body)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "secret", "header"),
+    [
+        (GITHUB, GH_SECRET, "X-Hub-Signature-256"),
+        (STRIPE, STRIPE_SECRET, "Stripe-Signature"),
+        (SW, SW_SECRET, "webhook-signature"),
+        (SW, SW_SECRET, "webhook-timestamp"),  # signed, so a second copy could change what was signed
+        (SW, SW_SECRET, "webhook-id"),
+        (PRESETS["slack"], "slack-secret", "X-Slack-Request-Timestamp"),
+    ],
+)
+def test_a_signed_header_sent_twice_is_refused_even_when_both_copies_are_good(
+    scheme: Scheme, secret: str, header: str
+) -> None:
+    good = signed(scheme, secret, b'{"a": 1}')
+    assert check(scheme, [secret], good).key_index == 0
+    error = rejected(scheme, [secret], doubled(good, header))
+    assert (error.reason, error.detail) == (
+        "repeated_header",
+        f"{header} is sent 2 times; a delivery carries its signature once",
+    )
