@@ -219,8 +219,8 @@ def _servers(
         store,
         keyring=keyring,
         api=None if "the admin API" in apart else api,
-        telemetry=None if "/metrics" in apart else telemetry,
-        gauges=gauges,
+        telemetry=telemetry,  # every request is counted and traced, wherever /metrics is served
+        gauges=None if "/metrics" in apart else gauges,  # no gauges: no /metrics route beside the hooks
         metrics_token=options.metrics_token,
     )
     on = f"http://{bind_address(options.host, options.port)} ({options.server})"
