@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 import uuid
@@ -343,10 +344,24 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Entry point. Returns the exit code: 0 ok, 1 a problem was reported, 2 bad usage."""
+    """Entry point. Returns the exit code: 0 ok, 1 a problem was reported, 2 bad usage, 130 interrupted, 141
+    when the reader of its output went away (`gateway events | head`), quietly, as Unix tools do."""
     env = os.environ if env is None else env
     out, err = out or sys.stdout, err or sys.stderr
-    parser = build_parser(env)
+    try:
+        code = _run(build_parser(env), argv, env, out, err)
+        out.flush()  # a reader gone away is met here, not in the interpreter's flush at exit
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # also from --help
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _run(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, env: Env, out: TextIO, err: TextIO
+) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -356,5 +371,14 @@ def main(
     except argparse.ArgumentTypeError as exc:
         print(f"gateway {args.command}: {exc}", file=err)
         return 2
-    except KeyboardInterrupt:
-        return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter flushes it at exit, and a flush into the closed pipe would
+    raise again, with a traceback ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (a test's StringIO): nothing will flush it
+        pass
