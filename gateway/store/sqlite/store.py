@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import aiosqlite
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, Recorded, Rejection, Run
 from gateway.store.rows import rejection_to_row
 from gateway.store.sqlite.intake import EventWrite, RowWrite, apply_intake, event_write
@@ -30,6 +30,9 @@ from gateway.store.sqlite.sql import QUERIES
 from gateway.store.sqlite.writer import Op, Writer
 
 log = logging.getLogger("gateway.store")
+# Seconds a failed commit keeps /readyz at 503 unless a delivery commits meanwhile: long enough for a load
+# balancer to see it, short enough that an instance it stopped sending to becomes ready again by itself.
+READY_AFTER_FAILURE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class SQLiteStore:
         self._reader = reader
         self._on_batch = on_batch
         self._stats = StoreStats()
+        self._delivered_at: float | None = None  # time.monotonic() of the last commit holding a delivery
         self._close_lock = asyncio.Lock()
         self._writer = Writer(writer, self, max_batch=max_batch)
         self._beats = Heartbeat(location)
@@ -128,7 +132,14 @@ class SQLiteStore:
         await self._write_row("insert_rejection", rejection_to_row(rejection))
 
     async def probe(self) -> None:
-        """Prove the database still takes durable writes (for /readyz); raises StoreUnavailable."""
+        """Prove the database still takes durable writes (for /readyz); raises StoreUnavailable. A small probe
+        row can commit while deliveries fail (a nearly full disk takes it, not a 1 MiB body), so a batch that
+        failed in the last READY_AFTER_FAILURE seconds, with no delivery committed since, fails it too."""
+        failed_at, committed_at = self._writer.stats.failed_at, self._delivered_at
+        if failed_at is not None and (committed_at is None or committed_at < failed_at):
+            ago = time.monotonic() - failed_at
+            if ago < READY_AFTER_FAILURE:
+                raise StoreUnavailable(f"a write could not be committed {ago:.0f} s ago (see the log)")
         await self._write_row("set_meta", {"key": "last_probe", "value": time.time()})
 
     async def _write_row(self, query: str, row: dict[str, Any]) -> None:
@@ -167,6 +178,8 @@ class SQLiteStore:
             runs=s.runs + sum(len(op.runs) for op in fresh),
             rows=s.rows + sum(isinstance(op, RowWrite) for op in batch),
         )
+        if events:
+            self._delivered_at = time.monotonic()
         created = [run for op in batch if isinstance(op, EventWrite | AddOp) for run in op.created]
         self.runs.committed(created)
 

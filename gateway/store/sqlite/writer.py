@@ -56,6 +56,7 @@ class WriterStats:
     commits: int = 0
     failed_batches: int = 0
     largest_batch: int = 0
+    failed_at: float | None = None  # time.monotonic() of the last batch that failed for good
 
 
 class Writer:
@@ -116,7 +117,8 @@ class Writer:
                 for op in batch:
                     await self._commit([op])
                 return
-            self.stats = replace(self.stats, failed_batches=self.stats.failed_batches + 1)
+            failed = self.stats.failed_batches + 1
+            self.stats = replace(self.stats, failed_batches=failed, failed_at=time.monotonic())
             log.error("store: rolled back a batch of %d writes: %s", len(batch), exc)
             for op in batch:
                 _fail(op, _failure(exc))
