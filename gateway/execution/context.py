@@ -1,6 +1,7 @@
 """What a task receives beside its payload: the run's identity and a log stored with the attempt.
 
-Pure: no I/O. The clock is passed in; log lines are kept in memory and written with the attempt's end.
+Pure: no I/O. The clock is passed in; log lines are kept in memory, written with the attempt's end and, while
+it runs, saved now and then by the executor's heartbeat (so an attempt that crashes keeps what it logged).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RunLog:
         self._lines: list[dict[str, Any]] = []
         self._dropped = 0
         self._lock = threading.Lock()
+        self.changes = 0  # how many lines were added or dropped: what was saved is stale when this moved
 
     def _add(self, level: str, message: object, args: tuple[object, ...]) -> None:
         text = str(message) % args if args else str(message)
@@ -39,6 +41,7 @@ class RunLog:
                 self._lines.append({"ts": self._clock(), "level": level, "message": text})
             else:
                 self._dropped += 1
+            self.changes += 1
 
     def __call__(self, message: object, *args: object) -> None:
         self._add("info", message, args)

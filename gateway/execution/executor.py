@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from gateway.aio import wait_first
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.execution.attempt import Attempts, context_for, report_of
+from gateway.execution.context import RunLog
 from gateway.execution.taskloop import TaskLoop
 from gateway.execution.tasks import Task
 from gateway.model import (
@@ -30,7 +31,7 @@ from gateway.model import (
     Claim,
     Run,
 )
-from gateway.store.interface import ClaimRequest, RunQueue
+from gateway.store.interface import AttemptLog, ClaimRequest, RunQueue
 from gateway.telemetry.hub import Telemetry
 
 log = logging.getLogger("gateway.executor")
@@ -43,6 +44,7 @@ class ExecutorOptions:
     queues: Mapping[str, int] = field(default_factory=dict)  # per-queue limits from routes.yaml
     lease: float = 30.0  # a claimed run is someone's for this long unless its heartbeat renews it
     heartbeat: float = 10.0  # how often the heartbeat thread renews the leases of running runs
+    log_flush: float = 1.0  # how often it saves what running attempts logged (one transaction, when changed)
     drain_timeout: float = 30.0  # on shutdown, how long running attempts get before being interrupted
     max_crashes: int = 3  # crash recoveries before a run ends `crashed`
     poll: float = 5.0  # fallback wake-up, for runs written by another process (e.g. `gateway cancel`)
@@ -74,6 +76,7 @@ class Executor:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._ids_lock = threading.Lock()
         self._ids: frozenset[str] = frozenset()  # what the heartbeat thread renews
+        self._logs: dict[str, tuple[int, RunLog]] = {}  # run id -> (attempt, its log): what it saves
         self._by_queue: Counter[str] = Counter()
         self._by_task: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="gateway-task")
@@ -225,6 +228,8 @@ class Executor:
         try:
             with self.telemetry.tracing.attempt(run, claim.attempt) as span:
                 ctx = context_for(claim, self.clock, self.telemetry.tracing.tracer)
+                with self._ids_lock:
+                    self._logs[run.id] = (claim.attempt, ctx.log)
                 try:
                     end = await self._attempts.run(run, ctx)
                 except asyncio.CancelledError:
@@ -238,6 +243,8 @@ class Executor:
             if await self._finish(end) and end.run_status in FINAL_STATUSES:
                 self.telemetry.run_ended(run, end.run_status, end.finished_at, claim.attempt)
         finally:
+            with self._ids_lock:
+                self._logs.pop(run.id, None)
             self._running.pop(run.id, None)
             self._release(run)
             self._publish_ids()
@@ -353,9 +360,25 @@ class Executor:
             log.warning("interrupted %d attempt(s) at shutdown; their runs are queued again", len(still))
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        # A thread, not a coroutine: leases stay alive even while task code blocks the event loop.
-        while not stop.wait(self.options.heartbeat):
+        # A thread, not a coroutine: leases stay alive and logs are saved even while task code blocks the
+        # event loop. Leases every `heartbeat` seconds; the logs of running attempts every `log_flush`
+        # seconds, only those that changed, all in one write (never a write per line).
+        tick = min(self.options.heartbeat, self.options.log_flush)
+        saved: dict[tuple[str, int], int] = {}  # (run, attempt) -> RunLog.changes when last saved
+        next_beat = time.monotonic() + self.options.heartbeat
+        while not stop.wait(tick):
             with self._ids_lock:
-                ids = self._ids
-            if ids:
+                ids, running = self._ids, list(self._logs.items())
+            if ids and time.monotonic() >= next_beat:
                 self.store.heartbeat_blocking(ids, self.clock() + self.options.lease)
+                next_beat = time.monotonic() + self.options.heartbeat
+            changed = []
+            for run_id, (attempt, runlog) in running:
+                changes = runlog.changes
+                if changes != saved.get((run_id, attempt), 0):
+                    changed.append(AttemptLog(run_id, attempt, runlog.lines()))
+                    saved[run_id, attempt] = changes
+            if changed:
+                self.store.keep_logs_blocking(changed)
+            live = {(run_id, attempt) for run_id, (attempt, _) in running}
+            saved = {key: n for key, n in saved.items() if key in live}

@@ -57,6 +57,15 @@ class ClaimRequest:
             raise ValueError(f"lease must be positive, not {self.lease}")
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptLog:
+    """What a running attempt has logged so far, saved while it runs so that a crash does not lose it."""
+
+    run_id: str
+    attempt: int
+    lines: tuple[Mapping[str, Any], ...]
+
+
 class Claimant(Protocol):
     """The executor as the store sees it: every call a store makes up into execution. It is registered once,
     with :meth:`RunQueue.attach`. Each method is called on the store's event loop, between the writer's awaits
@@ -105,6 +114,10 @@ class RunQueue(Protocol):
 
     def heartbeat_blocking(self, run_ids: Collection[str], lease_until: float) -> int:
         """Extend the leases of these executing runs; call from a plain thread. Never raises: 0 on error."""
+
+    def keep_logs_blocking(self, logs: Sequence[AttemptLog]) -> int:
+        """Save what running attempts have logged so far, in one transaction, unless an attempt has ended
+        meanwhile (its end holds the whole log); how many were saved. From a plain thread; never raises."""
 
     async def next_available_at(self, *, after: float) -> float | None:
         """When the next waiting run becomes ready, if one becomes ready after ``after``."""

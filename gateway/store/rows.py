@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -160,7 +160,7 @@ def attempt_end_to_row(end: AttemptEnd) -> dict[str, Any]:
         "error_type": error.get("type"),
         "error_message": error.get("message"),
         "traceback": error.get("traceback"),
-        "logs": _json([dict(line) for line in end.logs]),
+        "logs": logs_to_json(end.logs),
         "status": end.run_status,
         "counts": 1 if end.counts else 0,
         "available_at": end.available_at,
@@ -168,6 +168,11 @@ def attempt_end_to_row(end: AttemptEnd) -> dict[str, Any]:
         "error": _json(error) if end.error is not None and not completed else None,
         "run_finished_at": end.finished_at if end.run_status in FINAL_STATUSES else None,
     }
+
+
+def logs_to_json(lines: Sequence[Mapping[str, Any]]) -> str:
+    """An attempt's log lines as stored. Raises TypeError for a value JSON cannot hold."""
+    return _json([dict(line) for line in lines])
 
 
 def rejection_to_row(r: Rejection) -> dict[str, Any]:

@@ -20,8 +20,15 @@ import aiosqlite
 
 from gateway.errors import NotFound
 from gateway.model import CANCELED, CRASHED, FINAL_STATUSES, QUEUED, RETRYING, AttemptEnd, Claim, Run
-from gateway.store.interface import Claimant, ClaimRequest
-from gateway.store.rows import attempt_end_to_row, claim_from_row, key_of, run_from_row, with_blocked
+from gateway.store.interface import AttemptLog, Claimant, ClaimRequest
+from gateway.store.rows import (
+    attempt_end_to_row,
+    claim_from_row,
+    key_of,
+    logs_to_json,
+    run_from_row,
+    with_blocked,
+)
 from gateway.store.sqlite.reader import read
 from gateway.store.sqlite.schema import connect_blocking
 from gateway.store.sqlite.sql import QUERIES
@@ -248,6 +255,22 @@ class Heartbeat:
                 log.warning("store: could not renew the leases of %d run(s): %s", len(run_ids), exc)
                 return 0
 
+    def keep_logs(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Write each row's logs to its attempt if still open, in one transaction; how many. Never raises."""
+        with self._lock:
+            if self._closed or not rows:
+                return 0
+            try:
+                if self._conn is None:
+                    self._conn = connect_blocking(self._location, self._pragmas)
+                with self._conn:  # one transaction, one fsync, for every attempt of this round
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    kept = self._conn.executemany(QUERIES["keep_logs"], rows).rowcount
+                return kept
+            except Exception as exc:
+                log.warning("store: could not save the logs of %d running attempt(s): %s", len(rows), exc)
+                return 0
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -337,6 +360,15 @@ class SQLiteRuns:
     def heartbeat_blocking(self, run_ids: Collection[str], lease_until: float) -> int:
         """Extend the leases of these executing runs; call from a plain thread. Never raises: 0 on error."""
         return self._beats.beat(run_ids, lease_until)
+
+    def keep_logs_blocking(self, logs: Sequence[AttemptLog]) -> int:
+        """Save what running attempts have logged so far (from the heartbeat thread). Never raises."""
+        try:
+            rows = [{"run_id": a.run_id, "attempt": a.attempt, "logs": logs_to_json(a.lines)} for a in logs]
+        except (TypeError, ValueError) as exc:  # a line JSON cannot hold: its attempt's end will say
+            log.warning("store: could not encode the logs of a running attempt: %s", exc)
+            return 0
+        return self._beats.keep_logs(rows)
 
     async def next_available_at(self, *, after: float) -> float | None:
         """When the next waiting run becomes ready, if one becomes ready after ``after``."""

@@ -32,7 +32,7 @@ from gateway.model import (
     Run,
     RunFilter,
 )
-from gateway.store.interface import ClaimRequest, Store
+from gateway.store.interface import AttemptLog, ClaimRequest, Store
 from gateway.store.sqlite.runs import Heartbeat
 from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
 from gateway.store.sqlite.store import SQLiteStore
@@ -620,6 +620,32 @@ async def test_a_heartbeat_from_a_thread_keeps_a_lease_alive(open_store: OpenSto
     assert column(tmp_path / "gateway.db", "waiting", "lease_until") is None
     assert await store.runs.recover(now=NOW + 60) == []
     assert [r.id for r in await store.runs.recover(now=NOW + 101)] == ["busy"]
+
+
+async def test_the_logs_of_a_running_attempt_are_kept_until_it_ends_and_then_its_end_has_the_say(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    await enqueue(store, "busy", at=NOW - 2)
+    await enqueue(store, "other", at=NOW - 1)
+    await claim_ids(store)
+    lines = ({"ts": NOW, "level": "info", "message": "half done"},)
+    saved = await asyncio.to_thread(
+        store.runs.keep_logs_blocking, [AttemptLog("busy", 1, lines), AttemptLog("other", 1, lines)]
+    )
+    assert saved == 2
+    [first] = await store.reads.attempts_for_run("busy")
+    assert (first.outcome, first.logs) == (None, lines)
+    # A crash keeps them: recovery ends the attempt without touching its logs.
+    await store.runs.recover(now=NOW, only_expired=False, keep={"other"})
+    [crashed] = await store.reads.attempts_for_run("busy")
+    assert (crashed.outcome, crashed.logs) == ("crashed", lines)
+    # An attempt that ended holds its whole log: a late save changes nothing.
+    await store.runs.finish_attempt(end("other", 1, NOW + 1, "completed", COMPLETED))
+    assert await asyncio.to_thread(store.runs.keep_logs_blocking, [AttemptLog("other", 1, lines)]) == 0
+    [ended] = await store.reads.attempts_for_run("other")
+    assert ended.logs == ()
+    assert await asyncio.to_thread(store.runs.keep_logs_blocking, []) == 0
 
 
 async def test_a_heartbeat_that_cannot_write_logs_and_answers_zero(

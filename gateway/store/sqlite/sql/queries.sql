@@ -213,6 +213,11 @@ WHERE r.id IN (SELECT value FROM json_each(:ids));
 UPDATE runs SET lease_until = :lease_until
 WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'executing';
 
+-- name: keep_logs
+-- From the heartbeat thread: the log lines a still-open attempt has written so far (its end writes them all).
+UPDATE attempts SET logs = :logs
+WHERE run_id = :run_id AND number = :attempt AND outcome IS NULL;
+
 -- name: next_available_at
 -- When the next waiting run becomes ready, after :after: how long the executor may sleep.
 SELECT MIN(available_at) FROM runs WHERE status IN ('queued', 'retrying') AND available_at > :after;
