@@ -151,7 +151,8 @@ async def _serve(
     config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing, scrub: Scrub
 ) -> None:
     telemetry = _telemetry(config, options, tracing, scrub)
-    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed)
+    # listen: runs that `gateway replay`/`rerun` commit to this file start here at once, not at the next poll
+    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed, listen=True)
     keyring = Keyring(config.sources.values())
     try:
         executor = Executor(store.runs, config.tasks, _executor_options(config, options), telemetry=telemetry)

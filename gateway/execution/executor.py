@@ -88,16 +88,20 @@ class Executor:
         self._claiming = False  # a claim is in flight: _fill's own, or one riding a store batch
         self._riding: asyncio.Future[None] | None = None  # done once the riding claim's runs are started
         self._ride_limit = 0  # how many runs the riding claim asked for
+        self._wake_after_ride = False  # another process committed runs while a claim rode
         self._serving = False  # run() is running: only then do claims ride the store's batches
         store.attach(self)
 
     # -- what the store calls (interface.Claimant) --------------------------------------------------------
 
     def committed(self, runs: Sequence[Run]) -> None:
-        """New runs were committed: wake up to claim them. Not while a claim rides the batch that committed
-        them: that claim has seen them already."""
+        """New runs were committed (none named: by another process): wake up to claim them. Not while a claim
+        rides the batch that committed them: that claim has seen them already; but another process's runs may
+        have come after it, so their wake-up waits for the ride to end."""
         if self._riding is None:
             self._wake.set()
+        elif not runs:
+            self._wake_after_ride = True
 
     # -- limits -------------------------------------------------------------------------------------------
 
@@ -181,6 +185,9 @@ class Executor:
         """Close the ride; returns how many runs it asked for."""
         riding, limit = self._riding, self._ride_limit
         self._claiming, self._riding = False, None
+        if self._wake_after_ride:
+            self._wake_after_ride = False
+            self._wake.set()
         if riding is not None and not riding.done():
             riding.set_result(None)
         return limit

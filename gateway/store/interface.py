@@ -87,7 +87,8 @@ class Claimant(Protocol):
         """The batch the claim rode could not commit: nothing was claimed, release what accept() reserved."""
 
     def committed(self, runs: Sequence[Run]) -> None:
-        """A transaction put these new runs on disk (a wake-up: they may be ready)."""
+        """A transaction put these new runs on disk (a wake-up: they may be ready); ``runs`` is empty when
+        another process committed them."""
 
 
 class RunQueue(Protocol):

@@ -313,8 +313,9 @@ class SQLiteRuns:
         op.done.add_done_callback(partial(_rode, claimant))
         return op
 
-    def committed(self, runs: Sequence[Run]) -> None:
-        if self._claimant is not None and runs:
+    def committed(self, runs: Sequence[Run], *, elsewhere: bool = False) -> None:
+        """Tell the claimant of new runs: these, or (``elsewhere``) ones another process committed."""
+        if self._claimant is not None and (runs or elsewhere):
             try:
                 self._claimant.committed(runs)
             except Exception:

@@ -27,6 +27,7 @@ from gateway.store.sqlite.reader import SQLiteReads
 from gateway.store.sqlite.runs import RUN_OPS, Heartbeat, SQLiteRuns, apply_runs
 from gateway.store.sqlite.schema import connect, prepare
 from gateway.store.sqlite.sql import QUERIES
+from gateway.store.sqlite.wakeup import WakeUps
 from gateway.store.sqlite.writer import Op, Writer
 
 log = logging.getLogger("gateway.store")
@@ -73,6 +74,12 @@ class SQLiteStore:
         self.runs = SQLiteRuns(self._writer, reader, self._beats)
         self.jobs = SQLiteJobs(self._writer, reader)
         self.reads = SQLiteReads(reader)
+        self._wakeups = WakeUps(location)
+
+    def listen(self) -> bool:
+        """Hear of runs other processes commit to this file (wakeup.py): the attached claimant is told at once
+        instead of at its next poll. For a process that runs tasks; False when wake-ups are unavailable."""
+        return self._wakeups.listen(self._loop, lambda: self.runs.committed((), elsewhere=True))
 
     @classmethod
     async def open(
@@ -81,9 +88,11 @@ class SQLiteStore:
         *,
         max_batch: int = 256,
         on_batch: Callable[[int, float, bool], None] | None = None,
+        listen: bool = False,
     ) -> Self:
         """Open (creating if needed) the database at ``path``, migrate it, and start the writer. ``on_batch``
-        hears of every transaction: its size, its seconds and whether it committed (metrics)."""
+        hears of every transaction: its size, its seconds and whether it committed (metrics); ``listen`` hears
+        of runs other processes commit (see :meth:`listen`)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         location = os.fspath(path)
@@ -99,7 +108,10 @@ class SQLiteStore:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {location}: {exc}") from exc
-        return cls(writer, reader, location=location, max_batch=max_batch, on_batch=on_batch)
+        store = cls(writer, reader, location=location, max_batch=max_batch, on_batch=on_batch)
+        if listen:
+            store.listen()
+        return store
 
     @property
     def stats(self) -> StoreStats:
@@ -115,6 +127,7 @@ class SQLiteStore:
             await self._writer.conn.close()
             await self._reader.close()
             await asyncio.to_thread(self._beats.close)  # waits for a heartbeat in progress
+            self._wakeups.close(self._loop)
 
     # -- intake -------------------------------------------------------------------------------------------
 
@@ -182,6 +195,8 @@ class SQLiteStore:
             self._delivered_at = time.monotonic()
         created = [run for op in batch if isinstance(op, EventWrite | AddOp) for run in op.created]
         self.runs.committed(created)
+        if created:
+            self._wakeups.notify()  # other processes on this file (gateway serve, workers) start them now
 
     def observed(self, size: int, seconds: float, *, ok: bool) -> None:
         if self._on_batch is not None:
