@@ -52,6 +52,10 @@ class ServeOptions:
     concurrency: int = 100  # runs executing at once
     threads: int = 8  # worker threads for sync tasks
     drain_timeout: float = 30.0  # seconds running attempts get after SIGTERM before being requeued
+    body_timeout: float | None = (
+        None  # seconds a hook body may take after its head (None: hooks.BODY_TIMEOUT)
+    )
+    task_logs: bool = False  # also write what tasks log to the process log
     admin_key: AdminKey | None = None  # the admin API is served only with a key to check its tokens
     admin_host: str | None = None  # serve the admin API on its own listener (else at /api beside /hooks)
     admin_port: int | None = None
@@ -199,6 +203,7 @@ def _executor_options(config: Config, options: ServeOptions) -> ExecutorOptions:
         queues=config.queues,
         drain_timeout=options.drain_timeout,
         own_loop=True,  # a task that blocks its loop never stalls ingest
+        task_logs=options.task_logs,
     )
 
 
@@ -223,6 +228,7 @@ def _servers(
         telemetry=telemetry,  # every request is counted and traced, wherever /metrics is served
         gauges=None if "/metrics" in apart else gauges,  # no gauges: no /metrics route beside the hooks
         metrics_token=options.metrics_token,
+        body_timeout=options.body_timeout,
     )
     on = f"http://{bind_address(options.host, options.port)} ({options.server})"
     sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"

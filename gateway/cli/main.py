@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -69,6 +70,16 @@ def _serve_parser(add: AddParser, env: Env) -> None:
 def _listen_flags(p: argparse.ArgumentParser, env: Env) -> None:
     env_flag(p, "--host", env, "GATEWAY_HOST", "127.0.0.1", "address to listen on")
     env_flag(p, "--port", env, "GATEWAY_PORT", "8000", "port to listen on", type=int)
+    env_flag(
+        p,
+        "--body-timeout",
+        env,
+        "GATEWAY_BODY_TIMEOUT",
+        "30",
+        "seconds a webhook's body may take to arrive after its head; slower ones are refused with 408 "
+        "(senders post at once: only a stalled or hostile client takes longer)",
+        type=_positive_seconds,
+    )
 
 
 def _execution_flags(p: argparse.ArgumentParser, env: Env) -> None:
@@ -91,6 +102,23 @@ def _execution_flags(p: argparse.ArgumentParser, env: Env) -> None:
         type=float,
     )
     env_flag(p, "--threads", env, "GATEWAY_THREADS", "8", "worker threads for sync (def) tasks", type=int)
+    p.add_argument(
+        "--task-logs",
+        action="store_true",
+        default=env.get("GATEWAY_TASK_LOGS", "").strip().lower() in ("on", "1", "true", "yes"),
+        help="also write what tasks log (ctx.log) to the process log, with run, task and attempt, so "
+        "`docker logs` shows it; it is stored with each attempt either way (env GATEWAY_TASK_LOGS=on)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
 
 
 def _admin_flags(p: argparse.ArgumentParser, env: Env) -> None:
@@ -253,6 +281,8 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         concurrency=args.concurrency,
         threads=args.threads,
         drain_timeout=args.drain_timeout,
+        body_timeout=args.body_timeout,
+        task_logs=args.task_logs,
         metrics=not args.no_metrics,
         metrics_host=args.metrics_host or None,
         metrics_port=args.metrics_port or None,

@@ -9,10 +9,12 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from gateway.errors import AbortRun, RetryAfter
@@ -166,9 +168,11 @@ class Attempts:
         )
 
 
-def context_for(claim: Claim, clock: Callable[[], float], tracer: Any) -> Context:
-    """What the task gets beside its payload; made inside the attempt's span, which it can extend."""
+def context_for(claim: Claim, clock: Callable[[], float], tracer: Any, *, echo: bool = False) -> Context:
+    """What the task gets beside its payload; made inside the attempt's span, which it can extend. With
+    ``echo``, what the task logs also goes to the process log (logger ``gateway.task``)."""
     run = claim.run
+    said = partial(_echo, {"run_id": run.id, "task": run.task_id, "attempt": claim.attempt}) if echo else None
     return Context(
         run_id=run.id,
         event_id=run.event_id,
@@ -178,11 +182,20 @@ def context_for(claim: Claim, clock: Callable[[], float], tracer: Any) -> Contex
         attempt=claim.attempt,
         idempotency_key=run.idempotency_key or run.id,
         headers=claim.headers,
-        log=RunLog(clock),
+        log=RunLog(clock, echo=said),
         trace_id=trace_id_of(run.traceparent),
         traceparent=current_traceparent() or run.traceparent,
         span_factory=lambda name, attributes: tracer.start_as_current_span(name, attributes=dict(attributes)),
     )
+
+
+_task_log = logging.getLogger("gateway.task")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _echo(fields: dict[str, Any], level: str, text: str) -> None:
+    """One ctx.log line in the process log, with its run (secrets are scrubbed by the log's handler)."""
+    _task_log.log(_LEVELS.get(level, logging.INFO), "%s", text, extra=fields)
 
 
 def report_of(end: AttemptEnd, run: Run, started: float) -> AttemptReport:

@@ -24,9 +24,16 @@ class RunLog:
     Safe to call from sync tasks running in worker threads.
     """
 
-    def __init__(self, clock: Callable[[], float], max_lines: int = MAX_LOG_LINES) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        max_lines: int = MAX_LOG_LINES,
+        echo: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """``echo(level, text)``, when given, hears every line too (``gateway serve --task-logs``)."""
         self._clock = clock
         self._max = max_lines
+        self._echo = echo
         self._lines: list[dict[str, Any]] = []
         self._dropped = 0
         self._lock = threading.Lock()
@@ -42,6 +49,8 @@ class RunLog:
             else:
                 self._dropped += 1
             self.changes += 1
+        if self._echo is not None:
+            self._echo(level, text)
 
     def __call__(self, message: object, *args: object) -> None:
         self._add("info", message, args)

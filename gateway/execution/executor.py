@@ -51,6 +51,7 @@ class ExecutorOptions:
     # Async tasks on their own event loop thread (gateway serve): a task blocking in sync code cannot stall
     # ingest. Off, they share the caller's loop (tests that hand tasks the loop's own asyncio objects).
     own_loop: bool = False
+    task_logs: bool = False  # also write what tasks log (ctx.log) to the process log, logger gateway.task
 
 
 class Executor:
@@ -234,7 +235,9 @@ class Executor:
         started = time.perf_counter()
         try:
             with self.telemetry.tracing.attempt(run, claim.attempt) as span:
-                ctx = context_for(claim, self.clock, self.telemetry.tracing.tracer)
+                ctx = context_for(
+                    claim, self.clock, self.telemetry.tracing.tracer, echo=self.options.task_logs
+                )
                 with self._ids_lock:
                     self._logs[run.id] = (claim.attempt, ctx.log)
                 try:

@@ -24,11 +24,11 @@ from tests.support.routes import ROUTES, TASKS_CODE
 pytestmark = pytest.mark.acceptance
 
 HEAD_TIMEOUT, BODY_TIMEOUT = 1, 1.0  # seconds, instead of 75 and 30: the slow-sender tests wait for them
-# `python -m gateway serve`, with the slow-sender timeouts shortened before the server is built.
+# `python -m gateway serve`, with the head timeout (the servers' keep-alive, which has no flag) shortened
+# before the server is built; the body timeout is serve's own --body-timeout.
 LAUNCHER = (
-    "import sys, gateway.web.hooks, gateway.web.listen; "
+    "import sys, gateway.web.listen; "
     f"gateway.web.listen.KEEP_ALIVE = {HEAD_TIMEOUT}; gateway.web.listen.READ_TIMEOUT = {HEAD_TIMEOUT + 1}; "
-    f"gateway.web.hooks.BODY_TIMEOUT = {BODY_TIMEOUT}; "
     "from gateway.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 ALLOWED = {200, 202, 401, 404, 408, 413, 431}
@@ -42,7 +42,16 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     routes.write_text(textwrap.dedent(ROUTES).replace("{module}", "hostile_tasks"))
     port = free_port()
     serve = gateway_argv(routes, where / "gateway.db", port, log_level="warning")[3:]  # from `serve` on
-    argv = [sys.executable, "-c", LAUNCHER, *serve, "--server", request.param]
+    argv = [
+        sys.executable,
+        "-c",
+        LAUNCHER,
+        *serve,
+        "--server",
+        request.param,
+        "--body-timeout",
+        str(BODY_TIMEOUT),
+    ]
     with Server(argv, port=port, log=where / "gateway.log", env=clean_env(), cpu=None) as server:
         yield server
         assert server.process is not None and server.process.poll() is None, server.tail()
