@@ -40,7 +40,8 @@ def prepare(location: str) -> None:
                 f"{location} has schema version {version}, newer than this gateway knows "
                 f"({len(MIGRATIONS)}); upgrade the gateway"
             )
-        for migration in MIGRATIONS[version:]:
+        pending = MIGRATIONS[version:]
+        for migration in pending:
             # executescript commits any open transaction first, so the transaction lives in the script.
             script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.number};\nCOMMIT;"
             try:
@@ -51,7 +52,17 @@ def prepare(location: str) -> None:
                 raise StoreError(
                     f"{location}: migration {migration.name} failed and was rolled back: {exc}"
                 ) from exc
-            log.info("store: migrated %s to schema version %d", location, migration.number)
+        if pending and version == 0:
+            log.info("store: created %s at schema version %d", location, len(MIGRATIONS))
+        elif pending:  # one line for the whole upgrade, naming each step
+            steps = ", ".join(m.name for m in pending)
+            log.info(
+                "store: migrated %s from schema version %d to %d (%s)",
+                location,
+                version,
+                len(MIGRATIONS),
+                steps,
+            )
 
 
 async def connect(location: str, pragmas: str) -> aiosqlite.Connection:
