@@ -10,11 +10,14 @@ import contextvars
 import inspect
 import json
 import logging
+import os
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import AbortRun, RetryAfter
@@ -221,5 +224,26 @@ def error_of(kind: str, message: str) -> dict[str, Any]:
 
 
 def error_from(exc: BaseException) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb[-20_000:]}
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": _traceback(exc)[-20_000:]}
+
+
+# Frames of the gateway and of the machinery between it and a task (asyncio, threads): not the user's code.
+_GATEWAY = os.path.join(str(Path(__file__).resolve().parents[1]), "")
+_STDLIB = os.path.join(sysconfig.get_paths()["stdlib"], "")
+_INSTALLED = tuple(os.path.join(sysconfig.get_paths()[k], "") for k in ("purelib", "platlib"))
+
+
+def _machinery(filename: str) -> bool:
+    if filename.startswith(_GATEWAY):
+        return True
+    return filename.startswith(_STDLIB) and not filename.startswith(_INSTALLED)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback as the task's author wants it: from the first frame of their own code (with the usual
+    "Traceback (most recent call last):" header), not from the gateway frames that called it. An error
+    raised inside the gateway itself keeps every frame."""
+    tb = exc.__traceback__
+    while tb is not None and _machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
