@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.errors import ConfigError, Problem, unknown_key
 from gateway.execution.retry import parse_retry
-from gateway.execution.tasks import Task, load_tasks
+from gateway.execution.tasks import FailedModule, Task, load_tasks
 from gateway.routes.mapping import compile_input
 from gateway.routes.match import Route, compile_events, compile_when
 from gateway.routes.retention import Retention, parse_retention
@@ -109,7 +109,12 @@ def _route_options(raw: Mapping[str, Any], where: str, problems: list[Problem]) 
 
 
 def _route(
-    i: int, raw: object, sources: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+    i: int,
+    raw: object,
+    sources: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    failed: list[FailedModule],
+    problems: list[Problem],
 ) -> Route | None:
     where = f"routes[{i}]"
     if not isinstance(raw, dict):
@@ -132,7 +137,7 @@ def _route(
     if isinstance(source, str) and source and source not in sources:
         problems.append(_unknown_name("source", source, list(sources), f"{where}.source"))
     if isinstance(task_id, str) and task_id and task_id not in tasks:
-        problems.append(_unknown_name("task", task_id, list(tasks), f"{where}.task"))
+        problems.append(_unknown_task(task_id, tasks, failed, f"{where}.task"))
     events = compile_events(raw.get("event"), f"{where}.event", problems)
     when = compile_when(raw.get("when"), f"{where}.when", problems)
     mapping = compile_input(raw.get("input"), f"{where}.input", problems)
@@ -169,6 +174,26 @@ def _unknown_name(kind: str, name: str, known: list[Any], where: str) -> Problem
     return Problem(where, f"unknown {kind} {name!r} ({tail})")
 
 
+def _unknown_task(task_id: str, tasks: Mapping[str, Task], failed: list[FailedModule], where: str) -> Problem:
+    """An unknown task; when task modules failed to import, why it may be unknown rather than a guess."""
+    if not failed:
+        return _unknown_name("task", task_id, list(tasks), where)
+    for module in failed:
+        if task_id in module.task_ids:
+            return Problem(
+                where,
+                f"unknown task {task_id!r} (its module {module.name} failed to import, see {module.where})",
+            )
+    hint = difflib.get_close_matches(task_id, list(tasks), n=1)
+    tail = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(sorted(tasks)) or 'none'};"
+    if len(failed) == 1:
+        missing = f"not counting the tasks of {failed[0].name}, which failed to import, see {failed[0].where}"
+    else:
+        names = ", ".join(f"{m.name} ({m.where})" for m in failed)
+        missing = f"not counting the tasks of {names}, which failed to import"
+    return Problem(where, f"unknown task {task_id!r} ({tail} {missing})")
+
+
 def _task_modules(doc: Mapping[str, Any], problems: list[Problem]) -> list[str]:
     modules = doc.get("tasks", [])
     if isinstance(modules, str):
@@ -202,7 +227,11 @@ def _queues(raw: object, problems: list[Problem]) -> dict[str, int]:
 
 
 def _routes(
-    raw_routes: object, source_names: Mapping[str, Any], tasks: Mapping[str, Task], problems: list[Problem]
+    raw_routes: object,
+    source_names: Mapping[str, Any],
+    tasks: Mapping[str, Task],
+    failed: list[FailedModule],
+    problems: list[Problem],
 ) -> list[Route]:
     if not isinstance(raw_routes, list):
         problems.append(Problem("routes", "expected a list of routes"))
@@ -210,7 +239,7 @@ def _routes(
     routes: list[Route] = []
     ids: dict[str, int] = {}
     for i, raw in enumerate(raw_routes):
-        route = _route(i, raw, source_names, tasks, problems)
+        route = _route(i, raw, source_names, tasks, failed, problems)
         if route is None:
             continue
         if route.id in ids:
@@ -250,7 +279,8 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     env = _Env(environ, problems)
     doc = env.expand(raw, "")
     assert isinstance(doc, dict)
-    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems)
+    failed: list[FailedModule] = []
+    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems, failed)
     # An empty section (`routes:`) is null; any other value of the wrong type, `[]` or `0` too, is reported.
     queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
     default_retention = parse_retention(doc.get("retention"), "retention", problems)
@@ -260,6 +290,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
         [] if doc.get("routes") is None else doc["routes"],
         raw_sources if isinstance(raw_sources, dict) else {},
         tasks,
+        failed,
         problems,
     )
     if problems:

@@ -9,7 +9,7 @@ import pytest
 from gateway import task
 from gateway.errors import Problem, TaskError
 from gateway.execution.retry import RetryPolicy
-from gateway.execution.tasks import Task, load_tasks
+from gateway.execution.tasks import FailedModule, Task, load_tasks
 
 
 def test_defaults_follow_trigger_dev() -> None:
@@ -96,3 +96,74 @@ def test_a_missing_module_is_a_problem(tmp_path: Path) -> None:
     assert (
         "importing 'no_such_module_here' failed: ModuleNotFoundError: No module named" in problems[0].message
     )
+
+
+GOOD = "from gateway import task\n@task(id='{id}')\nasync def f(p, c): ...\n"
+BROKEN = {
+    # (the module's text, where its error is, what the problem says)
+    "syntax": (
+        "from gateway import task\n@task(id='charge')\nasync def charge(p, c:\n    ...\n",
+        ":3:17): async def charge(p, c:",
+        "SyntaxError: '(' was never closed (",
+    ),
+    "import": (
+        "from gateway import task\nimport no_such_dependency_here\n"
+        "@task(id='charge')\nasync def charge(p, c): ...\n",
+        ":2)",
+        "ModuleNotFoundError: No module named 'no_such_dependency_here' (",
+    ),
+}
+
+
+def _unique(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_module_loses_only_its_own_tasks(tmp_path: Path, kind: str) -> None:
+    code, at, what = BROKEN[kind]
+    good, broken = _unique("good"), _unique("broken")
+    (tmp_path / f"{good}.py").write_text(GOOD.format(id="hello"))
+    (tmp_path / f"{broken}.py").write_text(code)
+    problems: list[Problem] = []
+    failed: list[FailedModule] = []
+    tasks = load_tasks([good, broken], tmp_path, problems, failed)
+    assert set(tasks) == {"hello"}
+    [problem] = problems
+    assert problem.path == "tasks[1]"
+    assert problem.message.startswith(f"importing {broken!r} failed: {what}")
+    # the user's file and line, never a frame inside importlib or the gateway
+    assert f"{tmp_path / broken}.py{at}" in problem.message
+    assert "<frozen" not in problem.message
+    assert failed == [FailedModule(broken, "tasks[1]", frozenset({"charge"}))]
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_submodule_of_a_package_loses_only_its_own_tasks(tmp_path: Path, kind: str) -> None:
+    code, at, what = BROKEN[kind]
+    name = _unique("pkg")
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / name / "a_good.py").write_text(GOOD.format(id="hello"))
+    (tmp_path / name / "billing.py").write_text(code)
+    (tmp_path / name / "z_good.py").write_text(GOOD.format(id="bye"))
+    problems: list[Problem] = []
+    failed: list[FailedModule] = []
+    tasks = load_tasks([name], tmp_path, problems, failed)
+    assert set(tasks) == {"hello", "bye"}
+    [problem] = problems
+    assert problem.path == "tasks[0]"
+    assert problem.message.startswith(f"importing '{name}.billing' failed: {what}")
+    assert f"{tmp_path / name / 'billing.py'}{at}" in problem.message
+    assert failed == [FailedModule(f"{name}.billing", "tasks[0]", frozenset({"charge"}))]
+
+
+def test_a_module_that_does_not_exist_names_no_frame_of_the_importer(tmp_path: Path) -> None:
+    problems: list[Problem] = []
+    load_tasks(["no_such_module_either"], tmp_path, problems)
+    assert [p.message for p in problems] == [
+        "importing 'no_such_module_either' failed: ModuleNotFoundError: "
+        "No module named 'no_such_module_either'"
+    ]

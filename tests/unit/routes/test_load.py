@@ -398,3 +398,39 @@ def test_a_malformed_sender_timeout_is_one_problem_naming_the_value(
         "routes.yaml: sources.github.sender_timeout: expected the sender's delivery timeout in seconds "
         f"(e.g. 10; at most 3600), got {shown}"
     ]
+
+
+BROKEN_TASKS = {
+    "syntax": "from gateway import task\n@task(id='charge')\nasync def charge(p, c:\n    ...\n",
+    "import": "from gateway import task\nimport no_such_dependency\n"
+    "@task(id='charge')\nasync def charge(p, c): ...\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_TASKS))
+def test_a_broken_task_module_leaves_the_others_and_says_why_its_tasks_are_unknown(
+    tmp_path: Path, kind: str
+) -> None:
+    import uuid
+
+    good, broken = (f"{name}_{uuid.uuid4().hex[:10]}" for name in ("good", "billing"))
+    (tmp_path / f"{good}.py").write_text(
+        "from gateway import task\n@task(id='deploy-preview')\nasync def f(p, c): ...\n"
+    )
+    (tmp_path / f"{broken}.py").write_text(BROKEN_TASKS[kind])
+    routes = MINIMAL.replace("[{module}]", f"[{good}, {broken}]") + (
+        "  - {id: r2, source: github, task: charge}\n  - {id: r3, source: github, task: chrage}\n"
+    )
+    (tmp_path / "routes.yaml").write_text(routes)
+    with pytest.raises(ConfigError) as info:
+        config_mod.load(tmp_path / "routes.yaml", {})
+    first, *others = str(info.value).splitlines()
+    assert first.startswith(f"routes.yaml: tasks[1]: importing {broken!r} failed: ")
+    assert f"({tmp_path / broken}.py:{'3:17' if kind == 'syntax' else '2'})" in first
+    # the good module's task is known (routes[0] has no problem); charge is unknown for what it is
+    assert others == [
+        f"routes.yaml: routes[1].task: unknown task 'charge' (its module {broken} failed to import, "
+        "see tasks[1])",
+        "routes.yaml: routes[2].task: unknown task 'chrage' (known: deploy-preview; not counting the tasks "
+        f"of {broken}, which failed to import, see tasks[1])",
+    ]
