@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__
-from gateway.cli import actions, flags, history
+from gateway.cli import actions, backup, flags, history
 from gateway.cli.flags import AddParser, env_flag
 from gateway.errors import GatewayError
 from gateway.model import Secret
@@ -48,6 +48,7 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     _serve_parser(add, env)
     _check_parser(add, env)
     _sign_parser(add, env)
+    backup.add_parser(add, env)
     history.add_parsers(add, env)
     actions.add_parsers(add, env)
     return parser
@@ -364,6 +365,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "rejections": history.rejections_command,
     "runs": history.runs_command,
     "cancel": history.cancel_command,
+    "backup": backup.backup_command,
     **actions.COMMANDS,
 }
 

@@ -497,3 +497,22 @@ SELECT (SELECT count(*) FROM doomed) AS events,
         WHERE received_at < :cutoff
           AND ((:inside AND source IN (SELECT value FROM json_each(:sources)))
                OR (NOT :inside AND source NOT IN (SELECT value FROM json_each(:sources))))) AS rejections;
+
+
+-- == Backups (gateway backup: store/sqlite/backup.py) =========================================================
+
+-- name: backup_pragmas
+-- The backup's read-only connection to the live file: it waits out the writer's brief locks.
+PRAGMA busy_timeout = 5000;
+
+-- name: vacuum_into
+-- A consistent copy of the whole database, in one read transaction, into the empty file :path.
+VACUUM INTO :path;
+
+-- name: quick_check
+-- The copy's structure: one row 'ok', or one row per problem.
+PRAGMA quick_check;
+
+-- name: backup_counts
+-- What a copy holds, for what `gateway backup` prints.
+SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM runs) AS runs;
