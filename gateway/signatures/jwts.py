@@ -34,6 +34,9 @@ _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 SUPPORTED = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 
 
+HEADER_REFUSED = "the token's header is not one this gateway reads (kid must be a string; no crit extensions)"
+
+
 def unverified_kid(token: str) -> str | None:
     """The ``kid`` in a token's header, read without checking anything: only for choosing a key to fetch."""
     kid = _header(token).get("kid")
@@ -151,6 +154,8 @@ def _header(token: str) -> dict[str, Any]:
         raise SignatureError(
             "malformed_signature", "the token is not a compact JWT (header.payload.signature)"
         ) from None
+    except jwt.PyJWTError:  # the library's base: a kid that is not a string, a crit extension, …
+        raise SignatureError("malformed_signature", HEADER_REFUSED) from None
 
 
 def _require_alg(header: Mapping[str, Any], allowed: Sequence[str]) -> str:
@@ -204,7 +209,7 @@ def _decode(
             raise SignatureError(
                 "malformed_signature", "the token's payload or signature is not decodable"
             ) from None
-        except jwt.InvalidTokenError as exc:  # InvalidKeyError and friends: never echo key material
+        except jwt.PyJWTError as exc:  # the library's base (InvalidKeyError …): never echo key material
             raise SignatureError("bad_token", f"the token cannot be checked ({type(exc).__name__})") from None
         return claims
     which = "the configured key" if len(keys) == 1 else f"any of the {len(keys)} candidate keys"

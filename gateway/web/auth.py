@@ -139,6 +139,8 @@ def authenticate(authorization: str | None, key: AdminKey, *, now: float) -> Pri
         alg = jwt.get_unverified_header(token).get("alg")
     except jwt.DecodeError:
         raise _bad("the bearer token is not a JWT (header.payload.signature)") from None
+    except jwt.PyJWTError:  # the library's base: a kid that is not a string, a crit extension, …
+        raise _bad("the bearer token's header is not one this gateway reads") from None
     if alg != key.algorithm:
         # Refused before any key is touched: stops `none` and HS/RS confusion outright.
         raise _bad(
@@ -223,7 +225,7 @@ def _decode(token: str, key: AdminKey) -> dict[str, Any]:
         raise _bad(f"the token's aud is not {AUDIENCE!r}") from None
     except jwt.DecodeError:
         raise _bad("the token's header, payload or signature is not decodable") from None
-    except jwt.InvalidTokenError as exc:  # messages of the rest may quote claims: only the kind is told
+    except jwt.PyJWTError as exc:  # the library's base; messages may quote claims: only the kind is told
         raise _bad(f"the token is not valid ({type(exc).__name__})") from None
     return claims
 
