@@ -71,8 +71,10 @@ def database_lock(db: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the database: one gateway process per database file.
 
     Holding it also tells the executor that a run found `executing` at start-up belongs to no live process.
+    The lock is named after the file's real path: a second gateway reaching the same file through a symlink
+    (or another relative path) meets the same lock.
     """
-    path = Path(f"{db}.lock")
+    path = Path(f"{os.path.realpath(db)}.lock")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:  # a read-only or missing directory: one line, not a traceback
