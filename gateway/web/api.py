@@ -312,4 +312,8 @@ def create_api(
     routes = [
         Route(op.path, guarded(op.scope, op.query, getattr(api, op.name)), methods=[op.verb]) for op in ROUTES
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    # No 307 to the slash-less path: its Location would be built from the request's Host header, which the
+    # client chose. A path with a trailing slash is simply not an endpoint (404).
+    app.router.redirect_slashes = False
+    return app

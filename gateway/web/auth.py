@@ -154,8 +154,14 @@ def authenticate(authorization: str | None, key: AdminKey, *, now: float) -> Pri
             "expired_token",
             f"the token expired at {_iso(exp)}; create a new one with `gateway token create`",
         )
-    if _number(claims, "iat") > now + LEEWAY:
+    iat = _number(claims, "iat")
+    if iat > now + LEEWAY:
         raise _bad("the token's iat is in the future (is a clock out of sync?)")
+    if exp - iat > MAX_TTL + LEEWAY:  # `gateway token create` refuses such a lifetime; so does the gateway
+        raise _bad(
+            f"the token would be valid for {(exp - iat) / 86400:.0f} days; at most {MAX_TTL // 86400} are "
+            "accepted: create a shorter-lived one with `gateway token create --ttl`"
+        )
     if "nbf" in claims and _number(claims, "nbf") > now + LEEWAY:
         raise _bad(f"the token is not valid before {_iso(_number(claims, 'nbf'))}")
     subject, scope, jti = claims["sub"], claims["scope"], claims.get("jti")

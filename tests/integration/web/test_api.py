@@ -555,3 +555,13 @@ async def test_an_event_body_is_served_as_the_exact_stored_bytes_as_an_attachmen
     assert response.headers["content-type"] == served_as
     assert response.headers["content-disposition"] == f'attachment; filename="{event.id}.bin"'
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect_built_from_the_host_header(
+    make_api: Callable[..., Any],
+) -> None:
+    api = await make_api()
+    for path in ("/api/events/", "/api/runs/", "/api/jobs/"):
+        answer = await api.client.get(path, headers={**bearer(token()), "Host": "attacker.example"})
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+        assert "location" not in answer.headers

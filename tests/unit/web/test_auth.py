@@ -194,6 +194,20 @@ def test_expired_token_is_401_expired_token(hs_key: AdminKey) -> None:
     )
 
 
+@pytest.mark.parametrize("days", [367, 36_500])
+def test_a_token_living_longer_than_mint_allows_is_refused_when_checked_too(
+    hs_key: AdminKey, days: int
+) -> None:
+    # `gateway token create` refuses a ttl over 366 days; a token minted elsewhere must not outlive that.
+    exc = denied(f"Bearer {hs_token(claims(exp=int(NOW) + days * 86400))}", hs_key)
+    assert (exc.status, exc.reason) == (401, "bad_token")
+    assert exc.detail.startswith(f"the token would be valid for {days} days; at most 366 are accepted")
+
+
+def test_a_token_of_exactly_the_longest_lifetime_is_accepted(hs_key: AdminKey) -> None:
+    assert authenticate(f"Bearer {hs_token(claims(exp=int(NOW) + 366 * 86400))}", hs_key, now=NOW)
+
+
 def test_expiry_within_the_ten_second_leeway_is_accepted(hs_key: AdminKey) -> None:
     assert authenticate(f"Bearer {hs_token(claims(exp=int(NOW) - 10))}", hs_key, now=NOW)
 
