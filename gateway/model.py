@@ -285,6 +285,9 @@ class EventFilter:
     """Which stored events a listing or a bulk replay takes; None means any.
 
     ``task`` / ``run_status`` keep events that have at least one run of that task / in that status.
+    ``include_replays`` False keeps original deliveries only (``replay_of`` None): what a bulk replay takes
+    unless told otherwise, so replaying a window never replays the replays in it again. Listings take
+    everything (True), and so does a job stored before the field existed (its JSON lacks the key).
     """
 
     source: str | None = None
@@ -294,6 +297,7 @@ class EventFilter:
     until: float | None = None  # received at or before
     task: str | None = None
     run_status: str | None = None
+    include_replays: bool = True
 
 
 @dataclass(frozen=True, slots=True)

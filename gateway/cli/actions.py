@@ -12,6 +12,7 @@ import getpass
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,6 +75,12 @@ def _replay_parser(add: AddParser, env: Env) -> None:
     p.add_argument("--type", dest="event_type", metavar="TYPE", help="only events of this type")
     p.add_argument("--status", help="routed or unrouted; or a run status (failed, …): events with such a run")
     p.add_argument("--task", help="only events with a run of this task")
+    p.add_argument(
+        "--include-replays",
+        action="store_true",
+        help="take events that are replays too (a bulk replay takes original deliveries only: replaying a "
+        "window twice must not replay its replays)",
+    )
 
 
 def _rerun_parser(add: AddParser, env: Env) -> None:
@@ -155,8 +162,9 @@ def replay_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
             )
         status, run_status = None, args.status
     f = EventFilter(args.source, args.event_type, status, since, until, args.task, run_status)
+    f = replace(f, include_replays=args.include_replays)
     if args.id is not None:
-        if f != EventFilter() or args.dry_run:
+        if f != EventFilter(include_replays=False) or args.dry_run:
             raise argparse.ArgumentTypeError("give an EVENT_ID or filters (a bulk replay), not both")
 
         async def one(service: Service) -> int:

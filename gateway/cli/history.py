@@ -96,7 +96,7 @@ def events_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
 
     async def work(service: Service) -> int:
         page = await service.events(f, cursor=args.cursor, limit=args.limit)
-        columns = ["id", "received_at", "source", "event_type", "status", "verification"]
+        columns = ["id", "received_at", "source", "event_type", "status", "verification", "replay_of"]
         return _print_page(args, out, page, [event_summary(e) for e in page.items], columns)
 
     return with_service(args, env, err, work)

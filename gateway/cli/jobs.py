@@ -42,9 +42,10 @@ def bulk(
         if args.dry_run:
             preview = await service.bulk.preview(kind, f)
             if args.json:
-                print_json({"kind": kind, "count": preview.count, "sample": preview.sample}, out)
+                shown = {"kind": kind, "count": preview.count, "sample": preview.sample}
+                print_json(shown | ({"replays_left_out": preview.left_out} if kind == REPLAY else {}), out)
             else:
-                print(f"would {kind} {preview.count} {noun}(s)", file=out)
+                print(f"would {kind} {preview.count} {noun}(s){_leaving_out(preview.left_out)}", file=out)
                 for item in preview.sample:
                     print(f"  {item}", file=out)
                 if preview.count > len(preview.sample):
@@ -52,11 +53,17 @@ def bulk(
             return 0
         owner = worker.owner_name("cli")
         job = await service.bulk.start_job(kind, f, requested_by=f"cli:{getpass.getuser()}", owner=owner)
-        print(f"job {job.id}: {kind} of {job.total} {noun}(s)", file=err)
+        left_out = _leaving_out(await service.bulk.replays_left_out(job))
+        print(f"job {job.id}: {kind} of {job.total} {noun}(s){left_out}", file=err)
         job = await _work_here(service, job, owner, err)
         return _report(job, args, out, err)
 
     return with_service(args, env, err, work, needs_routes=True)
+
+
+def _leaving_out(replays: int) -> str:
+    """What a bulk replay left out, for the line that counts what it takes."""
+    return f", leaving out {replays} replay(s) (--include-replays takes them too)" if replays else ""
 
 
 async def _work_here(service: Service, job: Job, owner: str, err: TextIO) -> Job:

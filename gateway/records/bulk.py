@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.errors import Conflict, Invalid, NotFound
 from gateway.model import (
@@ -30,11 +30,13 @@ SAMPLE = 5  # ids a dry run shows
 
 @dataclass(frozen=True, slots=True)
 class Preview:
-    """What a bulk job would take: how many items, and the first few ids (oldest first)."""
+    """What a bulk job would take: how many items, and the first few ids (oldest first). ``left_out``: the
+    replays a replay filter without ``include_replays`` leaves out (0 otherwise)."""
 
     kind: str
     count: int
     sample: list[str]
+    left_out: int = 0
 
 
 class Bulk:
@@ -76,8 +78,24 @@ class Bulk:
         return taken
 
     async def preview(self, kind: str, f: EventFilter | RunFilter) -> Preview:
-        """How many items a bulk job of ``kind`` over ``f`` would take now, and the first few."""
-        return await self._preview(kind, f, self.clock())
+        """How many items a bulk job of ``kind`` over ``f`` would take now, the first few, and how many
+        replays it leaves out."""
+        now = self.clock()
+        preview = await self._preview(kind, f, now)
+        if isinstance(f, EventFilter) and not f.include_replays:
+            left_out = await self._left_out(f, now, preview.count)
+            return replace(preview, left_out=left_out)
+        return preview
+
+    async def replays_left_out(self, job: Job) -> int:
+        """How many replays a replay job's filter left out when it started (0 for one that takes them)."""
+        if not isinstance(job.filter, EventFilter) or job.filter.include_replays:
+            return 0
+        return await self._left_out(job.filter, job.upto, job.total)
+
+    async def _left_out(self, f: EventFilter, upto: float, taken: int) -> int:
+        everything = await self.store.reads.count_events(replace(f, include_replays=True), upto=upto)
+        return max(0, everything - taken)
 
     async def _preview(self, kind: str, f: EventFilter | RunFilter, now: float) -> Preview:
         if kind == REPLAY and isinstance(f, EventFilter):

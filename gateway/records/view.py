@@ -40,6 +40,7 @@ def event_summary(event: Event) -> dict[str, Any]:
         "verification": event.verification,
         "dedupe_key": event.dedupe_key,
         "trace_id": trace_id_of(event.traceparent),
+        "replay_of": event.replay_of,
     }
 
 
@@ -149,7 +150,6 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         "payload_kind": event.payload.kind,
         "payload": event.payload.data,
         "body_size": len(event.body),
-        "replay_of": event.replay_of,
         "runs": [run_summary(r) for r in runs],
     }
     payload = _json_block(event.payload.data) if event.payload.kind != "raw" else str(event.payload.data)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import AccessDenied, GatewayError, Invalid, StoreError, TooLarge, unknown_key
-from gateway.model import JOB_STATUSES, EventFilter, Headers, RunFilter
+from gateway.model import JOB_STATUSES, REPLAY, EventFilter, Headers, RunFilter
 from gateway.records.page import Page
 from gateway.records.service import Service
 from gateway.records.view import (
@@ -231,7 +231,8 @@ class _Api:
         return Answer(await self.service.counts(since=since))
 
     async def start_bulk(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
-        """``{"kind": "replay"|"rerun", "filter": {...}, "dry_run": bool}``: preview, or record the job."""
+        """``{"kind": "replay"|"rerun", "filter": {...}, "dry_run": bool}``: preview, or record the job. A
+        replay takes original deliveries only unless the filter says ``"include_replays": true``."""
         body = await _json_object(request, ("kind", "filter", "dry_run"))
         kind, f = params.bulk_filter(body.get("kind"), body.get("filter", {}), self.clock())
         dry_run = body.get("dry_run", False)
@@ -239,11 +240,15 @@ class _Api:
             raise Invalid(f"dry_run: expected true or false, got a JSON {params.kind(dry_run)}")
         if dry_run:
             preview = await self.service.bulk.preview(kind, f)
-            return Answer({"kind": preview.kind, "count": preview.count, "sample": preview.sample})
+            shown = {"kind": preview.kind, "count": preview.count, "sample": preview.sample}
+            return Answer(shown | ({"replays_left_out": preview.left_out} if kind == REPLAY else {}))
         job = await self.service.bulk.start_job(kind, f, requested_by=who.subject)
         if self.on_job is not None:
             self.on_job()
-        return Answer({"job": job_json(job)}, status_code=202)
+        started: dict[str, Any] = {"job": job_json(job)}
+        if kind == REPLAY:
+            started["replays_left_out"] = await self.service.bulk.replays_left_out(job)
+        return Answer(started, status_code=202)
 
     async def list_jobs(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         status = params.choice("status", q["status"], JOB_STATUSES) if "status" in q else None

@@ -55,6 +55,7 @@ _EVENT_ROW: dict[str, Schema] = {
     "verification": STR,
     "dedupe_key": OPT_STR,
     "trace_id": OPT_STR,
+    "replay_of": OPT_STR,
 }
 _RUN_ROW: dict[str, Schema] = {
     "id": STR,
@@ -87,7 +88,6 @@ SCHEMAS: dict[str, Schema] = {
             "payload_kind": {"enum": ["json", "form", "raw"]},
             "payload": ANY,
             "body_size": INT,
-            "replay_of": OPT_STR,
             "runs": {"type": "array", "items": _ref("RunRow")},
             "replays": LINKS,
         }
@@ -141,8 +141,11 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Replayed": _object({"event_id": STR, "replay_of": STR, "runs": RUN_REFS}),
     "Rerun": _object({"run_id": STR, "rerun_of": STR, "task": STR}),
-    "Preview": _object({"kind": {"enum": [REPLAY, RERUN]}, "count": INT, "sample": {"type": "array"}}),
-    "JobStarted": _object({"job": _ref("Job")}),
+    "Preview": _object(
+        {"kind": {"enum": [REPLAY, RERUN]}, "count": INT, "sample": {"type": "array"}},
+        {"replays_left_out": INT},  # a replay: the replays its filter leaves out
+    ),
+    "JobStarted": _object({"job": _ref("Job")}, {"replays_left_out": INT}),
     "Stats": {"type": "object"},
     "OpenAPI": _object({"openapi": STR, "info": {"type": "object"}, "paths": {"type": "object"}}),
     "PayloadBody": {
@@ -156,7 +159,11 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["kind"],
         "properties": {
             "kind": {"enum": [REPLAY, RERUN]},
-            "filter": {"type": "object", "description": "EventFilter fields (replay) or RunFilter (rerun)"},
+            "filter": {
+                "type": "object",
+                "description": "EventFilter fields (replay) or RunFilter (rerun); a replay takes original "
+                "deliveries only unless include_replays is true",
+            },
             "dry_run": {"type": "boolean", "default": False},
         },
         "additionalProperties": False,

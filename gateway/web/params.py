@@ -80,6 +80,11 @@ def filter(cls: type[F], values: Mapping[str, object], now: float) -> F:
         if name in ("since", "until"):
             fields[name] = time(name, value, now)
             continue
+        if name == "include_replays":
+            if not isinstance(value, bool):
+                raise Invalid(f"{name}: expected true or false, got a JSON {kind(value)}")
+            fields[name] = value
+            continue
         if not isinstance(value, str) or not value:
             raise Invalid(
                 f"{name}: expected a non-empty string, got {repr(value) if value == '' else kind(value)}"
@@ -95,7 +100,8 @@ def from_query(cls: type[F], params: Mapping[str, str], names: Mapping[str, str]
 
 
 def bulk_filter(kind: object, raw: object, now: float) -> tuple[str, EventFilter | RunFilter]:
-    """The filter of a bulk job request: EventFilter fields for a replay, RunFilter fields for a rerun."""
+    """The filter of a bulk job request: EventFilter fields for a replay, RunFilter fields for a rerun. A
+    replay takes original deliveries only unless ``include_replays`` is true."""
     if kind not in (REPLAY, RERUN):
         raise Invalid(f"kind: expected {REPLAY!r} (route events again) or {RERUN!r} (run runs again)")
     if not isinstance(raw, dict):
@@ -105,4 +111,6 @@ def bulk_filter(kind: object, raw: object, now: float) -> tuple[str, EventFilter
     for name in raw:
         if name not in fields:
             raise Invalid(str(unknown_key(name[:40], fields, "filter")))
-    return (REPLAY, filter(EventFilter, raw, now)) if kind == REPLAY else (RERUN, filter(RunFilter, raw, now))
+    if kind == REPLAY:
+        return REPLAY, filter(EventFilter, {"include_replays": False, **raw}, now)
+    return RERUN, filter(RunFilter, raw, now)

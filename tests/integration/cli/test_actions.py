@@ -99,6 +99,49 @@ def test_bulk_replay_dry_run_then_real_replays_each_event_once(
     assert job["requested_by"].startswith("cli:")
 
 
+def test_bulk_replay_leaves_out_replays_unless_asked_and_says_so(
+    setup: tuple[Path, Path, config_mod.Config],
+) -> None:
+    routes, db, config = setup
+    [pushed] = populate(config, db, 1)
+    base = ("--source", "github", "--since", "1h", "--routes", str(routes), "--db", str(db))
+    replayed = json.loads(run("replay", pushed, "--routes", str(routes), "--db", str(db), "--json")[1])
+
+    code, out, _ = run("replay", *base, "--dry-run")
+    assert code == 0
+    assert out.splitlines() == [
+        "would replay 1 event(s), leaving out 1 replay(s) (--include-replays takes them too)",
+        f"  {pushed}",
+    ]
+    dry = json.loads(run("replay", *base, "--dry-run", "--json")[1])
+    assert dry == {"kind": "replay", "count": 1, "sample": [pushed], "replays_left_out": 1}
+    taken = run("replay", *base, "--dry-run", "--include-replays")[1].splitlines()
+    assert taken == ["would replay 2 event(s)", f"  {pushed}", f"  {replayed['event_id']}"]
+
+    code, out, err = run("replay", *base)
+    assert code == 0, err
+    assert "replay of 1 event(s), leaving out 1 replay(s) (--include-replays takes them too)" in err
+    assert out.strip().endswith("completed: 1 item(s), 2 run(s) queued")
+    # One push, replayed once by hand and once in bulk: nothing replayed a replay.
+    assert db_rows(db, "SELECT replay_of, count(*) FROM events WHERE replay_of IS NOT NULL GROUP BY 1") == [
+        (pushed, 2)
+    ]
+    [job] = json.loads(run("jobs", "--db", str(db), "--json")[1])
+    assert job["filter"]["include_replays"] is False
+
+    code, _, err = run("replay", pushed, "--include-replays", "--routes", str(routes), "--db", str(db))
+    assert code == 2 and "give an EVENT_ID or filters (a bulk replay), not both" in err
+
+
+def test_events_lists_replays_with_their_originals(setup: tuple[Path, Path, config_mod.Config]) -> None:
+    routes, db, config = setup
+    [pushed] = populate(config, db, 1)
+    replayed = json.loads(run("replay", pushed, "--routes", str(routes), "--db", str(db), "--json")[1])
+    listed = json.loads(run("events", "--db", str(db), "--json")[1])["data"]
+    assert [(e["id"], e["replay_of"]) for e in listed] == [(replayed["event_id"], pushed), (pushed, None)]
+    assert "REPLAY_OF" in run("events", "--db", str(db))[1]
+
+
 def test_bulk_replay_filters_by_run_status(setup: tuple[Path, Path, config_mod.Config]) -> None:
     routes, db, config = setup
     populate(config, db, 3)

@@ -157,6 +157,7 @@ def test_events_lists_newest_first_with_filters(populated: tuple[Path, list[Any]
         "EVENT_TYPE",
         "STATUS",
         "VERIFICATION",
+        "REPLAY_OF",
     ]
     assert len(out.splitlines()) == 2 and "verified:github" in out
     assert run("events", "--db", str(db), "--since", "2999-01-01T00:00:00")[1].strip() == "no events"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,6 +171,55 @@ async def test_a_replay_job_never_selects_events_recorded_after_it_started(
 
     assert (job.status, job.done) == ("completed", 30)
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
+
+
+async def test_a_bulk_replay_takes_originals_and_says_how_many_replays_it_left_out(
+    open_store: OpenStore, load_config: LoadConfig
+) -> None:
+    store = await open_store()
+    originals = await seed_open(store, 3)
+    clock = Clock()
+    service = Service(store, load_config(ROUTES_V2), clock=clock)
+    replayed = await service.replay(originals[0].id)  # one replay: it must not be replayed again in bulk
+    clock.advance(1)
+
+    preview = await service.bulk.preview(REPLAY, EventFilter(source="open", include_replays=False))
+    assert (preview.count, preview.sample, preview.left_out) == (3, [e.id for e in originals], 1)
+    everything = await service.bulk.preview(REPLAY, EventFilter(source="open"))
+    assert (everything.count, everything.left_out) == (4, 0)
+    assert replayed.event_id in everything.sample
+
+    f = EventFilter(source="open", include_replays=False)
+    job = await service.bulk.start_job(REPLAY, f, requested_by="ops", owner="cli:1")
+    assert (job.total, await service.bulk.replays_left_out(job)) == (3, 1)
+    job = await jobs.work(service.bulk, job, "cli:1", chunk=10)
+    assert (job.status, job.done) == ("completed", 3)
+    assert await replays_per_original(store) == Counter(
+        {originals[0].id: 2, originals[1].id: 1, originals[2].id: 1}
+    )
+    assert (await store.reads.get_job(job.id)) == job  # include_replays=False is stored with the job
+
+
+async def test_a_job_stored_before_include_replays_existed_still_replays_what_it_selected(
+    open_store: OpenStore, load_config: LoadConfig, tmp_path: Path
+) -> None:
+    store = await open_store()
+    originals = await seed_open(store, 2)
+    clock = Clock()
+    service = Service(store, load_config(ROUTES_V2), clock=clock)
+    replayed = await service.replay(originals[0].id)
+    clock.advance(1)
+    job = await service.bulk.start_job(REPLAY, EventFilter(source="open"), requested_by="ops")
+    # The row as an older gateway wrote it: the filter's JSON without the key (its jobs took replays too).
+    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn, conn:
+        conn.execute("UPDATE jobs SET filter = ? WHERE id = ?", ('{"source":"open"}', job.id))
+    old = await service.bulk.job(job.id)
+    assert old.filter == EventFilter(source="open") and old.filter.include_replays
+
+    done = await jobs.work(service.bulk, await service.bulk.take(job.id, "cli:2"), "cli:2", chunk=10)
+
+    assert (done.status, done.total, done.done) == ("completed", 3, 3)
+    assert (await replays_per_original(store))[replayed.event_id] == 1  # the replay was replayed too
 
 
 async def test_a_job_whose_worker_died_is_resumed_after_its_lease_and_replays_each_event_once(

@@ -457,7 +457,12 @@ async def test_a_bulk_dry_run_counts_what_a_job_would_take(make_api: Callable[..
         "POST", "/replays", {"kind": "replay", "filter": {"source": "github"}, "dry_run": True}
     )
     assert response.status_code == 200
-    assert response.json() == {"kind": "replay", "count": 7, "sample": [e.id for e in events[:5]]}
+    assert response.json() == {
+        "kind": "replay",
+        "count": 7,
+        "sample": [e.id for e in events[:5]],
+        "replays_left_out": 0,
+    }
     none = await api.call(
         "POST", "/replays", {"kind": "replay", "filter": {"source": "stripe"}, "dry_run": True}
     )
@@ -465,6 +470,33 @@ async def test_a_bulk_dry_run_counts_what_a_job_would_take(make_api: Callable[..
     older = {"kind": "replay", "filter": {"until": NOW - 97}, "dry_run": True}  # unix seconds in a body
     assert (await api.call("POST", "/replays", older)).json()["count"] == 4
     assert api.woken == [] and await api.store.reads.list_jobs() == []
+
+
+async def test_a_bulk_replay_leaves_out_replays_unless_the_filter_includes_them(
+    make_api: Callable[..., Any],
+) -> None:
+    api = await make_api()
+    event, _ = await api.seed()
+    replayed = (await api.call("POST", f"/events/{event.id}/replay")).json()
+    dry = {"kind": "replay", "filter": {"source": "github"}, "dry_run": True}
+    assert (await api.call("POST", "/replays", dry)).json() == {
+        "kind": "replay",
+        "count": 1,
+        "sample": [event.id],
+        "replays_left_out": 1,
+    }
+    dry["filter"] = {"source": "github", "include_replays": True}
+    both = (await api.call("POST", "/replays", dry)).json()
+    assert (both["count"], both["replays_left_out"]) == (2, 0)
+
+    response = await api.call("POST", "/replays", {"kind": "replay", "filter": {"source": "github"}})
+    assert response.status_code == 202
+    started = response.json()
+    assert (started["job"]["total"], started["replays_left_out"]) == (1, 1)
+    assert started["job"]["filter"] == {"source": "github", "include_replays": False}
+    # A listing is not a bulk selection: it shows the replay beside its original.
+    listed = (await api.call("GET", "/events")).json()["data"]
+    assert [(e["id"], e["replay_of"]) for e in listed] == [(replayed["event_id"], event.id), (event.id, None)]
 
 
 async def test_starting_a_bulk_job_wakes_the_worker_and_shows_it_in_jobs(
@@ -513,6 +545,14 @@ async def test_starting_a_bulk_job_wakes_the_worker_and_shows_it_in_jobs(
         ({"kind": "redo"}, "kind: expected 'replay' (route events again) or 'rerun' (run runs again)"),
         ({"kind": "replay", "dry_run": "yes"}, "dry_run: expected true or false, got a JSON string"),
         ({"kind": "replay", "filter": {"source": 3}}, "source: expected a non-empty string, got number"),
+        (
+            {"kind": "replay", "filter": {"include_replays": "yes"}},
+            "include_replays: expected true or false, got a JSON string",
+        ),
+        (
+            {"kind": "rerun", "filter": {"include_replays": True}},
+            "filter: unknown key 'include_replays' (allowed: status, task, source, event_id, since, until)",
+        ),
         (
             {"kind": "replay", "everything": True},
             "body: unknown key 'everything' (allowed: kind, filter, dry_run)",

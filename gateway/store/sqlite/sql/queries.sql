@@ -259,7 +259,8 @@ WHERE run_id = :run_id
 ORDER BY number;
 
 -- name: filter_events_newest
--- Listings, newest first, after the keyset cursor (:before_time, :before_id). Every filter is optional (NULL).
+-- Listings, newest first, after the keyset cursor (:before_time, :before_id). Every filter is optional (NULL);
+-- :include_replays 0 keeps original deliveries only (replay_of IS NULL).
 -- :source IS NULL picks the index without a source prefix; SQLite plans the OR once per statement.
 SELECT {event_columns}
 FROM events AS e
@@ -268,6 +269,7 @@ WHERE (e.received_at, e.id) < (:before_time, :before_id)
   AND (:source IS NULL OR e.source = :source)
   AND (:event_type IS NULL OR e.event_type = :event_type)
   AND (:status IS NULL OR e.status = :status)
+  AND (:include_replays OR e.replay_of IS NULL)
   AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
         SELECT 1 FROM runs AS r WHERE r.event_id = e.id
           AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
@@ -283,6 +285,7 @@ WHERE (e.received_at, e.id) > (:after_time, :after_id)
   AND (:source IS NULL OR e.source = :source)
   AND (:event_type IS NULL OR e.event_type = :event_type)
   AND (:status IS NULL OR e.status = :status)
+  AND (:include_replays OR e.replay_of IS NULL)
   AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
         SELECT 1 FROM runs AS r WHERE r.event_id = e.id
           AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
@@ -297,6 +300,7 @@ WHERE e.received_at >= :since AND e.received_at <= :until
   AND (:source IS NULL OR e.source = :source)
   AND (:event_type IS NULL OR e.event_type = :event_type)
   AND (:status IS NULL OR e.status = :status)
+  AND (:include_replays OR e.replay_of IS NULL)
   AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
         SELECT 1 FROM runs AS r WHERE r.event_id = e.id
           AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)));
