@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import AccessDenied, Invalid, StoreError
 from gateway.keys.keyring import Keyring
@@ -24,7 +24,8 @@ from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.web.auth import check_bearer
 from gateway.web.hooks import Hooks
-from gateway.web.responses import error, http_error
+from gateway.web.listen import HEAD_LIMIT
+from gateway.web.responses import error, http_error, refused
 
 log = logging.getLogger("gateway.app")
 App = ASGIApp  # what create_app mounts at /api and serves; the server passes it along without knowing HTTP
@@ -43,7 +44,7 @@ def create_app(
     gauges: Callable[[], Awaitable[Gauges]] | None = None,
     metrics_token: Secret | None = None,
     body_timeout: float | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
     the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
     admin API, gateway/web/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
@@ -71,20 +72,50 @@ def create_app(
         *_api_mount(config, api),
         Route("/{path:path}", hooks.endpoint, methods=methods),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return _bounded(Starlette(routes=routes, exception_handlers={HTTPException: http_error}))
 
 
-def create_admin_app(api: ASGIApp) -> Starlette:
+def create_admin_app(api: ASGIApp) -> ASGIApp:
     """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
-    return Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
+    return _bounded(
+        Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
+    )
 
 
 def create_metrics_app(
     telemetry: Telemetry, gauges: Callable[[], Awaitable[Gauges]], token: Secret | None = None
-) -> Starlette:
+) -> ASGIApp:
     """/metrics alone, for its own listener (--metrics-port)."""
     endpoint = metrics_endpoint(telemetry, gauges, token)
-    return Starlette(routes=[Route(METRICS_PATH, endpoint, methods=["GET", "HEAD"])])
+    return _bounded(Starlette(routes=[Route(METRICS_PATH, endpoint, methods=["GET", "HEAD"])]))
+
+
+def _head_size(scope: Scope) -> int:
+    """The bytes of a request's line and headers as they came in, give or take the spaces the server ate."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    line = len(scope["method"]) + len(path) + len(scope["query_string"]) + 16  # "POST /p?q HTTP/1.1\r\n"
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
+
+
+class _BoundedHead:
+    """An app refusing a request whose head is past HEAD_LIMIT with 431, whatever the server let through:
+    h11 (Hypercorn's) bounds a head only while it is incomplete, so one whose end came in a later read got
+    by. Headers only: the body is never touched (it is read and dropped, as for every early refusal)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _head_size(scope) > HEAD_LIMIT:
+            detail = f"the request line and headers are over {HEAD_LIMIT} bytes"
+            response = error("head_too_large", detail, {"Connection": "close"})
+            await refused(response, HTTPRequest(scope, receive))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _bounded(app: ASGIApp) -> ASGIApp:
+    return _BoundedHead(app)
 
 
 def metrics_endpoint(

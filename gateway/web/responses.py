@@ -36,6 +36,7 @@ STATUS: Mapping[str, int] = {
     "slow_body": 408,  # the body did not arrive in time (web/hooks.py BODY_TIMEOUT)
     "conflict": 409,  # the item exists but is not in a state the operation applies to
     "too_large": 413,
+    "head_too_large": 431,  # request line and headers past web/listen.py's HEAD_LIMIT
     "key_unavailable": 503,  # the provider's key could not be fetched: our outage, the sender retries
     "store_unavailable": 503,  # the database could not commit (or answer): never a 2xx
 }
