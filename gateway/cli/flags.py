@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,16 +69,18 @@ def window(args: argparse.Namespace) -> tuple[float | None, float | None]:
 
 
 def load_config(
-    args: argparse.Namespace, env: Env, err: TextIO, *, warn: bool = True
+    args: argparse.Namespace, env: Env, err: TextIO, *, sources: Collection[str] | None = None
 ) -> config_mod.Config | None:
-    """routes.yaml from --routes, its warnings printed (``warn``: serve and check show them, the commands on
-    stored records do not); None (problems printed) when it does not load."""
+    """routes.yaml from --routes, with the secrets of ``sources`` required and the warnings about them
+    printed: by default every source (serve and check), the one it signs for (sign), none (the commands on
+    stored records: they use no secret). None (problems printed) when it does not load."""
     try:
         loaded = config_mod.load(args.routes, env)
+        loaded.require_secrets(sources)
     except ConfigError as exc:
         print(exc, file=err)
         return None
-    for warning in loaded.warnings if warn else ():
+    for warning in loaded.warnings_for(sources):
         print(f"WARNING: {warning}", file=err)
     return loaded
 
@@ -99,7 +101,7 @@ def with_service(
         return 1
     config = None
     if needs_routes:
-        config = load_config(args, env, err, warn=False)
+        config = load_config(args, env, err, sources=())
         if config is None:
             return 1
 

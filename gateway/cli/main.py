@@ -304,7 +304,8 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
     from gateway.signatures.signing import sign
     from gateway.signatures.verify import PUBLIC_KEY_CHECKS
 
-    loaded = flags.load_config(args, env, err)
+    # Only SOURCE's secrets are needed (and warned about): another source's unset variable does not matter.
+    loaded = flags.load_config(args, env, err, sources=(args.source,))
     if loaded is None:
         return 1
     source = loaded.sources.get(args.source)
@@ -343,8 +344,8 @@ def _cmd_sign(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> i
             headers.append((path[8:], value))
     if body[:1] in (b"{", b"["):
         headers.append(("Content-Type", "application/json"))
-    for name, value in headers:
-        print(f"{name}: {value}", file=out)
+    # Written once, at the end: every failure above leaves stdout empty, so `> headers.txt` holds all or none.
+    out.write("".join(f"{name}: {value}\n" for name, value in headers))
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from gateway.execution.tasks import FailedModule, Task, load_tasks
 from gateway.routes.mapping import compile_input
 from gateway.routes.match import Route, compile_events, compile_when
 from gateway.routes.retention import Retention, parse_retention
-from gateway.routes.sources import SECRET_KEYS, Source, parse_sources, source_warnings
+from gateway.routes.sources import SECRET_KEYS, Source, parse_sources, secret_paths, source_warnings
 from gateway.routes.strict_yaml import read_yaml
 
 TOP_KEYS = ("tasks", "queues", "sources", "routes", "retention")
@@ -48,15 +48,38 @@ class Config:
     warnings: tuple[str, ...] = field(default=())
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name → how many runs at once
     retention: Retention = field(default_factory=Retention)  # how long records are kept, per source
+    # Sources whose secrets name an unset variable, each with those problems: the file loads without them,
+    # and the commands that use a source's secrets call require_secrets.
+    unset_secrets: Mapping[str, tuple[Problem, ...]] = field(default_factory=dict)
+    warning_sources: tuple[str, ...] = ()  # the source each of ``warnings`` is about
+
+    def require_secrets(self, sources: Collection[str] | None = None) -> None:
+        """Raise :class:`ConfigError` naming each unset secret variable of ``sources`` (default: every
+        source): serve and check need them all, sign those of the source it signs for, the others none."""
+        names = self.unset_secrets if sources is None else [s for s in self.unset_secrets if s in sources]
+        problems = [p for name in names for p in self.unset_secrets[name]]
+        if problems:
+            raise ConfigError(problems, self.file.name)
+
+    def warnings_for(self, sources: Collection[str] | None = None) -> tuple[str, ...]:
+        """The warnings about ``sources`` (default: every source), for a command that uses them to show."""
+        if sources is None:
+            return self.warnings
+        return tuple(w for w, s in zip(self.warnings, self.warning_sources, strict=True) if s in sources)
 
 
 class _Env:
-    """${VAR} / ${VAR:-default} interpolation that remembers which secrets fell back to a default."""
+    """${VAR} / ${VAR:-default} interpolation that remembers which variables fell back to a default, and which
+    secrets (``secret_sources``: their paths, to their source) name an unset variable: those are deferred."""
 
-    def __init__(self, environ: Mapping[str, str], problems: list[Problem]) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], problems: list[Problem], secret_sources: Mapping[str, str]
+    ) -> None:
         self.environ = environ
         self.problems = problems
-        self.defaulted: list[str] = []
+        self.secret_sources = secret_sources
+        self.defaulted: list[tuple[str, str]] = []  # (path, variable)
+        self.unset: dict[str, list[Problem]] = {}  # source → the problems of its secrets' unset variables
 
     def expand(self, value: object, where: str) -> object:
         if isinstance(value, str):
@@ -72,13 +95,16 @@ class _Env:
         if self.environ.get(name):
             return self.environ[name]
         if default is not None:  # like the shell: an unset *or empty* variable takes the default
-            self.defaulted.append(f"{where} (${{{name}}})")
+            self.defaulted.append((where, name))
             return default
         if name in self.environ:
             return ""  # set but empty, without a default: used as given (and refused where empty is wrong)
-        self.problems.append(
-            Problem(where, f"environment variable {name} is not set (set it, or write ${{{name}:-default}})")
+        problem = Problem(
+            where, f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
         )
+        self.problems.append(problem)
+        if where in self.secret_sources:  # a source's secret: only the commands that use that source need it
+            self.unset.setdefault(self.secret_sources[where], []).append(problem)
         return m.group(0)  # keep the reference so no follow-on problem is reported for an empty value
 
 
@@ -252,22 +278,35 @@ def _routes(
     return routes
 
 
-def _warnings(label: str, defaulted: list[str], sources: Mapping[str, Source]) -> tuple[str, ...]:
+def _warnings(
+    label: str,
+    defaulted: list[tuple[str, str]],
+    secret_sources: Mapping[str, str],
+    sources: Mapping[str, Source],
+) -> list[tuple[str, str]]:
+    """Each warning with the source it is about: development-default secrets, then what check should say."""
     warnings = [
-        f"{label}: {w}: using the development default; set the variable before real traffic"
-        for w in defaulted
-        if any(f".{k}" in w for k in SECRET_KEYS)
+        (
+            secret_sources[at],
+            f"{label}: {at} (${{{name}}}): using the development default; "
+            "set the variable before real traffic",
+        )
+        for at, name in defaulted
+        if at in secret_sources
     ]
-    warnings += [f"{label}: {w}" for s in sources.values() for w in source_warnings(s)]
+    warnings += [(s.name, f"{label}: {w}") for s in sources.values() for w in source_warnings(s)]
     for s in sources.values():
         if not s.scheme.verified:
-            warnings.append(f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified")
+            warnings.append((s.name, f"{label}: sources.{s.name}: verify: none, deliveries are NOT verified"))
         elif not s.scheme.binds_body:
             warnings.append(
-                f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body "
-                "(it proves who sent a delivery, not that its content is unchanged)"
+                (
+                    s.name,
+                    f"{label}: sources.{s.name}: verify: {s.scheme.name} does not sign the body "
+                    "(it proves who sent a delivery, not that its content is unchanged)",
+                )
             )
-    return tuple(warnings)
+    return warnings
 
 
 def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
@@ -276,7 +315,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     label = file.name
     raw = read_yaml(text, label)
     problems += [unknown_key(key, TOP_KEYS, str(key)) for key in raw if key not in TOP_KEYS]
-    env = _Env(environ, problems)
+    env = _Env(environ, problems, secret_paths(raw.get("sources")))
     doc = env.expand(raw, "")
     assert isinstance(doc, dict)
     failed: list[FailedModule] = []
@@ -285,7 +324,8 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
     default_retention = parse_retention(doc.get("retention"), "retention", problems)
     raw_sources = {} if doc.get("sources") is None else doc["sources"]
-    sources = parse_sources(raw_sources, problems, file.parent)
+    unset = [p.path for deferred in env.unset.values() for p in deferred]
+    sources = parse_sources(raw_sources, problems, file.parent, unset)
     routes = _routes(
         [] if doc.get("routes") is None else doc["routes"],
         raw_sources if isinstance(raw_sources, dict) else {},
@@ -293,15 +333,26 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
         failed,
         problems,
     )
-    if problems:
+    deferred = {id(p) for ps in env.unset.values() for p in ps}
+    if any(id(p) not in deferred for p in problems):  # every problem is listed, the deferred ones too
         raise ConfigError(problems, label)
-    warnings = _warnings(label, env.defaulted, sources)
+    warnings = _warnings(label, env.defaulted, secret_paths(raw_sources, SECRET_KEYS), sources)
     retention = Retention(
         default_retention,
         {name: s.retention for name, s in sources.items() if s.retention_set},
         tuple(sources),
     )
-    return Config(file, sources, tuple(routes), tasks, warnings, queues, retention)
+    return Config(
+        file,
+        sources,
+        tuple(routes),
+        tasks,
+        tuple(w for _, w in warnings),
+        queues,
+        retention,
+        {name: tuple(ps) for name, ps in env.unset.items()},
+        tuple(s for s, _ in warnings),
+    )
 
 
 def load(path: str | Path, environ: Mapping[str, str]) -> Config:

@@ -7,7 +7,7 @@ when the file loads, so a missing one is a config problem. Secrets arrive alread
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ SOURCE_KEYS = (
     "sender_timeout",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
+# A source's secrets and keys: an unset variable in one is that source's problem, deferred to the commands
+# that use its secrets (serve and check all, sign its own), so the commands on stored records run without it.
+DEFERRED_KEYS = (*SECRET_KEYS, "signing_key")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
 _UNITS = {
@@ -151,8 +154,26 @@ def _size(value: object, where: str, problems: list[Problem]) -> int:
     return DEFAULT_MAX_BODY
 
 
-def _secrets(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> list[tuple[str, Secret]]:
+def secret_paths(raw_sources: object, keys: tuple[str, ...] = DEFERRED_KEYS) -> dict[str, str]:
+    """Where each secret of a raw ``sources:`` section is (``sources.stripe.secret``,
+    ``sources.stripe.secrets[1]``, the paths the loader reports), to the name of its source."""
+    paths: dict[str, str] = {}
+    for name, raw in raw_sources.items() if isinstance(raw_sources, dict) else ():
+        for key in keys if isinstance(raw, dict) else ():
+            if key in raw:
+                at = f"sources.{name}.{key}"
+                paths[at] = str(name)
+                items = raw[key] if isinstance(raw[key], list) else []
+                paths.update((f"{at}[{i}]", str(name)) for i in range(len(items)))
+    return paths
+
+
+def _secrets(
+    raw: Mapping[str, Any], where: str, problems: list[Problem], unset: Collection[str]
+) -> tuple[list[tuple[str, Secret]], bool]:
+    """The source's secrets with their paths, and whether any is left out because its variable is unset."""
     out: list[tuple[str, Secret]] = []
+    deferred = False
     for key in SECRET_KEYS:
         if key not in raw:
             continue
@@ -163,29 +184,36 @@ def _secrets(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> lis
             continue
         for i, item in enumerate(items):
             at = f"{where}.{key}[{i}]" if key.endswith("s") else f"{where}.{key}"
-            if not isinstance(item, str) or not item:
+            if at in unset:  # the commands that use this source's secrets report the variable
+                deferred = True
+            elif not isinstance(item, str) or not item:
                 problems.append(Problem(at, "expected a non-empty string (the value is not shown)"))
             else:
                 out.append((at, Secret(item)))
-    return out
+    return out, deferred
 
 
 def _check_keys(
-    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+    scheme: Scheme | None,
+    raw: Mapping[str, Any],
+    where: str,
+    problems: list[Problem],
+    unset: Collection[str],
 ) -> tuple[Secret, ...]:
-    """The source's secrets or keys, each checked against the scheme that will use it."""
-    located = _secrets(raw, where, problems)
+    """The source's secrets or keys, each checked against the scheme that will use it (those whose variable is
+    unset are left out, and count as given)."""
+    located, deferred = _secrets(raw, where, problems, unset)
     if scheme is None or not scheme.verified:
         return tuple(secret for _, secret in located)
     if scheme.signature_format in ("pubsub", "paypal", "jwt"):
-        check_keys(scheme, raw, where, bool(located), problems, SECRET_KEYS)
+        check_keys(scheme, raw, where, bool(located) or deferred, problems, SECRET_KEYS)
     for at, secret in located:
         unusable = secret_problem(scheme, secret)
         if unusable:
             problems.append(Problem(at, unusable))
     if scheme.signature_format in ("pubsub", "paypal", "jwt"):
         return tuple(secret for _, secret in located)
-    if not located:
+    if not located and not deferred:
         problems.append(
             Problem(f"{where}.secret", f"verify: {scheme.name} needs a secret (or secrets: [...])")
         )
@@ -240,7 +268,9 @@ def _tolerance(
     return t
 
 
-def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> Source | None:
+def _source(
+    name: str, raw: object, problems: list[Problem], base_dir: Path, unset: Collection[str]
+) -> Source | None:
     where = f"sources.{name}"
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(Problem(where, "source names may use letters, digits, '.', '_' and '-' only"))
@@ -253,7 +283,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         problems.append(Problem(f"{where}.verify", "missing (a preset like github, or none to skip checks)"))
         return None
     scheme = scheme_from_spec(raw["verify"], f"{where}.verify", problems)
-    secrets = _check_keys(scheme, raw, where, problems)
+    secrets = _check_keys(scheme, raw, where, problems, unset)
     tolerance = _tolerance(scheme, raw, where, problems)
     paths = {}
     for key in ("dedupe", "event_type"):
@@ -269,7 +299,7 @@ def _source(name: str, raw: object, problems: list[Problem], base_dir: Path) -> 
         _public_url(raw["public_url"], f"{where}.public_url", problems) if "public_url" in raw else None
     )
     remote = parse_settings(scheme, raw, where, problems, base_dir)
-    signing_key = _signing_key(scheme, raw, where, problems)
+    signing_key = _signing_key(scheme, raw, where, problems, unset)
     retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
     sender_timeout = _sender_timeout(scheme, raw, f"{where}.sender_timeout", problems)
     if scheme is None:
@@ -314,7 +344,7 @@ def _sender_timeout(
 
 
 def _signing_key(
-    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem]
+    scheme: Scheme | None, raw: Mapping[str, Any], where: str, problems: list[Problem], unset: Collection[str]
 ) -> Secret | None:
     """``signing_key:``: a test private key so `gateway sign` can sign for a public-key preset."""
     if "signing_key" not in raw or scheme is None:
@@ -328,6 +358,8 @@ def _signing_key(
             )
         )
         return None
+    if at in unset:  # reported by `gateway sign` (and serve, check), which need it
+        return None
     if not isinstance(value, str) or not value:
         problems.append(Problem(at, "expected a private key (the value is not shown)"))
         return None
@@ -339,16 +371,21 @@ def _signing_key(
 
 
 def parse_sources(
-    raw_sources: object, problems: list[Problem], base_dir: Path | None = None
+    raw_sources: object,
+    problems: list[Problem],
+    base_dir: Path | None = None,
+    unset: Collection[str] = (),
 ) -> dict[str, Source]:
     """Every source under ``sources:``; problems are appended with their paths. Relative file paths in a
-    source (PayPal's trust_anchors) are read from ``base_dir``, routes.yaml's folder (default: the cwd)."""
+    source (PayPal's trust_anchors) are read from ``base_dir``, routes.yaml's folder (default: the cwd).
+    ``unset``: the paths of secrets whose variable is not set (reported apart): each is left out of its source
+    and no other problem is reported about it."""
     if not isinstance(raw_sources, dict):
         problems.append(Problem("sources", "expected a mapping of source name to settings"))
         return {}
     sources: dict[str, Source] = {}
     for name, raw in raw_sources.items():
-        built = _source(name, raw, problems, base_dir or Path())
+        built = _source(name, raw, problems, base_dir or Path(), unset)
         if built is not None:
             sources[name] = built
     seen_paths: dict[str, str] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import stripe
 from tests.support.database import rows
 from tests.support.deliveries import github_headers, push
 from tests.support.process import Gateway
+from tests.support.routes import ROUTES
 
 pytestmark = pytest.mark.acceptance
 
@@ -139,6 +141,25 @@ def test_a_broken_routes_file_stops_start_up_with_its_problems(
     )
     assert done.returncode == 1
     assert "routes.yaml: routes[0].source: unknown source 'nope' (known: none)" in done.stderr
+
+
+def test_serve_still_needs_every_secret_and_names_the_unset_variable(
+    write_routes: Callable[..., Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = write_routes(ROUTES.replace("secret: acme-secret", "secret: ${ACME_SECRET}"))
+    command = [sys.executable, "-m", "gateway", "serve", "--routes", str(path)]
+    command += ["--db", str(tmp_path / "x.db"), "--port", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "ACME_SECRET"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "routes.yaml: sources.acme.secret: environment variable ACME_SECRET is not set "
+        "(set it, or write ${ACME_SECRET:-default})"
+    ]
+    assert not (tmp_path / "x.db").exists()  # nothing was opened
 
 
 def test_a_task_module_that_raises_on_import_stops_start_up_naming_the_module_and_line(

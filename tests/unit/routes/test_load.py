@@ -103,11 +103,94 @@ def test_every_problem_is_reported_together_with_its_path(load_config: Callable[
 
 
 def test_an_unset_variable_without_default_is_an_error_naming_it(load_config: Callable[..., Any]) -> None:
-    routes = MINIMAL.replace("s3cr3t-value-github", "${GH_SECRET}")
-    assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.github.secret: environment variable GH_SECRET is not set "
-        "(set it, or write ${GH_SECRET:-default})"
+    # a variable that is not a secret is needed by every command: the file does not load without it
+    assert problems_of(load_config, MINIMAL + "    queue: ${QUEUE}\n") == [
+        "routes.yaml: routes[0].queue: environment variable QUEUE is not set "
+        "(set it, or write ${QUEUE:-default})"
     ]
+
+
+TWO_SOURCES = MINIMAL.replace(
+    "routes:",
+    """  stripe:
+    verify: stripe
+    secret: ${STRIPE_SECRET}
+routes:""",
+)
+
+
+def test_an_unset_secret_variable_is_deferred_to_the_commands_that_use_that_source(
+    load_config: Callable[..., Any],
+) -> None:
+    loaded = load_config(TWO_SOURCES)  # loads: replay, rerun, routes test and prune use no secret
+    assert set(loaded.sources) == {"github", "stripe"} and loaded.sources["stripe"].secrets == ()
+    loaded.require_secrets(["github"])  # `gateway sign github` needs only github's
+    loaded.require_secrets([])
+    missing = [
+        "routes.yaml: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
+        "(set it, or write ${STRIPE_SECRET:-default})"
+    ]
+    for sources in (None, ["stripe"], ["github", "stripe"]):  # serve and check need every one
+        with pytest.raises(ConfigError) as info:
+            loaded.require_secrets(sources)
+        assert str(info.value).splitlines() == missing
+    assert (
+        load_config(TWO_SOURCES, environ={"STRIPE_SECRET": "x"}).sources["stripe"].secrets[0].reveal() == "x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("verify: stripe\n    secrets: ['${NEW}', '${OLD}']", ["NEW", "OLD"]),
+        ("verify: standard-webhooks\n    secret: whsec_${KEY}", ["KEY"]),  # not judged as base64 either
+        ("verify: jwt\n    algorithms: [HS256]\n    audience: a\n    secret: ${JWT}", ["JWT"]),  # has a key
+        ("verify: discord\n    public_key: ${PUBLIC}", ["PUBLIC"]),
+        ("verify: discord\n    public_key: {public}\n    signing_key: ${SIGNING}", ["SIGNING"]),
+    ],
+)
+def test_every_kind_of_secret_is_deferred_without_follow_on_problems(
+    load_config: Callable[..., Any], spec: str, names: list[str]
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    spec = spec.replace("{public}", public)
+    loaded = load_config(TWO_SOURCES.replace("verify: stripe\n    secret: ${STRIPE_SECRET}", spec))
+    with pytest.raises(ConfigError) as info:
+        loaded.require_secrets()
+    assert [
+        line.split(": environment variable ")[1].split()[0] for line in str(info.value).splitlines()
+    ] == names
+
+
+def test_other_problems_still_fail_the_load_and_list_the_missing_secret_too(
+    load_config: Callable[..., Any],
+) -> None:
+    routes = TWO_SOURCES.replace("    task: deploy-preview", "    task: deploy-preview\n    tsk: x")
+    assert problems_of(load_config, routes) == [
+        "routes.yaml: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
+        "(set it, or write ${STRIPE_SECRET:-default})",
+        "routes.yaml: routes[0].tsk: unknown key 'tsk' (did you mean 'task'?)",
+    ]
+
+
+def test_warnings_are_told_apart_by_source(load_config: Callable[..., Any]) -> None:
+    routes = (
+        TWO_SOURCES.replace("${STRIPE_SECRET}", "${STRIPE_SECRET:-dev}")
+        + "  - {id: r2, source: open, task: deploy-preview}\n"
+    )
+    routes = routes.replace("routes:", "  open: {verify: none}\nroutes:", 1)
+    loaded = load_config(routes)
+    stripe = (
+        "routes.yaml: sources.stripe.secret (${STRIPE_SECRET}): using the development default; "
+        "set the variable before real traffic"
+    )
+    unverified = "routes.yaml: sources.open: verify: none, deliveries are NOT verified"
+    assert loaded.warnings == (stripe, unverified)
+    assert loaded.warnings_for() == (stripe, unverified)
+    assert loaded.warnings_for(["stripe"]) == (stripe,)
+    assert loaded.warnings_for(["github"]) == loaded.warnings_for([]) == ()
 
 
 def test_variables_come_from_the_environment_given(load_config: Callable[..., Any]) -> None:
