@@ -98,7 +98,7 @@ async def _read_body(request: HTTPRequest) -> bytes:
     """The raw body, refused as soon as it passes BODY_CAP (also when sent chunked)."""
     too_large = TooLarge(f"the body is larger than {BODY_CAP} bytes (1 MiB)")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > BODY_CAP:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > BODY_CAP:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

@@ -37,6 +37,7 @@ from gateway.web.responses import STATUS, error, refused
 
 log = logging.getLogger("gateway.app")
 REJECTION_BODY_PREFIX = 1024  # bytes of a refused body kept for debugging
+MAX_RECORDED_SIZE = 2**63 - 1  # a declared Content-Length past this is recorded as this
 # Seconds a hook body may take to arrive after its head: senders post at once (their own delivery timeouts
 # are 10-30 s), so only a stalled or malicious client takes longer.
 BODY_TIMEOUT = 30.0
@@ -103,8 +104,9 @@ async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
     has not all arrived ``timeout`` seconds after the head: a sender trickling bytes must not hold a
     connection for ever (the servers bound the head: listen.py)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise _TooLarge(int(declared))
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > cap:
+        # Kept as the rejection's size: a number a sender chose, bounded to what a database integer holds.
+        raise _TooLarge(min(int(declared), MAX_RECORDED_SIZE))
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):

@@ -20,8 +20,17 @@ from gateway.errors import StoreError, StoreUnavailable
 log = logging.getLogger("gateway.store")
 
 # Errors caused by one write's own data rather than by the disk: a batch that hits one is retried write by
-# write, so only the bad write fails (with StoreError) and its neighbours still commit.
-DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, ValueError, TypeError)
+# write, so only the bad write fails (with StoreError) and its neighbours still commit. Every error binding a
+# value can raise is one: an integer past 64 bits (OverflowError), a type SQLite cannot hold, bad text.
+DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
 
 
 class Op(Protocol):
