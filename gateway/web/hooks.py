@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
@@ -99,6 +100,10 @@ class _TooSlow(_TooLarge):
     """The body did not arrive within the body timeout."""
 
 
+class _Gone(_TooLarge):
+    """The client went away before its whole body arrived."""
+
+
 async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
     """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked), or when it
     has not all arrived ``timeout`` seconds after the head: a sender trickling bytes must not hold a
@@ -116,6 +121,8 @@ async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
                     raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
     except TimeoutError:
         raise _TooSlow(len(body), bytes(body[:REJECTION_BODY_PREFIX])) from None
+    except ClientDisconnect:  # an ordinary event on the internet, not a gateway error: no traceback
+        raise _Gone(len(body), bytes(body[:REJECTION_BODY_PREFIX])) from None
     return bytes(body)
 
 
@@ -220,6 +227,9 @@ class Hooks:
             if isinstance(exc, _TooSlow):
                 kind, reason = "rejected", "slow_body"
                 detail = f"the body did not arrive within {self.body_timeout:g} s; send it at once"
+            elif isinstance(exc, _Gone):  # counted and kept like any refusal; nobody reads the answer
+                kind, reason = "rejected", "client_disconnected"
+                detail = f"the client went away after {exc.size} bytes of its body"
             else:
                 kind, reason = "too_large", "too_large"
                 detail = f"the body is larger than this source's limit of {source.max_body} bytes"

@@ -30,6 +30,7 @@ STATUS: Mapping[str, int] = {
     "accepted": 202,  # stored with its runs, fsynced
     "duplicate": 200,  # its dedupe key was known: the original's id, nothing new stored
     "invalid": 400,  # a request the gateway understood but cannot do (a bad filter, a gone task)
+    "client_disconnected": 400,  # the client left mid-body: counted and kept, the answer goes nowhere
     "not_found": 404,
     "unknown_source": 404,  # no webhook source at that path
     "method_not_allowed": 405,
