@@ -18,6 +18,7 @@ from gateway.errors import Invalid
 
 T = TypeVar("T")
 PAGE_MAX = 500  # the most items one page may ask for
+MAX_CURSOR = 512  # characters: ours are under 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +34,31 @@ def encode_cursor(at: float, item_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_NOT_OURS = "cursor: not a cursor this gateway handed out (pass the previous page's `next` as it is)"
+
+
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Raises Invalid for anything this gateway did not hand out."""
+    """Raises Invalid for anything this gateway did not hand out (a cursor is input like any other)."""
     try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
         at, item_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if isinstance(at, bool) or not isinstance(at, int | float) or not isinstance(item_id, str):
             raise ValueError
-        if not math.isfinite(at):
+        at = float(at)  # OverflowError for an integer past a float's range ([10**400, "x"])
+        if not math.isfinite(at) or len(item_id) > MAX_CURSOR:
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, RecursionError):
-        raise Invalid(
-            "cursor: not a cursor this gateway handed out (pass the previous page's `next` as it is)"
-        ) from None
-    return float(at), item_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError):
+        raise Invalid(_NOT_OURS) from None
+    return at, item_id
+
+
+def decode_rejection_cursor(cursor: str) -> int:
+    """The rejection id a rejections page continues before: ids are whole numbers the database can hold."""
+    _, raw_id = decode_cursor(cursor)
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:  # "²" is a digit to isdigit()
+        raise Invalid("cursor: not a cursor of the rejections listing")
+    return int(raw_id)
 
 
 def limited(limit: int) -> int:

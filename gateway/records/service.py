@@ -26,7 +26,7 @@ from gateway.model import (
 )
 from gateway.records.bulk import Bulk
 from gateway.records.compare import Comparison, Tally
-from gateway.records.page import Page, decode_cursor, limited, paged
+from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, limited, paged
 from gateway.records.prune import cutoffs
 from gateway.records.replays import Replayer
 from gateway.routes.ingest import new_run, redact
@@ -122,12 +122,7 @@ class Service:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Rejection]:
-        before = None
-        if cursor:
-            _, raw_id = decode_cursor(cursor)
-            if not raw_id.isdigit():
-                raise Invalid("cursor: not a cursor of the rejections listing")
-            before = int(raw_id)
+        before = decode_rejection_cursor(cursor) if cursor else None
         items = await self.store.reads.list_rejections(
             source=source, reason=reason, since=since, until=until, before=before, limit=limited(limit) + 1
         )
