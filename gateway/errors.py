@@ -34,11 +34,13 @@ class GatewayError(Exception):
 class Problem:
     """One thing wrong with the configuration, with where it is.
 
-    ``path`` is the location inside the file, e.g. ``routes[2].when.body.ref``.
+    ``path`` is the location inside the file, e.g. ``routes[2].when.body.ref``; ``position`` its line and
+    column in the file (1-based, as editors show them), when known.
     """
 
     path: str
     message: str
+    position: tuple[int, int] | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -52,12 +54,19 @@ def unknown_key(key: object, allowed: tuple[str, ...], where: str) -> Problem:
 
 
 class ConfigError(GatewayError):
-    """The configuration has one or more problems; ``str()`` lists them all, one per line."""
+    """The configuration has one or more problems; ``str()`` lists them all, one per line, each as
+    ``routes.yaml:42:5: routes[6].task: ...`` (``routes.yaml: ...`` where its position is not known)."""
 
     def __init__(self, problems: list[Problem], file: str = "routes.yaml") -> None:
         self.problems = list(problems)
         self.file = file
-        super().__init__("\n".join(f"{file}: {p}" for p in self.problems))
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{self.file}:{p.position[0]}:{p.position[1]}: {p}" if p.position else f"{self.file}: {p}"
+            for p in self.problems
+        )
 
 
 class SignatureError(GatewayError):

@@ -5,6 +5,7 @@ I/O: reads one file and imports the task modules it names. The environment is pa
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -20,7 +21,7 @@ from gateway.routes.mapping import compile_input
 from gateway.routes.match import Route, compile_events, compile_when
 from gateway.routes.retention import Retention, parse_retention
 from gateway.routes.sources import SECRET_KEYS, Source, parse_sources, secret_paths, source_warnings
-from gateway.routes.strict_yaml import read_yaml
+from gateway.routes.strict_yaml import Positions, position_of, read_yaml
 
 TOP_KEYS = ("tasks", "queues", "sources", "routes", "retention")
 ROUTE_KEYS = (
@@ -309,11 +310,18 @@ def _warnings(
     return warnings
 
 
+def _located(problems: list[Problem], positions: Positions) -> list[Problem]:
+    """Each problem with the line and column of its path (or of the nearest parent in the file) when known."""
+    return [
+        p if p.position else dataclasses.replace(p, position=position_of(p.path, positions)) for p in problems
+    ]
+
+
 def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     """Validate routes.yaml text; raise :class:`ConfigError` listing every problem."""
     problems: list[Problem] = []
     label = file.name
-    raw = read_yaml(text, label)
+    raw, positions = read_yaml(text, label)
     problems += [unknown_key(key, TOP_KEYS, str(key)) for key in raw if key not in TOP_KEYS]
     env = _Env(environ, problems, secret_paths(raw.get("sources")))
     doc = env.expand(raw, "")
@@ -335,7 +343,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     )
     deferred = {id(p) for ps in env.unset.values() for p in ps}
     if any(id(p) not in deferred for p in problems):  # every problem is listed, the deferred ones too
-        raise ConfigError(problems, label)
+        raise ConfigError(_located(problems, positions), label)
     warnings = _warnings(label, env.defaulted, secret_paths(raw_sources, SECRET_KEYS), sources)
     retention = Retention(
         default_retention,
@@ -350,7 +358,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
         tuple(w for _, w in warnings),
         queues,
         retention,
-        {name: tuple(ps) for name, ps in env.unset.items()},
+        {name: tuple(_located(ps, positions)) for name, ps in env.unset.items()},
         tuple(s for s, _ in warnings),
     )
 

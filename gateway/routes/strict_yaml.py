@@ -1,9 +1,11 @@
 """routes.yaml's YAML reader: PyYAML's safe loader, refusing what it keeps silently (duplicate keys), fails
 on with other exceptions (unreadable scalars, unhashable keys) or is exhausted by (recursive aliases, deep
-nesting, "billion laughs"), each as a problem with its line and column. Pure: parses given text, no I/O."""
+nesting, "billion laughs"), each as a problem with its line and column; and where each path of the document
+is, so every problem of routes.yaml can name its line. Pure: parses given text, no I/O."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import Any
 
@@ -100,18 +102,65 @@ def _refused(message: str, mark: Any) -> yaml.MarkedYAMLError:
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
-def read_yaml(text: str, label: str) -> dict[Any, Any]:
-    """The top-level mapping of a YAML document (``{}`` for an empty one). Raises ConfigError, labelled
-    ``label``, for invalid YAML, what the strict loader refuses, and a top level that is not a mapping."""
+Positions = dict[str, tuple[int, int]]  # a path the loader reports (routes[6].task) → its line and column
+
+
+def _positions(loader: _StrictLoader, root: yaml.Node) -> Positions:
+    """Where each path of the composed document starts, 1-based: a mapping entry at its key (what an editor
+    should show for ``routes[6].task``), a list item at the item. Paths are spelled as the loader spells
+    them (``sources.github.secret``, ``routes[0].when.body.ref``); a merged (``<<:``) entry is where it is
+    written."""
+    where: Positions = {}
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):  # flattened by construction: merges are in, `<<` is gone
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                at = f"{path}.{key}" if path else str(key)
+                where[at] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                stack.append((value_node, at))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                at = f"{path}[{i}]"
+                where[at] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                stack.append((item, at))
+    return where
+
+
+def position_of(path: str, positions: Positions) -> tuple[int, int] | None:
+    """The line and column of ``path``, else of its nearest parent that is in the file (a missing key is
+    shown at the mapping that lacks it); None when neither is known."""
+    while path:
+        if path in positions:
+            return positions[path]
+        parent = _PARENT.match(path)
+        path = parent.group(1) if parent else ""
+    return None
+
+
+_PARENT = re.compile(r"^(.*?)(?:\[\d+\]|\.[^.\[\]]*)$")
+
+
+def read_yaml(text: str, label: str) -> tuple[dict[Any, Any], Positions]:
+    """The top-level mapping of a YAML document (``{}`` for an empty one) and where each of its paths starts.
+    Raises ConfigError, labelled ``label``, for invalid YAML, what the strict loader refuses (each with its
+    line and column), and a top level that is not a mapping."""
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)
+        loader = _StrictLoader(text)  # what yaml.load does, keeping the nodes to find the positions in
+        try:
+            root = loader.get_single_node()
+            doc = loader.construct_document(root) if root is not None else None
+            positions = _positions(loader, root) if isinstance(doc, dict) and root is not None else {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = (mark.line + 1, mark.column + 1) if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(at, f"not valid YAML: {reason}")], label) from None
+        raise ConfigError([Problem("", f"not valid YAML: {reason}", at)], label) from None
     if doc is None:
-        return {}
+        return {}, {}
     if not isinstance(doc, dict):
         raise ConfigError([Problem("", "expected a mapping with tasks, sources and routes")], label)
-    return doc
+    return doc, positions

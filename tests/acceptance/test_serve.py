@@ -140,7 +140,7 @@ def test_a_broken_routes_file_stops_start_up_with_its_problems(
         timeout=30,
     )
     assert done.returncode == 1
-    assert "routes.yaml: routes[0].source: unknown source 'nope' (known: none)" in done.stderr
+    assert "routes.yaml:2:18: routes[0].source: unknown source 'nope' (known: none)" in done.stderr
 
 
 def test_serve_still_needs_every_secret_and_names_the_unset_variable(
@@ -156,7 +156,7 @@ def test_serve_still_needs_every_secret_and_names_the_unset_variable(
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "routes.yaml: sources.acme.secret: environment variable ACME_SECRET is not set "
+        "routes.yaml:15:5: sources.acme.secret: environment variable ACME_SECRET is not set "
         "(set it, or write ${ACME_SECRET:-default})"
     ]
     assert not (tmp_path / "x.db").exists()  # nothing was opened
@@ -175,7 +175,7 @@ def test_a_task_module_that_raises_on_import_stops_start_up_naming_the_module_an
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     [line] = [x for x in done.stderr.splitlines() if " tasks[0]: " in x]  # routes' problems cite it too
-    assert line.startswith("routes.yaml: tasks[0]: importing 'tasks_")
+    assert line.startswith("routes.yaml:2:9: tasks[0]: importing 'tasks_")
     assert "failed: KeyError: 'PAYMENTS_TOKEN' (" in line and line.endswith(".py:2)")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.db").exists()  # nothing was opened

@@ -19,7 +19,7 @@ UNSET = ROUTES.replace("sources:\n", "retention: 1h\nsources:\n", 1).replace(
     "secret: acme-secret", "secret: ${ACME_SECRET}"
 )
 MISSING = (
-    "routes.yaml: sources.acme.secret: environment variable ACME_SECRET is not set "
+    "routes.yaml:16:5: sources.acme.secret: environment variable ACME_SECRET is not set "
     "(set it, or write ${ACME_SECRET:-default})"
 )
 

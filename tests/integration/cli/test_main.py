@@ -39,10 +39,11 @@ def test_check_prints_every_problem_and_exits_1(write_routes: Callable[..., Path
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("routes.yaml: sources.a.verify: ")
-    assert lines[1] == "routes.yaml: routes[0].source: unknown source 'b' (known: a)"
+    assert lines[0].startswith("routes.yaml:2:15: sources.a.verify: ")
+    assert lines[1] == "routes.yaml:3:18: routes[0].source: unknown source 'b' (known: a)"
     assert (
-        lines[2] == "routes.yaml: routes[0].task: unknown task 't' (known: deploy-preview, record-payment, "
+        lines[2]
+        == "routes.yaml:3:29: routes[0].task: unknown task 't' (known: deploy-preview, record-payment, "
         "sync-subscription)"
     )
 

@@ -595,21 +595,20 @@ SOURCE_HEAD = "sources:\n  github:\n    verify: github\n"
     [
         (
             CONFIG_WITH_SECRETS,
-            "routes.yaml: sources.jwks.jwks_url: must not carry a user name or password "
+            "routes.yaml:27:5: sources.jwks.jwks_url: must not carry a user name or password "
             "(the value is not shown)",
         ),
         (
             SOURCE_HEAD + f'    secret: "{MARK}-unterminated\n',
-            "routes.yaml: line 5, column 1: not valid YAML: found unexpected end of stream",
+            "routes.yaml:5:1: not valid YAML: found unexpected end of stream",
         ),
         (
             SOURCE_HEAD + f"    secret: {MARK}-1\n    secret: {MARK}-2\n",
-            "routes.yaml: line 5, column 5: not valid YAML: duplicate key 'secret'",
+            "routes.yaml:5:5: not valid YAML: duplicate key 'secret'",
         ),
         (
             SOURCE_HEAD + f"    secret: {MARK}-1\n  \tbad: indent\n",
-            "routes.yaml: line 5, column 3: not valid YAML: "
-            "found character '\\t' that cannot start any token",
+            "routes.yaml:5:3: not valid YAML: found character '\\t' that cannot start any token",
         ),
     ],
     ids=["many problems", "unterminated string", "duplicate key", "tab indent"],

@@ -243,7 +243,7 @@ def test_public_key_presets_check_their_keys_and_cannot_sign(load_config: Callab
 
     with pytest.raises(ConfigError) as refused:
         load_config(keyed_routes("not-hex"))
-    assert str(refused.value).startswith("routes.yaml: sources.discord.public_key: ")
+    assert str(refused.value).startswith("routes.yaml:6:5: sources.discord.public_key: ")
     with pytest.raises(ValueError, match="signing_key must be a private key"):
         sign(PRESETS["discord"], Secret("not a key"), b"{}", now=0)
 
@@ -319,7 +319,7 @@ def test_a_signing_key_is_refused_where_it_means_nothing(load_config: Callable[.
     with pytest.raises(ConfigError) as refused:
         load_config(routes)
     assert str(refused.value) == (
-        "routes.yaml: sources.gh.signing_key: signing_key is only for discord and sendgrid; "
+        "routes.yaml:6:5: sources.gh.signing_key: signing_key is only for discord and sendgrid; "
         "verify: github signs with its secret"
     )
     bad = keyed_routes(discord_setup()[1]).replace(
@@ -328,6 +328,6 @@ def test_a_signing_key_is_refused_where_it_means_nothing(load_config: Callable[.
     with pytest.raises(ConfigError) as malformed:
         load_config(bad)
     assert str(malformed.value) == (
-        "routes.yaml: sources.discord.signing_key: signing_key must be a private key: 64 hex digits "
+        "routes.yaml:6:5: sources.discord.signing_key: signing_key must be a private key: 64 hex digits "
         "(Ed25519 seed) or PEM"
     )

@@ -66,7 +66,7 @@ def test_a_minimal_file_builds_sources_and_routes(load_config: Callable[..., Any
 def test_unknown_keys_are_reported_with_a_suggestion(load_config: Callable[..., Any]) -> None:
     routes = MINIMAL.replace("routes:", "routse:") + "\n"
     assert problems_of(load_config, routes) == [
-        "routes.yaml: routse: unknown key 'routse' (did you mean 'routes'?)"
+        "routes.yaml:7:1: routse: unknown key 'routse' (did you mean 'routes'?)"
     ]
 
 
@@ -91,21 +91,21 @@ def test_every_problem_is_reported_together_with_its_path(load_config: Callable[
         retry: {max_attempts: 0}
     """
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.github.secert: unknown key 'secert' (did you mean 'secret'?)",
-        "routes.yaml: sources.github.secret: verify: github needs a secret (or secrets: [...])",
-        "routes.yaml: sources.stripe.secret: verify: stripe needs a secret (or secrets: [...])",
-        "routes.yaml: routes[0].task: unknown task 'deploy-previwe' (did you mean 'deploy-preview'?)",
-        "routes.yaml: routes[1].source: unknown source 'gitlab' (did you mean 'github'?)",
-        "routes.yaml: routes[1].id: duplicate route id 'a' (first used at routes[0])",
-        "routes.yaml: routes[2].id: missing (every route needs id, source and task)",
-        "routes.yaml: routes[2].retry.max_attempts: expected a whole number >= 1, got 0",
+        "routes.yaml:6:5: sources.github.secert: unknown key 'secert' (did you mean 'secret'?)",
+        "routes.yaml:4:3: sources.github.secret: verify: github needs a secret (or secrets: [...])",
+        "routes.yaml:7:3: sources.stripe.secret: verify: stripe needs a secret (or secrets: [...])",
+        "routes.yaml:12:5: routes[0].task: unknown task 'deploy-previwe' (did you mean 'deploy-preview'?)",
+        "routes.yaml:14:5: routes[1].source: unknown source 'gitlab' (did you mean 'github'?)",
+        "routes.yaml:13:5: routes[1].id: duplicate route id 'a' (first used at routes[0])",
+        "routes.yaml:16:5: routes[2].id: missing (every route needs id, source and task)",
+        "routes.yaml:18:13: routes[2].retry.max_attempts: expected a whole number >= 1, got 0",
     ]
 
 
 def test_an_unset_variable_without_default_is_an_error_naming_it(load_config: Callable[..., Any]) -> None:
     # a variable that is not a secret is needed by every command: the file does not load without it
     assert problems_of(load_config, MINIMAL + "    queue: ${QUEUE}\n") == [
-        "routes.yaml: routes[0].queue: environment variable QUEUE is not set "
+        "routes.yaml:11:5: routes[0].queue: environment variable QUEUE is not set "
         "(set it, or write ${QUEUE:-default})"
     ]
 
@@ -127,7 +127,7 @@ def test_an_unset_secret_variable_is_deferred_to_the_commands_that_use_that_sour
     loaded.require_secrets(["github"])  # `gateway sign github` needs only github's
     loaded.require_secrets([])
     missing = [
-        "routes.yaml: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
+        "routes.yaml:9:5: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
         "(set it, or write ${STRIPE_SECRET:-default})"
     ]
     for sources in (None, ["stripe"], ["github", "stripe"]):  # serve and check need every one
@@ -169,9 +169,9 @@ def test_other_problems_still_fail_the_load_and_list_the_missing_secret_too(
 ) -> None:
     routes = TWO_SOURCES.replace("    task: deploy-preview", "    task: deploy-preview\n    tsk: x")
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
+        "routes.yaml:9:5: sources.stripe.secret: environment variable STRIPE_SECRET is not set "
         "(set it, or write ${STRIPE_SECRET:-default})",
-        "routes.yaml: routes[0].tsk: unknown key 'tsk' (did you mean 'task'?)",
+        "routes.yaml:14:5: routes[0].tsk: unknown key 'tsk' (did you mean 'task'?)",
     ]
 
 
@@ -217,20 +217,18 @@ def test_secrets_never_appear_in_errors_or_reprs(load_config: Callable[..., Any]
 
 def test_invalid_yaml_reports_line_and_column(load_config: Callable[..., Any]) -> None:
     assert problems_of(load_config, "sources:\n  github: [unclosed\n") == [
-        "routes.yaml: line 3, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"
+        "routes.yaml:3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"
     ]
 
 
 def test_duplicate_yaml_keys_are_refused(load_config: Callable[..., Any]) -> None:
     routes = MINIMAL.replace("sources:", "sources:\n  github:\n    verify: none")
-    assert problems_of(load_config, routes) == [
-        "routes.yaml: line 6, column 3: not valid YAML: duplicate key 'github'"
-    ]
+    assert problems_of(load_config, routes) == ["routes.yaml:6:3: not valid YAML: duplicate key 'github'"]
 
 
 def test_a_task_module_that_fails_to_import_is_reported(load_config: Callable[..., Any]) -> None:
     lines = problems_of(load_config, MINIMAL, tasks_code="raise RuntimeError('boom')\n")
-    assert lines[0].startswith("routes.yaml: tasks[0]: importing 'tasks_")
+    assert lines[0].startswith("routes.yaml:2:9: tasks[0]: importing 'tasks_")
     assert "failed: RuntimeError: boom (" in lines[0]
 
 
@@ -252,7 +250,8 @@ def test_max_body_accepts_sizes(load_config: Callable[..., Any], value: str, exp
 def test_a_bad_size_is_an_error(load_config: Callable[..., Any]) -> None:
     routes = MINIMAL.replace("    secret: s3cr3t-value-github", "    secret: x\n    max_body: ten")
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.github.max_body: expected a size like 1048576, '512KiB' or '10MiB', got 'ten'"
+        "routes.yaml:7:5: sources.github.max_body: expected a size like 1048576, '512KiB' or '10MiB', "
+        "got 'ten'"
     ]
 
 
@@ -268,7 +267,7 @@ def test_tolerance_overrides_the_scheme_default_and_null_disables_it(load_config
         is None
     )
     assert problems_of(load_config, base.replace("secret: s3", "tolerance: -1\n    secret: s3")) == [
-        "routes.yaml: sources.github.tolerance: expected seconds >= 0 or null, got -1"
+        "routes.yaml:6:5: sources.github.tolerance: expected seconds >= 0 or null, got -1"
     ]
 
 
@@ -284,18 +283,18 @@ def test_paths_must_be_absolute_and_unique(load_config: Callable[..., Any]) -> N
         "  other:\n    verify: none\n    path: /in\n  third:\n    verify: none\n    path: in",
     )
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.third.path: expected a URL path starting with '/', got 'in'",
-        "routes.yaml: sources.other.path: /in is already used by github",
+        "routes.yaml:13:5: sources.third.path: expected a URL path starting with '/', got 'in'",
+        "routes.yaml:10:5: sources.other.path: /in is already used by github",
     ]
 
 
 def test_route_overrides_are_validated(load_config: Callable[..., Any]) -> None:
     routes = MINIMAL + "    timeout: 0\n    queue: ''\n    concurrency: 0\n    priority: high\n"
     assert problems_of(load_config, routes) == [
-        "routes.yaml: routes[0].timeout: expected seconds > 0 or null, got 0",
-        "routes.yaml: routes[0].queue: expected a queue name, got ''",
-        "routes.yaml: routes[0].concurrency: expected a whole number >= 1, got 0",
-        "routes.yaml: routes[0].priority: expected a whole number, got 'high'",
+        "routes.yaml:11:5: routes[0].timeout: expected seconds > 0 or null, got 0",
+        "routes.yaml:12:5: routes[0].queue: expected a queue name, got ''",
+        "routes.yaml:13:5: routes[0].concurrency: expected a whole number >= 1, got 0",
+        "routes.yaml:14:5: routes[0].priority: expected a whole number, got 'high'",
     ]
 
 
@@ -319,7 +318,7 @@ def test_an_unusable_secret_is_reported_without_showing_it(load_config: Callable
         "s3cr3t-value-github", "whsec_%%%not-base64%%%"
     )
     [line] = problems_of(load_config, routes)
-    assert line.startswith("routes.yaml: sources.github.secret: ")
+    assert line.startswith("routes.yaml:6:5: sources.github.secret: ")
     assert "%%%not-base64%%%" not in line
 
 
@@ -328,15 +327,15 @@ def test_queue_limits_are_read_and_checked(load_config: Callable[..., Any]) -> N
     assert load_config(routes).queues == {"emails": 3}
     bad = MINIMAL.replace("routes:", "queues:\n  emails: {concurency: 0}\n  slow: 2\nroutes:")
     assert problems_of(load_config, bad) == [
-        "routes.yaml: queues.emails.concurency: unknown key 'concurency' (did you mean 'concurrency'?)",
-        "routes.yaml: queues.emails.concurrency: expected a whole number >= 1, got None",
-        "routes.yaml: queues.slow: expected a mapping like {concurrency: 5}",
+        "routes.yaml:8:12: queues.emails.concurency: unknown key 'concurency' (did you mean 'concurrency'?)",
+        "routes.yaml:8:3: queues.emails.concurrency: expected a whole number >= 1, got None",
+        "routes.yaml:9:3: queues.slow: expected a mapping like {concurrency: 5}",
     ]
 
 
 def test_a_non_mapping_route_retry_is_a_problem_not_a_crash(load_config: Callable[..., Any]) -> None:
     assert problems_of(load_config, MINIMAL + "    retry: 5\n") == [
-        "routes.yaml: routes[0].retry: expected a mapping with keys max_attempts, factor, min_timeout, "
+        "routes.yaml:11:5: routes[0].retry: expected a mapping with keys max_attempts, factor, min_timeout, "
         "max_timeout, jitter"
     ]
 
@@ -350,8 +349,8 @@ def test_a_route_retry_override_is_checked_against_its_tasks_policy(load_config:
     ok = load_config(MINIMAL + "    retry: {min_timeout: 120}\n", tasks_code=code)
     assert ok.routes[0].options["retry"] == {"min_timeout": 120.0}
     assert problems_of(load_config, MINIMAL + "    retry: {max_timeout: 0.5}\n") == [
-        "routes.yaml: routes[0].retry: merged with the policy of task 'deploy-preview', min_timeout (1.0) "
-        "would be larger than max_timeout (0.5)"
+        "routes.yaml:11:5: routes[0].retry: merged with the policy of task 'deploy-preview', "
+        "min_timeout (1.0) would be larger than max_timeout (0.5)"
     ]
 
 
@@ -362,10 +361,10 @@ def test_public_keys_and_tolerance_are_refused_where_they_mean_nothing(
         "    secret: s3cr3t-value-github", "    secret: x\n    public_key: whpk_abc\n    tolerance: 60"
     )
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.github.public_key: verify: github uses shared secrets, not public keys "
+        "routes.yaml:7:5: sources.github.public_key: verify: github uses shared secrets, not public keys "
         "(public keys are for standard-webhooks/svix v1a, discord and sendgrid)",
-        "routes.yaml: sources.github.tolerance: verify: github signs no timestamp, so there is no freshness "
-        "to check; remove tolerance",
+        "routes.yaml:8:5: sources.github.tolerance: verify: github signs no timestamp, so there is no "
+        "freshness to check; remove tolerance",
     ]
 
 
@@ -441,8 +440,8 @@ def test_a_misspelt_retention_key_gets_a_suggestion(load_config: Callable[..., A
         "    secret: s3cr3t-value-github", "    secret: x\n    retension: 7d"
     )
     assert problems_of(load_config, routes) == [
-        "routes.yaml: retension: unknown key 'retension' (did you mean 'retention'?)",
-        "routes.yaml: sources.github.retension: unknown key 'retension' (did you mean 'retention'?)",
+        "routes.yaml:3:1: retension: unknown key 'retension' (did you mean 'retention'?)",
+        "routes.yaml:8:5: sources.github.retension: unknown key 'retension' (did you mean 'retention'?)",
     ]
 
 
@@ -478,7 +477,7 @@ def test_a_malformed_sender_timeout_is_one_problem_naming_the_value(
 ) -> None:
     routes = MINIMAL.replace("    secret: s3cr3t-value-github", f"    secret: x\n    sender_timeout: {value}")
     assert problems_of(load_config, routes) == [
-        "routes.yaml: sources.github.sender_timeout: expected the sender's delivery timeout in seconds "
+        "routes.yaml:7:5: sources.github.sender_timeout: expected the sender's delivery timeout in seconds "
         f"(e.g. 10; at most 3600), got {shown}"
     ]
 
@@ -508,12 +507,12 @@ def test_a_broken_task_module_leaves_the_others_and_says_why_its_tasks_are_unkno
     with pytest.raises(ConfigError) as info:
         config_mod.load(tmp_path / "routes.yaml", {})
     first, *others = str(info.value).splitlines()
-    assert first.startswith(f"routes.yaml: tasks[1]: importing {broken!r} failed: ")
+    assert first.startswith(f"routes.yaml:2:26: tasks[1]: importing {broken!r} failed: ")
     assert f"({tmp_path / broken}.py:{'3:17' if kind == 'syntax' else '2'})" in first
     # the good module's task is known (routes[0] has no problem); charge is unknown for what it is
     assert others == [
-        f"routes.yaml: routes[1].task: unknown task 'charge' (its module {broken} failed to import, "
+        f"routes.yaml:11:30: routes[1].task: unknown task 'charge' (its module {broken} failed to import, "
         "see tasks[1])",
-        "routes.yaml: routes[2].task: unknown task 'chrage' (known: deploy-preview; not counting the tasks "
-        f"of {broken}, which failed to import, see tasks[1])",
+        "routes.yaml:12:30: routes[2].task: unknown task 'chrage' (known: deploy-preview; not counting the "
+        f"tasks of {broken}, which failed to import, see tasks[1])",
     ]

@@ -163,8 +163,8 @@ def test_bad_retention_values_are_reported_with_their_paths() -> None:
     with pytest.raises(ConfigError) as info:
         config(text)
     assert str(info.value).splitlines() == [
-        "routes.yaml: retention: a duration needs a unit (s, m, h, d or w): write 30d, not 30",
-        "routes.yaml: sources.github.retention: retention must be at least 1h, got '5m'",
+        "routes.yaml:1:1: retention: a duration needs a unit (s, m, h, d or w): write 30d, not 30",
+        "routes.yaml:3:26: sources.github.retention: retention must be at least 1h, got '5m'",
     ]
 
 
