@@ -162,7 +162,7 @@ MALFORMED = [
     ("sha256=" + "a" * 64, "bad_signature"),
     (GOOD.upper(), "malformed_signature"),
     (GOOD + ", " + GOOD, "malformed_signature"),
-    ("sha256=" + "0" * 100_000, "malformed_signature"),
+    ("sha256=" + "0" * 20_000, "malformed_signature"),  # past 8 KiB; a head past 64 KiB is a 431 (below)
     ("\u00ff" * 64, "malformed_signature"),
 ]
 
@@ -204,9 +204,10 @@ async def test_a_repeated_signature_header_is_refused_whichever_copy_is_good(
 
 async def test_thousands_of_headers_are_answered_without_an_error(gateway: Callable[..., Any]) -> None:
     gw = await gateway()
-    headers = [*signed(BODY).items(), *((f"X-Pad-{i}", "v" * 20) for i in range(2000))]
+    # ~50 KB of headers: under the 64 KiB a head may have (past it, 431: web/test_head_limit.py)
+    headers = [*signed(BODY).items(), *((f"X-Pad-{i}", "v" * 20) for i in range(1500))]
     shown = await gw.stored(await gw.post(BODY, headers))
-    assert len(shown["headers"]) > 2000
+    assert len(shown["headers"]) > 1500
 
 
 # -- size and time --------------------------------------------------------------------------------------
