@@ -108,9 +108,19 @@ def _copy(source: Path, partial: Path) -> int:
                 raise StoreError(f"{source} is not a gateway database (it has no schema version)")
             conn.execute(QUERIES["vacuum_into"], {"path": str(partial)})
     except sqlite3.Error as exc:
-        full = f" ({partial.parent} is full)" if exc.sqlite_errorname == "SQLITE_FULL" else ""
-        raise StoreError(f"cannot back up {source}: {exc}{full}") from None
+        raise StoreError(f"cannot back up {source}: {exc}{_hint(exc, partial)}") from None
     return int(version)
+
+
+def _hint(exc: sqlite3.Error, partial: Path) -> str:
+    if exc.sqlite_errorname == "SQLITE_FULL":
+        return f" ({partial.parent} is full)"
+    if exc.sqlite_errorname == "SQLITE_CANTOPEN":  # WAL without its -shm, and none can be created
+        return (
+            " (with the gateway stopped, reading the database needs its -shm file: run gateway backup as the "
+            "gateway's user, who may write beside it)"
+        )
+    return ""
 
 
 def _rename(partial: Path, target: Path, force: bool) -> None:

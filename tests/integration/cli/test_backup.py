@@ -272,3 +272,21 @@ def test_a_full_disk_fails_the_backup_and_leaves_no_partial_file(
     assert (code, out) == (1, "")
     assert err == (f"gateway backup: cannot back up {db}: database or disk is full ({target_dir} is full)\n")
     assert left_in(target_dir) == []
+
+
+def test_a_stopped_gateways_database_in_a_read_only_directory_says_what_is_missing(
+    db: Path, tmp_path: Path, target_dir: Path, mount: Callable[..., None]
+) -> None:
+    assert not Path(f"{db}-shm").exists()  # the store closed it: no -shm until a connection makes one
+    view = tmp_path / "read-only"
+    view.mkdir()
+    mount(view, "--bind", str(db.parent))
+    mount(view, "-o", "remount,ro,bind")
+    code, _, err = backup(view / db.name, target_dir / "copy.db")
+    assert code == 1
+    assert err == (
+        f"gateway backup: cannot back up {view / db.name}: unable to open database file (with the gateway "
+        "stopped, reading the database needs its -shm file: run gateway backup as the gateway's user, who "
+        "may write beside it)\n"
+    )
+    assert left_in(target_dir) == []
