@@ -257,9 +257,36 @@ class AttemptEnd:
     logs: tuple[Mapping[str, Any], ...] = ()
 
 
+# Why a rejection no longer holds its request (Rejection.dropped): dropped later to make room for newer ones
+# within its source's cap (evicted), never kept because there was no room (no_room: the cap is full and this
+# hour's turnover spent, or the request alone is larger), or never kept because the credential it carried is
+# never stored, so it could not be verified again (unverifiable).
+EVICTED, NO_ROOM, UNVERIFIABLE = "evicted", "no_room", "unverifiable"
+# What a recovered rejection became (Rejection.recovery): a new event, or a duplicate of a stored one.
+STORED, DUPLICATE = "stored", "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionKeep:
+    """How many bytes of rejected requests one source keeps for replay: ``keep`` (0 keeps none). Past it the
+    oldest are dropped first, but no more than ``turnover`` bytes an hour (a quarter of ``keep``): a flood of
+    forgeries replaces at most a quarter of what is kept each hour; beyond that, new ones are not kept."""
+
+    keep: int
+
+    @property
+    def turnover(self) -> int:
+        return self.keep // 4
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A request that was refused before it became an event (bad signature, too large, …)."""
+    """A request that was refused before it became an event (bad signature, too large, …).
+
+    ``request`` is the whole request as kept for replay (credentials redacted like an event's), when one is:
+    a listing leaves it out and says how many bytes it takes (``kept``; 0: none kept, see ``dropped``).
+    ``recovered_as`` names the event it became once replayed with the current secrets.
+    """
 
     source: str
     reason: str
@@ -269,6 +296,13 @@ class Rejection:
     body_prefix: bytes
     body_size: int
     id: int | None = None
+    request: Inbound | None = None
+    kept: int = 0  # bytes of the kept request counted against its source's cap
+    dropped: str | None = None  # EVICTED | NO_ROOM | UNVERIFIABLE
+    dropped_at: float | None = None
+    recovered_as: str | None = None
+    recovery: str | None = None  # STORED | DUPLICATE
+    recovered_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.cli import jobs
+from gateway.cli import jobs, rejected
 from gateway.cli.flags import (
     AddParser,
     Env,
@@ -65,7 +65,8 @@ def _replay_parser(add: AddParser, env: Env) -> None:
     p = add(
         "replay",
         "Route stored events again through the current routes.yaml: each gets a new event (replay_of the "
-        "original) and new runs. One EVENT_ID, or every event the filters select (a bulk job).",
+        "original) and new runs. One EVENT_ID, or every event the filters select (a bulk job). With "
+        "--rejection/--rejections: verify rejected deliveries again with the current secrets.",
     )
     routes_arg(p, env)
     db_arg(p, env)
@@ -75,6 +76,7 @@ def _replay_parser(add: AddParser, env: Env) -> None:
     p.add_argument("--type", dest="event_type", metavar="TYPE", help="only events of this type")
     p.add_argument("--status", help="routed or unrouted; or a run status (failed, …): events with such a run")
     p.add_argument("--task", help="only events with a run of this task")
+    rejected.add_flags(p)
     p.add_argument(
         "--include-replays",
         action="store_true",
@@ -153,6 +155,8 @@ def _run_list(runs: Any) -> str:
 
 
 def replay_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    if rejected.wanted(args):
+        return rejected.replay_rejections(args, env, out, err)
     since, until = window(args)
     status, run_status = args.status, None
     if status is not None and status not in EVENT_STATUSES:

@@ -63,7 +63,11 @@ def add_parsers(add: AddParser, env: Env) -> None:
     db_arg(p, env)
     p.add_argument("id", metavar="RUN_ID")
 
-    p = add("rejections", "List refused deliveries (bad signature, stale, too large), newest first.")
+    p = add(
+        "rejections",
+        "List refused deliveries (bad signature, stale, too large), newest first; a replayable one can be "
+        "verified again with `gateway replay --rejection ID` once its secret is fixed.",
+    )
     listing(p, "rejections")
     p.add_argument("--source", help="only this source")
     p.add_argument("--reason", help="only this reason (bad_signature, stale_timestamp, too_large, …)")
@@ -126,7 +130,8 @@ def rejections_command(args: argparse.Namespace, env: Env, out: TextIO, err: Tex
             cursor=args.cursor,
             limit=args.limit,
         )
-        columns = ["received_at", "source", "reason", "remote_addr", "body_size", "detail"]
+        columns = ["id", "received_at", "source", "reason", "remote_addr", "body_size", "replayable"]
+        columns += ["recovered_as", "detail"]
         return _print_page(args, out, page, [rejection_summary(r) for r in page.items], columns)
 
     return with_service(args, env, err, work)

@@ -28,6 +28,7 @@ from gateway.records.bulk import Bulk
 from gateway.records.compare import Comparison, Tally
 from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, limited, paged
 from gateway.records.prune import cutoffs
+from gateway.records.recovery import Recoverer
 from gateway.records.replays import Replayer
 from gateway.routes.ingest import new_run, redact
 from gateway.routes.load import Config
@@ -63,7 +64,8 @@ class Outcome:
 
 
 class Service:
-    """The operations on stored records; bulk jobs are its ``bulk`` (gateway/records/bulk.py). ``config`` is
+    """The operations on stored records; bulk jobs are its ``bulk`` (gateway/records/bulk.py), rejected
+    deliveries tried again its ``recovery`` (gateway/records/recovery.py). ``config`` is
     needed only by what routes or runs tasks (replay, rerun, trigger, bulk jobs, routes test, prune); reads
     work without it."""
 
@@ -80,6 +82,7 @@ class Service:
         self.telemetry = telemetry or Telemetry.off()
         self._replayer = Replayer(config, self.telemetry)
         self.bulk = Bulk(store, self._replayer, clock)
+        self.recovery = Recoverer(store, self._replayer, clock)
 
     @property
     def config(self) -> Config:

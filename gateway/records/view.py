@@ -135,6 +135,13 @@ def rejection_summary(rejection: Rejection) -> dict[str, Any]:
         "remote_addr": rejection.remote_addr,
         "body_size": rejection.body_size,
         "body_prefix": rejection.body_prefix.decode("utf-8", errors="replace"),
+        "replayable": rejection.kept > 0,  # its whole request is kept: `gateway replay --rejection ID`
+        "kept_bytes": rejection.kept,
+        "dropped": rejection.dropped,
+        "dropped_at": iso(rejection.dropped_at),
+        "recovered_as": rejection.recovered_as,
+        "recovery": rejection.recovery,
+        "recovered_at": iso(rejection.recovered_at),
     }
 
 

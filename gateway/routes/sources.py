@@ -14,9 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import Problem, unknown_key
-from gateway.model import Secret
+from gateway.model import RejectionKeep, Secret
+from gateway.routes.keeping import DEFAULT_REJECTIONS, parse_rejections
 from gateway.routes.paths import check_path
 from gateway.routes.retention import parse_retention
+from gateway.routes.sizes import parse_size
 from gateway.signatures.asymmetric import signing_key_problem
 from gateway.signatures.recipes import scheme_from_spec
 from gateway.signatures.remote import check_keys, parse_settings
@@ -48,23 +50,13 @@ SOURCE_KEYS = (
     "algorithms",
     "retention",
     "sender_timeout",
+    "rejections",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 # A source's secrets and keys: an unset variable in one is that source's problem, deferred to the commands
 # that use its secrets (serve and check all, sign its own), so the commands on stored records run without it.
 DEFERRED_KEYS = (*SECRET_KEYS, "signing_key")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 1000,
-    "KiB": 1024,
-    "MB": 1000**2,
-    "MiB": 1024**2,
-    "GB": 1000**3,
-    "GiB": 1024**3,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +84,8 @@ class Source:
     # The sender's delivery timeout in seconds (`sender_timeout:`, else the preset's): the ack budget that
     # /metrics measures acks against. None: unknown, no budget metrics.
     sender_timeout: float | None = None
+    # `rejections: {keep: …}`: bytes of refused requests kept whole to verify again (routes/keeping.py)
+    rejections: RejectionKeep = DEFAULT_REJECTIONS
 
 
 def source_warnings(source: Source) -> list[str]:
@@ -142,16 +136,6 @@ def _public_url(value: object, where: str, problems: list[Problem]) -> str | Non
         )
         return None
     return str(value)
-
-
-def _size(value: object, where: str, problems: list[Problem]) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    m = _SIZE.match(value) if isinstance(value, str) else None
-    if m and int(m.group(1)) > 0:
-        return int(m.group(1)) * _UNITS[m.group(2)]
-    problems.append(Problem(where, f"expected a size like 1048576, '512KiB' or '10MiB', got {value!r}"))
-    return DEFAULT_MAX_BODY
 
 
 def secret_paths(raw_sources: object, keys: tuple[str, ...] = DEFERRED_KEYS) -> dict[str, str]:
@@ -293,7 +277,9 @@ def _source(
     if not isinstance(path, str) or not path.startswith("/") or "?" in path:
         problems.append(Problem(f"{where}.path", f"expected a URL path starting with '/', got {path!r}"))
     max_body = (
-        _size(raw["max_body"], f"{where}.max_body", problems) if "max_body" in raw else DEFAULT_MAX_BODY
+        parse_size(raw["max_body"], f"{where}.max_body", problems, DEFAULT_MAX_BODY)
+        if "max_body" in raw
+        else DEFAULT_MAX_BODY
     )
     public_url = (
         _public_url(raw["public_url"], f"{where}.public_url", problems) if "public_url" in raw else None
@@ -302,6 +288,7 @@ def _source(
     signing_key = _signing_key(scheme, raw, where, problems, unset)
     retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
     sender_timeout = _sender_timeout(scheme, raw, f"{where}.sender_timeout", problems)
+    rejections = parse_rejections(raw, where, problems)
     if scheme is None:
         return None
     return Source(
@@ -319,6 +306,7 @@ def _source(
         retention=retention,
         retention_set="retention" in raw,
         sender_timeout=sender_timeout,
+        rejections=rejections,
     )
 
 

@@ -29,6 +29,7 @@ from gateway.model import (
     Pruned,
     Recorded,
     Rejection,
+    RejectionKeep,
     Run,
     RunFilter,
 )
@@ -226,7 +227,22 @@ class Reads(Protocol):
         until: float | None = None,
         before: int | None = None,
         limit: int = 50,
-    ) -> list[Rejection]: ...
+    ) -> list[Rejection]:
+        """Newest first; without their kept requests (``Rejection.kept`` says how large each is)."""
+
+    async def get_rejection(self, rejection_id: int) -> Rejection | None:
+        """One rejection with its kept request (``Rejection.request``), if it still has one."""
+
+    async def kept_rejections(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[Rejection]:
+        """Rejections that still hold their request, with it, oldest first after rejection id ``after``."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -251,12 +267,18 @@ class Store(Protocol):
     @property
     def reads(self) -> Reads: ...
 
-    async def record(self, event: Event, runs: Sequence[Run]) -> Recorded:
+    async def record(self, event: Event, runs: Sequence[Run], *, recovers: int | None = None) -> Recorded:
         """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known (then
-        the original's id, ``duplicate=True``). Raises StoreUnavailable if it could not be committed."""
+        the original's id, ``duplicate=True``). Raises StoreUnavailable if it could not be committed.
 
-    async def record_rejection(self, rejection: Rejection) -> None:
-        """Store a refused request."""
+        ``recovers``: the id of the rejection this event is the recovery of. In the same transaction that
+        rejection is marked recovered (as this event, or as the duplicate's original) and its kept request is
+        freed; one recovered already stores nothing (``duplicate=True``, the event it became)."""
+
+    async def record_rejection(self, rejection: Rejection, keep: RejectionKeep | None = None) -> None:
+        """Store a refused request, and its ``request`` when given, within its source's ``keep``: past it,
+        the source's oldest kept requests are dropped first, at most ``keep.turnover`` bytes of them an hour;
+        when that is spent the newest are not kept. Every row stays, saying why it holds no request."""
 
     async def probe(self) -> None:
         """Prove the store still takes durable writes (for /readyz); raises StoreUnavailable."""

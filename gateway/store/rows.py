@@ -26,6 +26,7 @@ from gateway.model import (
     Event,
     EventFilter,
     Headers,
+    Inbound,
     Job,
     Payload,
     Rejection,
@@ -176,7 +177,8 @@ def logs_to_json(lines: Sequence[Mapping[str, Any]]) -> str:
 
 
 def rejection_to_row(r: Rejection) -> dict[str, Any]:
-    return {
+    """With its request, when one is kept: ``kept_bytes`` is what it takes (body, URL, headers, query)."""
+    row = {
         "source": r.source,
         "reason": r.reason,
         "detail": r.detail,
@@ -184,7 +186,29 @@ def rejection_to_row(r: Rejection) -> dict[str, Any]:
         "remote_addr": r.remote_addr,
         "body_prefix": bytes(r.body_prefix),
         "body_size": r.body_size,
+        **NO_REQUEST,
+        "dropped": r.dropped,
+        "dropped_at": r.dropped_at,
     }
+    request = r.request
+    if request is not None:
+        headers, query = _json(request.headers.pairs), _json(request.query)
+        body = bytes(request.body)
+        kept = len(body) + len(headers) + len(query) + len(request.url.encode())
+        row |= {"method": request.method, "url": request.url, "headers": headers, "query": query}
+        row |= {"body": body, "kept_bytes": kept}
+    return row
+
+
+# The columns of a rejection row that hold no request (none kept, or dropped).
+NO_REQUEST: dict[str, Any] = {
+    "method": None,
+    "url": None,
+    "headers": None,
+    "query": None,
+    "body": None,
+    "kept_bytes": 0,
+}
 
 
 def event_from_row(row: Row) -> Event:
@@ -263,7 +287,18 @@ def attempt_from_row(row: Row) -> Attempt:
     )
 
 
-def rejection_from_row(row: Row) -> Rejection:
+def rejection_from_row(row: Row, *, with_request: bool = False) -> Rejection:
+    """``with_request``: the row has the request's columns too (None when it keeps none)."""
+    request = None
+    if with_request and row["method"] is not None:
+        request = Inbound(
+            method=row["method"],
+            url=row["url"],
+            headers=Headers(_pairs(row["headers"])),
+            body=bytes(row["body"]),
+            query=_pairs(row["query"]),
+            remote_addr=row["remote_addr"],
+        )
     return Rejection(
         source=row["source"],
         reason=row["reason"],
@@ -273,6 +308,13 @@ def rejection_from_row(row: Row) -> Rejection:
         body_prefix=bytes(row["body_prefix"]),
         body_size=row["body_size"],
         id=row["id"],
+        request=request,
+        kept=row["kept_bytes"],
+        dropped=row["dropped"],
+        dropped_at=row["dropped_at"],
+        recovered_as=row["recovered_as"],
+        recovery=row["recovery"],
+        recovered_at=row["recovered_at"],
     )
 
 

@@ -1,4 +1,5 @@
-"""The authenticated admin JSON API, mounted at /api: find, inspect, replay, rerun, trigger, bulk jobs.
+"""The authenticated admin JSON API, mounted at /api: find, inspect, replay, rerun, trigger, bulk jobs, and
+rejected deliveries verified again.
 
 I/O: HTTP in; every operation is a gateway.records.service.Service call. Its HTTP statuses are chosen here.
 """
@@ -16,9 +17,11 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import AccessDenied, GatewayError, Invalid, StoreError, TooLarge, unknown_key
+from gateway.errors import AccessDenied, Conflict, GatewayError, Invalid, StoreError, TooLarge, unknown_key
+from gateway.keys.keyring import Keyring
 from gateway.model import JOB_STATUSES, REPLAY, EventFilter, Headers, RunFilter
 from gateway.records.page import Page
+from gateway.records.recovery import DUPLICATE, REJECTED, STORED, recovery_summary
 from gateway.records.service import Service
 from gateway.records.view import (
     event_detail,
@@ -146,6 +149,7 @@ ROUTES = (
         ("source", "reason", "since", "until", *params.PAGING),
         "list_rejections",
     ),
+    Operation("POST", "/rejections/{id}/replay", "replay", (), "replay_rejection"),
     Operation("GET", "/stats", "read", ("since",), "stats"),
     Operation("POST", "/replays", "replay", (), "start_bulk"),
     Operation("GET", "/jobs", "read", ("status", *params.PAGING), "list_jobs"),
@@ -225,6 +229,23 @@ class _Api:
             **params.paging(q),
         )
         return _page(page, rejection_summary)
+
+    async def replay_rejection(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
+        """Verify a kept rejected request again with the current secrets (freshness as when it came): 202 and
+        the event it became, 200 for a duplicate of a stored one, 409 when it still fails or is not kept."""
+        rejection_id = params.rejection_id(request.path_params["id"])
+        keyring = Keyring(self.service.config.sources.values())
+        try:
+            tried = await self.service.recovery.one(rejection_id, keyring.material)
+        finally:
+            await keyring.aclose()
+        if tried.outcome in (STORED, DUPLICATE):
+            return Answer(recovery_summary(tried), status_code=202 if tried.outcome == STORED else 200)
+        if tried.outcome == REJECTED:
+            raise Conflict(
+                f"rejection {rejection_id} still fails verification: {tried.reason}: {tried.detail}"
+            )
+        raise Conflict(f"rejection {rejection_id} cannot be tried again: {tried.detail}")
 
     async def stats(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         since = params.time("since", q["since"], self.clock()) if "since" in q else None

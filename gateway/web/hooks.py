@@ -24,6 +24,7 @@ from starlette.responses import Response
 from gateway.errors import SignatureError, StoreError
 from gateway.keys.keyring import Keyring
 from gateway.model import Headers, Inbound, Payload, Recorded, Rejection, Verdict
+from gateway.records.recovery import kept_request
 from gateway.report import Delivery
 from gateway.routes.ingest import admit
 from gateway.routes.load import Config
@@ -243,7 +244,7 @@ class Hooks:
             log.warning("answering 503 for a %s delivery: %s", source.name, exc.detail)
             return Outcome("key_unavailable", exc.reason, exc.detail, source)
         body = inbound.body
-        await self._reject(source, exc.reason, exc.detail, body, len(body), inbound.remote_addr)
+        await self._reject(source, exc.reason, exc.detail, body, len(body), inbound.remote_addr, inbound)
         return Outcome("rejected", exc.reason, exc.detail, source)
 
     async def _record(
@@ -272,13 +273,31 @@ class Hooks:
         return said("duplicate" if recorded.duplicate else "accepted", recorded=recorded)
 
     async def _reject(
-        self, source: Source, reason: str, detail: str, body: bytes, size: int, remote: str | None
+        self,
+        source: Source,
+        reason: str,
+        detail: str,
+        body: bytes,
+        size: int,
+        remote: str | None,
+        request: Inbound | None = None,
     ) -> None:
+        """Record a refusal. A ``request`` that failed verification is kept whole (credentials redacted, up to
+        the source's ``rejections: {keep:}``), so it can be verified again once a secret is fixed."""
+        kept, dropped = kept_request(source, request) if request is not None else (None, None)
         rejection = Rejection(
-            source.name, reason, detail, self.clock(), remote, body[:REJECTION_BODY_PREFIX], size
+            source.name,
+            reason,
+            detail,
+            self.clock(),
+            remote,
+            body[:REJECTION_BODY_PREFIX],
+            size,
+            request=kept,
+            dropped=dropped,
         )
         try:
-            await self.store.record_rejection(rejection)
+            await self.store.record_rejection(rejection, source.rejections)
         except StoreError:
             log.warning(
                 "could not record a rejection for source %s (%s): store unavailable", source.name, reason

@@ -8,7 +8,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.model import EVENT_STATUSES, JOB_STATUSES, REPLAY, RERUN, RUN_STATUSES
+from gateway.model import (
+    DUPLICATE,
+    EVENT_STATUSES,
+    EVICTED,
+    JOB_STATUSES,
+    NO_ROOM,
+    REPLAY,
+    RERUN,
+    RUN_STATUSES,
+    STORED,
+    UNVERIFIABLE,
+)
 from gateway.records.page import PAGE_MAX
 from gateway.routes.sources import Source
 
@@ -119,6 +130,24 @@ SCHEMAS: dict[str, Schema] = {
             "remote_addr": OPT_STR,
             "body_size": INT,
             "body_prefix": STR,
+            "replayable": {"type": "boolean"},
+            "kept_bytes": INT,
+            "dropped": {"enum": [EVICTED, NO_ROOM, UNVERIFIABLE, None]},
+            "dropped_at": OPT_STR,
+            "recovered_as": OPT_STR,
+            "recovery": {"enum": [STORED, DUPLICATE, None]},
+            "recovered_at": OPT_STR,
+        }
+    ),
+    "Recovered": _object(
+        {
+            "rejection_id": INT,
+            "source": STR,
+            "outcome": {"enum": [STORED, DUPLICATE]},
+            "event_id": STR,
+            "runs": RUN_REFS,
+            "reason": OPT_STR,
+            "detail": STR,
         }
     ),
     "Job": _object(
@@ -195,6 +224,13 @@ SHAPES: dict[str, _Shape] = {
     "rerun": _Shape("Run a run's task again", 202, _ref("Rerun"), "PayloadBody", (404, 413)),
     "cancel_run": _Shape("Cancel a queued or retrying run", 200, _ref("RunRow"), None, (404, 409)),
     "list_rejections": _Shape("List refused deliveries", 200, _page("Rejection")),
+    "replay_rejection": _Shape(
+        "Verify a kept rejected delivery again with the current secrets; store it if it passes",
+        202,
+        _ref("Recovered"),
+        None,
+        (404, 409),
+    ),
     "stats": _Shape("Counts by source, task, status and queue", 200, _ref("Stats")),
     "start_bulk": _Shape(
         "Preview or start a bulk replay or rerun", 202, _ref("JobStarted"), "BulkRequest", (413,)
@@ -243,6 +279,11 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses = {str(shape.status): {"description": shape.summary, "content": content}}
     if op.name == "start_bulk":  # dry_run answers the preview
         responses["200"] = {"description": "a dry run's preview", "content": _json(_ref("Preview"))}
+    if op.name == "replay_rejection":  # its dedupe key names a stored event: nothing stored twice
+        responses["200"] = {
+            "description": "a duplicate of a stored event",
+            "content": _json(_ref("Recovered")),
+        }
     if op.name == "trigger":  # a repeated Idempotency-Key
         responses["200"] = {"description": "the original of a repeated key", "content": _json(_ref("Ack"))}
     doc: dict[str, Any] = {

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from gateway import durations
-from gateway.errors import Invalid, unknown_key
+from gateway.errors import Invalid, NotFound, unknown_key
 from gateway.model import EVENT_STATUSES, REPLAY, RERUN, RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import PAGE_MAX
 
@@ -38,6 +38,13 @@ def paging(params: Mapping[str, str]) -> dict[str, Any]:
     if not (value.isascii() and value.isdigit()) or len(value) > 6:
         raise Invalid(f"limit: expected a whole number from 1 to {PAGE_MAX}, got {value[:20]!r}")
     return {"cursor": params.get("cursor"), "limit": int(value)}
+
+
+def rejection_id(value: str) -> int:
+    """A rejection's id from a path: a whole number (NotFound otherwise, as for any id that names nothing)."""
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    raise NotFound(f"no rejection with id {value[:40]!r}")
 
 
 def time(name: str, value: object, now: float) -> float:

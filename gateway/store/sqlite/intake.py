@@ -1,5 +1,6 @@
-"""The intake's writes: a delivery's event with its runs (deduplicated inside the transaction), and single
-rows (rejections, the readiness probe). Ops for the writer's batches; does I/O inside their transaction.
+"""The intake's writes: a delivery's event with its runs (deduplicated inside the transaction), rejections
+(gateway/store/sqlite/rejections.py) and single rows (the readiness probe). Ops for the writer's batches; does
+I/O inside their transaction.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.model import Event, Recorded, Run
+from gateway.model import DUPLICATE, STORED, Event, Recorded, Run
 from gateway.store.rows import event_to_row, run_to_row
+from gateway.store.sqlite.rejections import RejectionWrite, apply_rejections
 from gateway.store.sqlite.runs import insert_runs
 from gateway.store.sqlite.sql import QUERIES
 
@@ -29,6 +31,9 @@ class EventWrite:
     done: asyncio.Future[Recorded]
     result: Recorded | None = None
     error: Exception | None = None
+    recovers: int | None = (
+        None  # the rejection this delivery is recovered from: marked in the same transaction
+    )
 
     @property
     def created(self) -> tuple[Run, ...]:
@@ -38,7 +43,7 @@ class EventWrite:
 
 @dataclass(slots=True)
 class RowWrite:
-    """One row of ``query`` (a name in QUERIES): a rejection, a meta key."""
+    """One row of ``query`` (a name in QUERIES): a meta key."""
 
     query: str
     row: dict[str, Any]
@@ -47,43 +52,72 @@ class RowWrite:
     error: Exception | None = None
 
 
-def event_write(event: Event, runs: Sequence[Run], loop: asyncio.AbstractEventLoop) -> EventWrite:
+def event_write(
+    event: Event, runs: Sequence[Run], loop: asyncio.AbstractEventLoop, *, recovers: int | None = None
+) -> EventWrite:
     """Encode here, in the caller's task, so a bad value fails only its caller, not the batch."""
     for run in runs:
         if run.event_id != event.id:
             raise ValueError(f"run {run.id} has event_id {run.event_id!r}, expected {event.id!r}")
     rows = [run_to_row(r, event) for r in runs]
-    return EventWrite(event, tuple(runs), event_to_row(event), rows, loop.create_future())
+    return EventWrite(event, tuple(runs), event_to_row(event), rows, loop.create_future(), recovers=recovers)
 
 
 async def apply_intake(
-    conn: aiosqlite.Connection, events: Sequence[EventWrite], rows: Sequence[RowWrite]
+    conn: aiosqlite.Connection,
+    events: Sequence[EventWrite],
+    rows: Sequence[RowWrite],
+    rejections: Sequence[RejectionWrite] = (),
 ) -> None:
-    """A batch's deliveries and rows, in a constant number of statements whatever its size. Dedupe is decided
-    here, inside the transaction, against stored events and against earlier writes of the same batch."""
+    """A batch's deliveries, rejections and rows, in a constant number of statements whatever its size. Dedupe
+    is decided here, inside the transaction, against stored events and against earlier writes of the same
+    batch; so is whether a rejection being recovered was recovered already (then nothing is stored)."""
     keys = [[w.event.source, w.event.dedupe_key] for w in events if w.event.dedupe_key is not None]
     known: dict[tuple[str, str | None], str] = {}
     if keys:
         found = await conn.execute_fetchall(QUERIES["find_dedupe_keys"], {"keys": json.dumps(keys)})
         known = {(source, key): event_id for source, key, event_id in found}
+    recovered = await _recovered(conn, events)
     event_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
     for w in events:
+        if w.recovers is not None and w.recovers in recovered:
+            w.result = Recorded(recovered[w.recovers], (), duplicate=True)
+            continue
         key = (w.event.source, w.event.dedupe_key)
-        if w.event.dedupe_key is not None:
-            if key in known:
-                w.result = Recorded(known[key], (), duplicate=True)
-                continue
-            known[key] = w.event.id
-        event_rows.append(w.event_row)
-        run_rows.extend(w.run_rows)
-        w.result = Recorded(w.event.id, w.runs, duplicate=False)
+        if w.event.dedupe_key is not None and key in known:
+            w.result = Recorded(known[key], (), duplicate=True)
+        else:
+            if w.event.dedupe_key is not None:
+                known[key] = w.event.id
+            event_rows.append(w.event_row)
+            run_rows.extend(w.run_rows)
+            w.result = Recorded(w.event.id, w.runs, duplicate=False)
+        if w.recovers is not None:
+            recovered[w.recovers] = w.result.event_id
+            recovery = DUPLICATE if w.result.duplicate else STORED
+            at = w.event.received_at  # when it was recovered: admit() stamps the event with that time
+            marks.append({"id": w.recovers, "event_id": w.result.event_id, "recovery": recovery, "now": at})
     if event_rows:
         await conn.executemany(QUERIES["insert_event"], event_rows)
     if run_rows:
         await insert_runs(conn, run_rows)
-    by_query: dict[str, list[dict[str, Any]]] = {}  # rejections, probes
+    if marks:
+        await conn.executemany(QUERIES["mark_recovered"], marks)
+    if rejections:
+        await apply_rejections(conn, rejections)
+    by_query: dict[str, list[dict[str, Any]]] = {}  # probes
     for write in rows:
         by_query.setdefault(write.query, []).append(write.row)
     for query, query_rows in by_query.items():
         await conn.executemany(QUERIES[query], query_rows)
+
+
+async def _recovered(conn: aiosqlite.Connection, events: Sequence[EventWrite]) -> dict[int, str]:
+    """Which of the rejections a batch recovers were recovered already, by an earlier transaction."""
+    ids = [w.recovers for w in events if w.recovers is not None]
+    if not ids:
+        return {}
+    found = await conn.execute_fetchall(QUERIES["recovered_rejections"], {"ids": json.dumps(ids)})
+    return {rejection_id: event_id for rejection_id, event_id in found}

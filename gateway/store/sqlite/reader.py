@@ -165,6 +165,25 @@ class SQLiteReads:
         }
         return [rejection_from_row(row) for row in await self._read("list_rejections", params)]
 
+    async def get_rejection(self, rejection_id: int) -> Rejection | None:
+        """One rejection with its kept request, if it still has one."""
+        rows = await self._read("get_rejection", {"id": rejection_id})
+        return rejection_from_row(rows[0], with_request=True) if rows else None
+
+    async def kept_rejections(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[Rejection]:
+        """Oldest first after the rejection id ``after``: rejections that still hold their request."""
+        params = {"source": source, "after": after or 0, "limit": _limit(limit), **_window(since, until)}
+        rows = await self._read("kept_rejections", params)
+        return [rejection_from_row(row, with_request=True) for row in rows]
+
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._read("get_job", {"id": job_id})
         return job_from_row(rows[0]) if rows else None

@@ -19,11 +19,12 @@ from typing import Any, Self
 import aiosqlite
 
 from gateway.errors import StoreError, StoreUnavailable
-from gateway.model import Event, Recorded, Rejection, Run
+from gateway.model import Event, Recorded, Rejection, RejectionKeep, Run
 from gateway.store.rows import rejection_to_row
 from gateway.store.sqlite.intake import EventWrite, RowWrite, apply_intake, event_write
 from gateway.store.sqlite.jobs import JOB_OPS, AddOp, SQLiteJobs, apply_jobs
 from gateway.store.sqlite.reader import SQLiteReads
+from gateway.store.sqlite.rejections import RejectionWrite
 from gateway.store.sqlite.runs import RUN_OPS, Heartbeat, SQLiteRuns, apply_runs
 from gateway.store.sqlite.schema import connect, prepare
 from gateway.store.sqlite.sql import QUERIES
@@ -131,18 +132,22 @@ class SQLiteStore:
 
     # -- intake -------------------------------------------------------------------------------------------
 
-    async def record(self, event: Event, runs: Sequence[Run]) -> Recorded:
-        """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known.
+    async def record(self, event: Event, runs: Sequence[Run], *, recovers: int | None = None) -> Recorded:
+        """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known. With
+        ``recovers``, the rejection it is recovered from is marked in that transaction (see interface.Store).
 
         Raises StoreUnavailable if the write could not be committed; nothing of it is then on disk.
         """
-        op = event_write(event, runs, self._loop)
+        op = event_write(event, runs, self._loop, recovers=recovers)
         self._writer.submit(op)
         return await op.done
 
-    async def record_rejection(self, rejection: Rejection) -> None:
-        """Store a refused request, through the same batches as events."""
-        await self._write_row("insert_rejection", rejection_to_row(rejection))
+    async def record_rejection(self, rejection: Rejection, keep: RejectionKeep | None = None) -> None:
+        """Store a refused request, through the same batches as events; its request, when it has one, within
+        its source's ``keep`` (gateway/store/sqlite/rejections.py)."""
+        op = RejectionWrite(rejection_to_row(rejection), keep, self._loop.create_future())
+        self._writer.submit(op)
+        await op.done
 
     async def probe(self) -> None:
         """Prove the database still takes durable writes (for /readyz); raises StoreUnavailable. A small probe
@@ -175,8 +180,9 @@ class SQLiteStore:
         they see the runs just inserted and the slots just freed."""
         events = [op for op in batch if isinstance(op, EventWrite)]
         rows = [op for op in batch if isinstance(op, RowWrite)]
-        if events or rows:
-            await apply_intake(conn, events, rows)
+        rejections = [op for op in batch if isinstance(op, RejectionWrite)]
+        if events or rows or rejections:
+            await apply_intake(conn, events, rows, rejections)
         await apply_jobs(conn, [op for op in batch if isinstance(op, JOB_OPS)])
         await apply_runs(conn, [op for op in batch if isinstance(op, RUN_OPS)])
 
@@ -189,7 +195,7 @@ class SQLiteStore:
             events=s.events + len(fresh),
             duplicates=s.duplicates + len(events) - len(fresh),
             runs=s.runs + sum(len(op.runs) for op in fresh),
-            rows=s.rows + sum(isinstance(op, RowWrite) for op in batch),
+            rows=s.rows + sum(isinstance(op, RowWrite | RejectionWrite) for op in batch),
         )
         if events:
             self._delivered_at = time.monotonic()

@@ -14,6 +14,10 @@ r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority,
 r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
 r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id
 
+-- fragment: rejection_columns
+id, source, reason, detail, received_at, remote_addr, body_prefix, body_size, kept_bytes, dropped, dropped_at,
+recovered_as, recovery, recovered_at
+
 -- fragment: job_columns
 id, kind, filter, status, total, done, created, upto, cursor_time, cursor_id, owner, lease_until,
 created_at, updated_at, finished_at, error, requested_by
@@ -84,9 +88,55 @@ VALUES (:id, :event_id, :route_id, :task_id, :input, :status, :queue, :priority,
         :duration, :idempotency_key, :rerun_of, :created_at - :priority, :blocked, :traceparent, :span_id);
 
 -- name: insert_rejection
--- A refused delivery, with the first bytes of its body for debugging.
-INSERT INTO rejections (source, reason, detail, received_at, remote_addr, body_prefix, body_size)
-VALUES (:source, :reason, :detail, :received_at, :remote_addr, :body_prefix, :body_size);
+-- A refused delivery, with the first bytes of its body for debugging and, when it is kept for replay, the whole
+-- request (kept_bytes > 0; the triggers of migration 0006 add it to its source's rejection_space).
+INSERT INTO rejections (source, reason, detail, received_at, remote_addr, body_prefix, body_size, method, url,
+                        headers, query, body, kept_bytes, dropped, dropped_at)
+VALUES (:source, :reason, :detail, :received_at, :remote_addr, :body_prefix, :body_size, :method, :url,
+        :headers, :query, :body, :kept_bytes, :dropped, :dropped_at);
+
+-- name: rejection_space
+-- The bytes of requests a source keeps, and this hour's turnover (bytes of older ones dropped since
+-- window_start): what a batch of new rejections checks against the source's cap.
+SELECT kept_bytes, window_start, dropped FROM rejection_space WHERE source = :source;
+
+-- name: kept_oldest
+-- A source's kept requests, oldest first, after :after (a rejection id): the first to drop past the cap.
+SELECT id, kept_bytes FROM rejections INDEXED BY rejections_kept
+WHERE source = :source AND kept_bytes > 0 AND id > :after
+ORDER BY id
+LIMIT :limit;
+
+-- name: kept_newest
+-- A source's kept requests, newest first, before :before: those not kept when the hour's turnover is spent.
+SELECT id, kept_bytes FROM rejections INDEXED BY rejections_kept
+WHERE source = :source AND kept_bytes > 0 AND id < :before
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: drop_requests
+-- The kept requests :ids (a JSON list) are dropped; each row stays, saying why (:why) and when.
+UPDATE rejections
+SET method = NULL, url = NULL, headers = NULL, query = NULL, body = NULL, kept_bytes = 0, dropped = :why,
+    dropped_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND kept_bytes > 0;
+
+-- name: turn_over
+-- A source's turnover window after a batch dropped older requests to make room.
+UPDATE rejection_space SET window_start = :window_start, dropped = :dropped WHERE source = :source;
+
+-- name: recovered_rejections
+-- Of the rejections :ids (a JSON list), those recovered already, with the event each became.
+SELECT id, recovered_as FROM rejections
+WHERE id IN (SELECT value FROM json_each(:ids)) AND recovered_as IS NOT NULL;
+
+-- name: mark_recovered
+-- A rejection verified again and stored (or found a duplicate of :event_id): its request is an event now, so
+-- its space is freed.
+UPDATE rejections
+SET recovered_as = :event_id, recovery = :recovery, recovered_at = :now, method = NULL, url = NULL,
+    headers = NULL, query = NULL, body = NULL, kept_bytes = 0
+WHERE id = :id AND recovered_as IS NULL;
 
 -- name: set_meta
 -- A key of the meta table (the readiness probe writes last_probe).
@@ -346,13 +396,28 @@ WHERE r.created_at >= :since AND r.created_at <= :until
   AND (:source IS NULL OR COALESCE(e.source, '') = :source);
 
 -- name: list_rejections
--- Refused deliveries, newest first, before the cursor :before_id (rejection ids grow).
-SELECT id, source, reason, detail, received_at, remote_addr, body_prefix, body_size
+-- Refused deliveries, newest first, before the cursor :before_id (rejection ids grow); not their kept requests.
+SELECT {rejection_columns}
 FROM rejections
 WHERE id < :before_id AND received_at >= :since AND received_at <= :until
   AND (:source IS NULL OR source = :source)
   AND (:reason IS NULL OR reason = :reason)
 ORDER BY id DESC
+LIMIT :limit;
+
+-- name: get_rejection
+-- One rejection with its kept request, if it has one.
+SELECT {rejection_columns}, method, url, headers, query, body
+FROM rejections
+WHERE id = :id;
+
+-- name: kept_rejections
+-- Rejections that still hold their request, oldest first after :after (an id): what a replay by filter walks.
+SELECT {rejection_columns}, method, url, headers, query, body
+FROM rejections
+WHERE kept_bytes > 0 AND id > :after AND received_at >= :since AND received_at <= :until
+  AND (:source IS NULL OR source = :source)
+ORDER BY id
 LIMIT :limit;
 
 -- name: replays_of_event
