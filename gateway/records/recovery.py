@@ -162,7 +162,8 @@ class Recoverer:
         attributes = {"gateway.rejection.id": rejection.id or 0, "gateway.source": source.name}
         with self._replayer.telemetry.tracing.linked("recover rejection", None, attributes) as span:
             event, runs = stamp(admission.event, admission.runs, span.get_span_context())
-            recorded = await self.store.record(event, runs, recovers=rejection.id)
+            window = source.dedupe_window
+            recorded = await self.store.record(event, runs, dedupe_window=window, recovers=rejection.id)
         if recorded.duplicate:
             return Recovery(rejection, DUPLICATE, recorded.event_id)
         return Recovery(rejection, STORED, event.id, runs, detail=verdict.label)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import Problem, unknown_key
 from gateway.model import RejectionKeep, Secret
-from gateway.routes.keeping import DEFAULT_REJECTIONS, parse_rejections
+from gateway.routes.keeping import DEFAULT_REJECTIONS, parse_dedupe_window, parse_rejections
 from gateway.routes.paths import check_path
 from gateway.routes.retention import parse_retention
 from gateway.routes.sizes import parse_size
@@ -51,6 +51,7 @@ SOURCE_KEYS = (
     "retention",
     "sender_timeout",
     "rejections",
+    "dedupe_window",
 )
 SECRET_KEYS = ("secret", "secrets", "public_key", "public_keys")
 # A source's secrets and keys: an unset variable in one is that source's problem, deferred to the commands
@@ -86,6 +87,7 @@ class Source:
     sender_timeout: float | None = None
     # `rejections: {keep: …}`: bytes of refused requests kept whole to verify again (routes/keeping.py)
     rejections: RejectionKeep = DEFAULT_REJECTIONS
+    dedupe_window: float | None = None  # `dedupe_window:` in seconds; None: a key holds as long as its event
 
 
 def source_warnings(source: Source) -> list[str]:
@@ -289,6 +291,7 @@ def _source(
     retention = parse_retention(raw.get("retention"), f"{where}.retention", problems)
     sender_timeout = _sender_timeout(scheme, raw, f"{where}.sender_timeout", problems)
     rejections = parse_rejections(raw, where, problems)
+    dedupe_window = parse_dedupe_window(raw, where, problems, has_key=paths["dedupe"] is not None)
     if scheme is None:
         return None
     return Source(
@@ -307,6 +310,7 @@ def _source(
         retention_set="retention" in raw,
         sender_timeout=sender_timeout,
         rejections=rejections,
+        dedupe_window=dedupe_window,
     )
 
 

@@ -267,9 +267,20 @@ class Store(Protocol):
     @property
     def reads(self) -> Reads: ...
 
-    async def record(self, event: Event, runs: Sequence[Run], *, recovers: int | None = None) -> Recorded:
+    async def record(
+        self,
+        event: Event,
+        runs: Sequence[Run],
+        *,
+        dedupe_window: float | None = None,
+        recovers: int | None = None,
+    ) -> Recorded:
         """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known (then
         the original's id, ``duplicate=True``). Raises StoreUnavailable if it could not be committed.
+
+        ``dedupe_window``: seconds a key holds (None: as long as the event that has it is kept). A key held by
+        an event received more than that before ``event`` is given to ``event``, in the same transaction;
+        the older event still shows it as its ``dedupe_key``.
 
         ``recovers``: the id of the rejection this event is the recovery of. In the same transaction that
         rejection is marked recovered (as this event, or as the duplicate's original) and its kept request is

@@ -260,7 +260,7 @@ class Hooks:
             return Outcome(kind, reason, detail, source, recorded, None, event.event_type, verdict.label)
 
         try:
-            recorded = await self.store.record(event, runs)
+            recorded = await self.store.record(event, runs, dedupe_window=source.dedupe_window)
         except StoreError:
             log.error("store unavailable: answering 503 for a %s delivery", source.name)
             detail = "the event could not be stored; retry later"

@@ -132,13 +132,21 @@ class SQLiteStore:
 
     # -- intake -------------------------------------------------------------------------------------------
 
-    async def record(self, event: Event, runs: Sequence[Run], *, recovers: int | None = None) -> Recorded:
-        """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known. With
-        ``recovers``, the rejection it is recovered from is marked in that transaction (see interface.Store).
+    async def record(
+        self,
+        event: Event,
+        runs: Sequence[Run],
+        *,
+        dedupe_window: float | None = None,
+        recovers: int | None = None,
+    ) -> Recorded:
+        """Store ``event`` and its ``runs`` in one durable transaction, unless its dedupe key is known (and,
+        with a ``dedupe_window``, younger than it). With ``recovers``, the rejection it is recovered from is
+        marked in that transaction (see interface.Store).
 
         Raises StoreUnavailable if the write could not be committed; nothing of it is then on disk.
         """
-        op = event_write(event, runs, self._loop, recovers=recovers)
+        op = event_write(event, runs, self._loop, dedupe_window=dedupe_window, recovers=recovers)
         self._writer.submit(op)
         return await op.done
 

@@ -6,8 +6,9 @@
 -- written once.
 
 -- fragment: event_columns
-e.id, e.source, e.event_type, e.dedupe_key, e.status, e.received_at, e.method, e.url, e.headers, e.query,
-e.body, e.payload_kind, e.payload, e.verification, e.remote_addr, e.replay_of, e.traceparent
+e.id, e.source, e.event_type, COALESCE(e.dedupe_key, e.retired_key) AS dedupe_key, e.status, e.received_at,
+e.method, e.url, e.headers, e.query, e.body, e.payload_kind, e.payload, e.verification, e.remote_addr,
+e.replay_of, e.traceparent
 
 -- fragment: run_columns
 r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
@@ -52,12 +53,19 @@ PRAGMA user_version;
 -- == Intake: events, their runs, rejections ==================================================================
 
 -- name: find_dedupe_keys
--- The stored events a batch's dedupe keys already name. :keys is a JSON list of [source, dedupe_key] pairs:
--- one lookup for a whole batch.
-SELECT e.source, e.dedupe_key, e.id
+-- The stored events a batch's dedupe keys already name, and when each was received (a key past its source's
+-- dedupe window may be stored again). :keys is a JSON list of [source, dedupe_key] pairs: one lookup for a
+-- whole batch.
+SELECT e.source, e.dedupe_key, e.id, e.received_at
 FROM json_each(:keys) AS k
 JOIN events AS e
   ON e.source = json_extract(k.value, '$[0]') AND e.dedupe_key = json_extract(k.value, '$[1]');
+
+-- name: retire_dedupe_keys
+-- The events :ids (a JSON list) give up their keys, past their dedupe window, to newer events of this batch:
+-- each keeps its key as retired_key (what readers show), out of the UNIQUE (source, dedupe_key) index.
+UPDATE events SET retired_key = dedupe_key, dedupe_key = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND dedupe_key IS NOT NULL;
 
 -- name: insert_event
 -- One event row (gateway/store/rows.py event_to_row).
