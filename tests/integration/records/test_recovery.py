@@ -1,6 +1,7 @@
 """Rejected deliveries verified again once their secret is fixed, on the real app and a real SQLite file:
 stored and routed once, forgeries still rejected with their reason, freshness judged when the request came,
-duplicates of a retry stored meanwhile, and no credential ever on disk."""
+duplicates of a retry stored meanwhile, no credential ever on disk, and a remote-key delivery checked with the
+key the keyring fetches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import respx
 
+from gateway.keys.keyring import Keyring
 from gateway.model import UNVERIFIABLE, Rejection
 from gateway.records.recovery import DUPLICATE, PASSES, REJECTED, STORED, UNAVAILABLE
 from gateway.records.service import Service
@@ -19,6 +22,7 @@ from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
 from tests.support.deliveries import PUSH, signature_headers, sources_of
+from tests.support.keys import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
 
 OpenStore = Callable[..., Any]
 ClientFor = Callable[..., Any]
@@ -208,3 +212,41 @@ async def test_no_credential_is_ever_stored_with_a_rejected_request(
         on_disk = repr(conn.execute("SELECT * FROM rejections").fetchall())
     for secret in ("proxy-token-123", "cookie-456", "wrong-passw0rd-789", "b3BzOndyb25n"):
         assert secret not in on_disk
+
+
+PLAID_KEYS = "https://sandbox.plaid.com/webhook_verification_key/get"
+PLAID_FIXED = """
+tasks: [{module}]
+sources:
+  plaid: {verify: plaid, secret: plaid-secret-value, client_id: client-123, environment: sandbox}
+routes:
+  - {id: plaid, source: plaid, task: sync-subscription}
+"""
+PLAID_MISTAKEN = PLAID_FIXED.replace(
+    "{verify: plaid, secret: plaid-secret-value, client_id: client-123, environment: sandbox}",
+    "{verify: github, secret: not-plaid}",
+)
+
+
+async def test_a_remote_key_delivery_is_verified_again_with_the_fetched_key_and_its_iat_then(
+    client_for: ClientFor, load_config: LoadConfig, open_store: OpenStore, router: respx.MockRouter
+) -> None:
+    store = await open_store()
+    mistaken = await client_for(load_config(PLAID_MISTAKEN), store, clock=lambda: PLAID_IAT + 10)
+    headers = {"Plaid-Verification": PLAID_TOKEN, "Content-Type": "application/json"}
+    refused = await mistaken.post("/hooks/plaid", content=PLAID_BODY, headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (401, "missing_signature")
+    [rejection] = await rejections(store)
+    route = router.post(PLAID_KEYS).mock(return_value=httpx.Response(200, json={"key": PLAID_JWK}))
+    fixed = load_config(PLAID_FIXED)
+    service = Service(store, fixed, clock=Clock(PLAID_IAT + 6 * HOUR))  # Plaid's iat allows 5 minutes
+    keyring = Keyring(fixed.sources.values())
+    try:
+        without_keys = await service.recovery.one(rejection.id or 0, None, dry_run=True)
+        tried = await service.recovery.one(rejection.id or 0, keyring.material)
+    finally:
+        await keyring.aclose()
+
+    assert (without_keys.outcome, without_keys.reason) == (REJECTED, "key_unavailable")
+    assert (tried.outcome, [r.task_id for r in tried.runs]) == (STORED, ["sync-subscription"])
+    assert route.call_count == 1
