@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,69 +37,94 @@ class RejectionWrite:
     error: Exception | None = None
 
 
+@dataclass(slots=True)
+class _Room:
+    """What one source can still take in this batch: its free bytes, plus what this hour's turnover may
+    still drop of its older requests. An estimate that spares writing a request sure to be dropped at once
+    (a flood of large forgeries); _within_cap then enforces the cap exactly."""
+
+    keep: RejectionKeep
+    left: int
+    latest: float  # the batch's latest rejection of the source: the turnover's clock
+
+    def takes(self, size: int, at: float) -> bool:
+        self.latest = max(self.latest, at)
+        if not 0 < size <= min(self.left, self.keep.keep):
+            return False
+        self.left -= size
+        return True
+
+
+async def _room(conn: aiosqlite.Connection, source: str, keep: RejectionKeep, now: float) -> _Room:
+    found = list(await conn.execute_fetchall(QUERIES["rejection_space"], {"source": source}))
+    kept, window_start, dropped = found[0] if found else (0, 0.0, 0)
+    if now - window_start >= HOUR:
+        dropped = 0
+    return _Room(keep, keep.keep - kept + min(kept, max(0, keep.turnover - dropped)), now)
+
+
 async def apply_rejections(conn: aiosqlite.Connection, writes: Sequence[RejectionWrite]) -> None:
     """Insert a batch's rejections, then bring each source that keeps requests back under its cap."""
     rows: list[dict[str, Any]] = []
-    caps: dict[str, tuple[RejectionKeep, float]] = {}  # source → its cap, and the batch's latest time
+    rooms: dict[str, _Room] = {}
     for write in writes:
-        row, keep = write.row, write.keep
+        row, keep, at = write.row, write.keep, write.row["received_at"]
         if row["kept_bytes"] > 0:
-            if keep is None or not 0 < row["kept_bytes"] <= keep.keep:
-                row = {**row, **NO_REQUEST, "dropped": NO_ROOM, "dropped_at": row["received_at"]}
-            else:
-                _, latest = caps.get(row["source"], (keep, row["received_at"]))
-                caps[row["source"]] = (keep, max(latest, row["received_at"]))
+            room = rooms.get(row["source"])
+            if room is None and keep is not None:
+                room = rooms[row["source"]] = await _room(conn, row["source"], keep, at)
+            if room is None or not room.takes(row["kept_bytes"], at):
+                row = {**row, **NO_REQUEST, "dropped": NO_ROOM, "dropped_at": at}
         rows.append(row)
     await conn.executemany(QUERIES["insert_rejection"], rows)
-    for source, (keep, now) in caps.items():
-        await _within_cap(conn, source, keep, now)
+    for source, room in rooms.items():
+        await _within_cap(conn, source, room.keep, room.latest)
 
 
 async def _within_cap(conn: aiosqlite.Connection, source: str, keep: RejectionKeep, now: float) -> None:
-    [(kept, window_start, dropped)] = await conn.execute_fetchall(
-        QUERIES["rejection_space"], {"source": source}
-    )
+    found = list(await conn.execute_fetchall(QUERIES["rejection_space"], {"source": source}))
+    if not found:  # the source has never kept a request
+        return
+    [(kept, window_start, dropped)] = found
     excess = kept - keep.keep
     if excess <= 0:
         return
     if now - window_start >= HOUR:
         window_start, dropped = now, 0
-    evicted: list[int] = []
-    after = 0
-    while excess > 0 and dropped < keep.turnover:  # the oldest first, while this hour's turnover lasts
-        page = list(
-            await conn.execute_fetchall(
-                QUERIES["kept_oldest"], {"source": source, "after": after, "limit": _PAGE}
-            )
-        )
-        for rejection_id, size in page:
-            if excess <= 0 or dropped >= keep.turnover:
-                break
-            evicted.append(rejection_id)
-            excess, dropped = excess - size, dropped + size
-        if len(page) < _PAGE:
-            break
-        after = page[-1][0]
-    refused: list[int] = []
-    chosen = set(evicted)
-    before = 2**63 - 1
-    while excess > 0:  # the turnover is spent: the newest are not kept
-        page = list(
-            await conn.execute_fetchall(
-                QUERIES["kept_newest"], {"source": source, "before": before, "limit": _PAGE}
-            )
-        )
-        for rejection_id, size in page:
-            if excess <= 0:
-                break
-            if rejection_id not in chosen:
-                refused.append(rejection_id)
-                excess -= size
-        if len(page) < _PAGE:
-            break
-        before = page[-1][0]
+    evicted, freed = await _pick(conn, source, excess, budget=keep.turnover - dropped, oldest=True)
+    refused, _ = await _pick(conn, source, excess - freed, budget=None, oldest=False, skip=set(evicted))
     for why, ids in ((EVICTED, evicted), (NO_ROOM, refused)):
         if ids:
             await conn.execute(QUERIES["drop_requests"], {"ids": json.dumps(ids), "why": why, "now": now})
-    turnover = {"source": source, "window_start": window_start, "dropped": dropped}
+    turnover = {"source": source, "window_start": window_start, "dropped": dropped + freed}
     await conn.execute(QUERIES["turn_over"], turnover)
+
+
+async def _pick(
+    conn: aiosqlite.Connection,
+    source: str,
+    excess: int,
+    *,
+    budget: int | None,
+    oldest: bool,
+    skip: Collection[int] = (),
+) -> tuple[list[int], int]:
+    """Kept requests of ``source`` to drop, oldest (or newest) first, until ``excess`` bytes are freed or, for
+    the oldest, this hour's ``budget`` is spent (the last one may pass it); their ids and the bytes freed."""
+    chosen: list[int] = []
+    freed = 0
+    query, bound = ("kept_oldest", "after") if oldest else ("kept_newest", "before")
+    cursor = 0 if oldest else 2**63 - 1
+    while freed < excess and (budget is None or freed < budget):
+        params = {"source": source, bound: cursor, "limit": _PAGE}
+        page = list(await conn.execute_fetchall(QUERIES[query], params))
+        for rejection_id, size in page:
+            if freed >= excess or (budget is not None and freed >= budget):
+                break
+            if rejection_id not in skip:
+                chosen.append(rejection_id)
+                freed += size
+        if len(page) < _PAGE:
+            break
+        cursor = page[-1][0]
+    return chosen, freed

@@ -93,10 +93,11 @@ async def test_a_flood_turns_over_at_most_a_quarter_of_the_cap_an_hour_then_new_
         await store.record_rejection(rejected(n, at=NOW + n - 100), KEEP)
 
     kept = await kept_ids(store)
-    assert kept[:7] == genuine[3:]  # 2,500 bytes of turnover took three (the third overshoots, never more)
+    assert kept[:8] == genuine[2:]  # 2,500 bytes of turnover: two of the genuine ones, never more
     assert len(kept) == 10 and await space(store) == {"github": 10_000}
     forgeries = sorted(await store.reads.list_rejections(source="github", limit=60), key=lambda r: r.id or 0)
-    assert [r.dropped for r in forgeries[10:]] == [None] * 3 + [NO_ROOM] * 47
+    assert [r.dropped for r in forgeries[10:]] == [None] * 2 + [NO_ROOM] * 48
+    assert {r.kept for r in forgeries[12:]} == {0}  # written without their request, never stored whole
 
     later = NOW + HOUR + 1  # a new hour, a new turnover
     await store.record_rejection(rejected(200, at=later), KEEP)
