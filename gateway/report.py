@@ -17,6 +17,7 @@ DELIVERY_OUTCOMES = (
     "too_large",  # 413
     "key_unavailable",  # 503: the provider's public key could not be fetched
     "store_unavailable",  # 503: the store could not commit
+    "overloaded",  # 503: the bodies held at once reached the body budget
     "unknown_source",  # 404: no source at that path
     "method_not_allowed",  # 405
 )

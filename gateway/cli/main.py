@@ -22,9 +22,10 @@ from typing import TextIO
 from gateway import __version__
 from gateway.cli import actions, backup, flags, history
 from gateway.cli.flags import AddParser, env_flag
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Problem
 from gateway.model import Secret
 from gateway.routes.load import Config
+from gateway.routes.sizes import parse_size
 from gateway.telemetry import logs
 from gateway.telemetry.exporter import from_env as tracing_from_env
 from gateway.web import auth
@@ -81,6 +82,18 @@ def _listen_flags(p: argparse.ArgumentParser, env: Env) -> None:
         "(senders post at once: only a stalled or hostile client takes longer)",
         type=_positive_seconds,
     )
+    env_flag(
+        p,
+        "--body-budget",
+        env,
+        "GATEWAY_BODY_BUDGET",
+        "64MiB",
+        "bytes of webhook bodies held in memory at once, across all requests (512KiB, 64MiB, 1GiB); past "
+        "it a body is refused with 503 and Retry-After, so a flood of large forged bodies cannot take the "
+        "memory. Each request's first 64 KiB are always taken. At least every source's max_body",
+        type=_size,
+        metavar="SIZE",
+    )
 
 
 def _execution_flags(p: argparse.ArgumentParser, env: Env) -> None:
@@ -120,6 +133,14 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
     return value
+
+
+def _size(text: str) -> int:
+    problems: list[Problem] = []
+    size = parse_size(text, "size", problems, 0)
+    if problems:
+        raise argparse.ArgumentTypeError(f"expected a size such as 64MiB or 1048576, got {text!r}")
+    return size
 
 
 def _admin_flags(p: argparse.ArgumentParser, env: Env) -> None:
@@ -263,6 +284,16 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     loaded = flags.load_config(args, env, err)
     if loaded is None:
         return 1
+    too_large = [s for s in loaded.sources.values() if s.max_body > args.body_budget]
+    if too_large:
+        names = ", ".join(f"{s.name} ({s.max_body})" for s in too_large)
+        print(
+            f"gateway serve: --body-budget {args.body_budget} is below the max_body of source(s) {names}: "
+            "their largest deliveries could never be read; raise --body-budget (GATEWAY_BODY_BUDGET) or "
+            "lower max_body in routes.yaml",
+            file=err,
+        )
+        return 2
     # From here on every configured secret is replaced in every log line, whatever logs it.
     secrets = secrets_of(loaded, env)
     logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets)
@@ -283,6 +314,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         threads=args.threads,
         drain_timeout=args.drain_timeout,
         body_timeout=args.body_timeout,
+        body_budget=args.body_budget,
         task_logs=args.task_logs,
         metrics=not args.no_metrics,
         metrics_host=args.metrics_host or None,

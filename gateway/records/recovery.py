@@ -30,7 +30,8 @@ from gateway.telemetry.traceparent import stamp
 STORED, DUPLICATE, PASSES, REJECTED, UNAVAILABLE = "stored", "duplicate", "passes", "rejected", "unavailable"
 # Fetches the key a remote-key delivery is checked with (gateway.keys.keyring.Keyring.material).
 KeyFetch = Callable[[Source, Inbound], Awaitable[Any]]
-_INCOMPLETE = ("too_large", "slow_body", "client_disconnected")  # refused before the whole body arrived
+# Refused before the whole body arrived: nothing to verify again.
+_INCOMPLETE = ("too_large", "slow_body", "client_disconnected", "overloaded")
 
 
 def kept_request(source: Source, request: Inbound) -> tuple[Inbound | None, str | None]:

@@ -23,6 +23,7 @@ from gateway.routes.load import Config
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.web.auth import check_bearer
+from gateway.web.budget import BodyBudget
 from gateway.web.hooks import Hooks
 from gateway.web.listen import HEAD_LIMIT
 from gateway.web.responses import error, http_error, refused
@@ -44,15 +45,16 @@ def create_app(
     gauges: Callable[[], Awaitable[Gauges]] | None = None,
     metrics_token: Secret | None = None,
     body_timeout: float | None = None,
+    budget: BodyBudget | None = None,
 ) -> ASGIApp:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
     the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
     admin API, gateway/web/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
     metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given). A hook
     body still arriving ``body_timeout`` seconds (default hooks.BODY_TIMEOUT) after its head is refused with
-    408."""
+    408; ``budget`` bounds the bytes of hook bodies held at once (default web/budget.py's)."""
     telemetry = telemetry or Telemetry.off()
-    hooks = Hooks(config, store, clock, keyring, telemetry, body_timeout)
+    hooks = Hooks(config, store, clock, keyring, telemetry, body_timeout, budget)
 
     async def healthz(request: HTTPRequest) -> Response:
         return JSONResponse({"status": "ok"})

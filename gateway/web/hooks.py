@@ -35,6 +35,7 @@ from gateway.signatures.verify import verify
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.traceparent import stamp
+from gateway.web.budget import BodyBudget
 from gateway.web.responses import STATUS, error, refused
 
 log = logging.getLogger("gateway.app")
@@ -105,18 +106,34 @@ class _Gone(_TooLarge):
     """The client went away before its whole body arrived."""
 
 
-async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
-    """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked), or when it
-    has not all arrived ``timeout`` seconds after the head: a sender trickling bytes must not hold a
-    connection for ever (the servers bound the head: listen.py)."""
+class _Overloaded(_TooLarge):
+    """The bodies held across all requests would pass the body budget with this one's next chunk."""
+
+
+async def _read_body(request: HTTPRequest, cap: int, timeout: float, budget: BodyBudget) -> bytes:
+    """Read the raw body once, refusing it as soon as it passes ``cap`` (also when sent chunked), when it
+    has not all arrived ``timeout`` seconds after the head (a sender trickling bytes must not hold a
+    connection for ever; the servers bound the head: listen.py), or when ``budget`` cannot hold its next
+    chunk. What it returns is counted in ``budget``: the caller gives it back."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > cap:
         # Kept as the rejection's size: a number a sender chose, bounded to what a database integer holds.
         raise _TooLarge(min(int(declared), MAX_RECORDED_SIZE))
     body = bytearray()
     try:
+        await _fill(body, request, cap, timeout, budget)
+    except BaseException:  # refused, or cancelled: what it held is given back
+        budget.give(len(body))
+        raise
+    return bytes(body)
+
+
+async def _fill(body: bytearray, request: HTTPRequest, cap: int, timeout: float, budget: BodyBudget) -> None:
+    try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
+                if not budget.take(len(body), len(chunk)):
+                    raise _Overloaded(len(body) + len(chunk), bytes(body[:REJECTION_BODY_PREFIX]))
                 body += chunk
                 if len(body) > cap:
                     raise _TooLarge(len(body), bytes(body[:REJECTION_BODY_PREFIX]))
@@ -124,7 +141,6 @@ async def _read_body(request: HTTPRequest, cap: int, timeout: float) -> bytes:
         raise _TooSlow(len(body), bytes(body[:REJECTION_BODY_PREFIX])) from None
     except ClientDisconnect:  # an ordinary event on the internet, not a gateway error: no traceback
         raise _Gone(len(body), bytes(body[:REJECTION_BODY_PREFIX])) from None
-    return bytes(body)
 
 
 def _called_url(source: Source, request: HTTPRequest, raw_query: str) -> str:
@@ -180,9 +196,11 @@ class Hooks:
         keyring: Keyring | None,
         telemetry: Telemetry,
         body_timeout: float | None = None,
+        budget: BodyBudget | None = None,
     ) -> None:
         self.config, self.store, self.clock, self.keyring = config, store, clock, keyring
         self.telemetry, self.body_timeout = telemetry, body_timeout or BODY_TIMEOUT
+        self.budget = budget or BodyBudget()
         self.by_path = {source.path: source for source in config.sources.values()}
 
     async def endpoint(self, request: HTTPRequest) -> Response:
@@ -205,6 +223,14 @@ class Hooks:
         body = await self._body(request, source, remote)
         if isinstance(body, Outcome):
             return body
+        try:
+            return await self._judge(request, source, body, remote, span)
+        finally:  # the body is no longer needed: the budget may hold another
+            self.budget.give(len(body))
+
+    async def _judge(
+        self, request: HTTPRequest, source: Source, body: bytes, remote: str | None, span: Span
+    ) -> Outcome:
         inbound = _inbound(request, source, body, remote)
         try:
             verdict, now = await _verify(source, inbound, self.keyring, self.clock)
@@ -223,9 +249,15 @@ class Hooks:
     async def _body(self, request: HTTPRequest, source: Source, remote: str | None) -> bytes | Outcome:
         """The raw body, or the refusal of one too large or too slow (kept as a rejection)."""
         try:
-            return await _read_body(request, source.max_body, self.body_timeout)
-        except _TooLarge as exc:  # _TooSlow is one too
-            if isinstance(exc, _TooSlow):
+            return await _read_body(request, source.max_body, self.body_timeout, self.budget)
+        except _TooLarge as exc:  # _TooSlow, _Gone and _Overloaded are ones too
+            if isinstance(exc, _Overloaded):  # kept, so nothing is lost; the sender retries the 503
+                kind = reason = "overloaded"
+                detail = (
+                    f"the gateway holds its limit of {self.budget.limit} bytes of request bodies "
+                    "(--body-budget); retry later"
+                )
+            elif isinstance(exc, _TooSlow):
                 kind, reason = "rejected", "slow_body"
                 detail = f"the body did not arrive within {self.body_timeout:g} s; send it at once"
             elif isinstance(exc, _Gone):  # counted and kept like any refusal; nobody reads the answer

@@ -39,6 +39,7 @@ STATUS: Mapping[str, int] = {
     "too_large": 413,
     "head_too_large": 431,  # request line and headers past web/listen.py's HEAD_LIMIT
     "key_unavailable": 503,  # the provider's key could not be fetched: our outage, the sender retries
+    "overloaded": 503,  # the bodies held at once reached the body budget (web/budget.py): retry later
     "store_unavailable": 503,  # the database could not commit (or answer): never a 2xx
 }
 SIGNATURE_REFUSED = 401
