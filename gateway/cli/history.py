@@ -7,11 +7,13 @@ it is given. The admin API answers the same questions from the same service.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from gateway.cli.flags import AddParser, Env, db_arg, print_json, window, window_args, with_service
+from gateway.errors import Invalid
 from gateway.model import EVENT_STATUSES, RUN_STATUSES, EventFilter, RunFilter
-from gateway.records.page import Page
+from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, limited
 from gateway.records.service import Service
 from gateway.records.view import (
     event_detail,
@@ -94,9 +96,22 @@ def _print_detail(args: argparse.Namespace, out: TextIO, detail: dict[str, Any])
     return 0
 
 
+def _paging(args: argparse.Namespace, decode: Callable[[str], object] = decode_cursor) -> None:
+    """--limit and --cursor are input like any other: a bad one is a usage error (exit 2) naming the flag,
+    before the database is opened."""
+    for flag, check in (("limit", limited), ("cursor", decode)):
+        value = getattr(args, flag)
+        try:
+            if value is not None:
+                check(value)
+        except Invalid as exc:  # "cursor: not a cursor …": the flag names it
+            raise argparse.ArgumentTypeError(f"--{flag}: {str(exc).partition(': ')[2]}") from None
+
+
 def events_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     since, until = window(args)
     f = EventFilter(args.source, args.event_type, args.status, since, until, args.task, args.run_status)
+    _paging(args)
 
     async def work(service: Service) -> int:
         page = await service.events(f, cursor=args.cursor, limit=args.limit)
@@ -109,6 +124,7 @@ def events_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO)
 def runs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     since, until = window(args)
     f = RunFilter(args.status, args.task, args.source, args.event_id, since, until)
+    _paging(args)
 
     async def work(service: Service) -> int:
         page = await service.runs(f, cursor=args.cursor, limit=args.limit)
@@ -120,6 +136,7 @@ def runs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
 
 def rejections_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     since, until = window(args)
+    _paging(args, decode_rejection_cursor)
 
     async def work(service: Service) -> int:
         page = await service.rejections(

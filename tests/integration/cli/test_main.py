@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.metadata
 import io
 import json
@@ -191,13 +192,13 @@ def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, l
     )
     code, _, err = run("events", "--db", str(db), "--cursor", "garbage")
     assert (code, err.strip()) == (
-        1,
-        "gateway events: cursor: not a cursor this gateway handed out "
+        2,
+        "gateway events: --cursor: not a cursor this gateway handed out "
         "(pass the previous page's `next` as it is)",
     )
     assert run("events", "--db", str(db), "--limit", "0")[:3:2] == (
-        1,
-        "gateway events: limit: expected a whole number from 1 to 500, got 0\n",
+        2,
+        "gateway events: --limit: expected a whole number from 1 to 500, got 0\n",
     )
     code, _, err = run("events", "--db", str(tmp_path / "none.db"))
     assert code == 1 and err.startswith(f"no database at {tmp_path / 'none.db'}")
@@ -208,6 +209,61 @@ def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, l
     )
     assert run("events", "--status", "weird")[0] == 2
     assert run()[0] == 2
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+CRAFTED = {
+    "a number past a float": _cursor("[1" + "0" * 400 + ', "x"]'),
+    "not base64": "!!!",
+    "base64 of no JSON": _cursor("nope"),
+    "a list of three": _cursor('[1, "x", 2]'),
+    "a boolean time": _cursor('[true, "x"]'),
+    "NaN": _cursor('[NaN, "x"]'),
+    "nested deep": _cursor("[" * 5000),
+}
+REJECTION_IDS = {
+    "a superscript two": _cursor('[1, "\u00b2"]'),
+    "4,301 digits": _cursor('[1, "' + "9" * 4301 + '"]'),
+    "past a database integer": _cursor('[1, "' + "9" * 19 + '"]'),
+    "not a number": _cursor('[1, "evt_1"]'),
+}
+
+
+@pytest.mark.parametrize("command", ["events", "runs", "rejections"])
+@pytest.mark.parametrize("cursor", CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_cursor_is_a_usage_error_on_every_listing(
+    populated: tuple[Path, list[Any]], command: str, cursor: str
+) -> None:
+    db, _ = populated
+    code, out, err = run(command, "--db", str(db), "--cursor", cursor)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"gateway {command}: --cursor: not a cursor"), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("cursor", REJECTION_IDS.values(), ids=REJECTION_IDS.keys())
+def test_a_rejections_cursor_must_hold_an_id_the_database_can(
+    populated: tuple[Path, list[Any]], cursor: str
+) -> None:
+    db, _ = populated
+    code, _, err = run("rejections", "--db", str(db), "--cursor", cursor)
+    assert code == 2  # 4,301 digits is past any cursor's length; the others name the listing
+    assert err.strip() in (
+        "gateway rejections: --cursor: not a cursor of the rejections listing",
+        "gateway rejections: --cursor: not a cursor this gateway handed out "
+        "(pass the previous page's `next` as it is)",
+    )
+
+
+def test_the_cursor_a_listing_hands_out_is_taken(populated: tuple[Path, list[Any]]) -> None:
+    db, _ = populated
+    page = json.loads(run("events", "--db", str(db), "--json", "--limit", "1")[1])
+    assert page["next_cursor"] is not None
+    code, out, _ = run("events", "--db", str(db), "--json", "--limit", "1", "--cursor", page["next_cursor"])
+    assert code == 0 and json.loads(out)["data"] != page["data"]
 
 
 def execute(config: config_mod.Config, db: Path) -> None:
