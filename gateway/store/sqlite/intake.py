@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ from gateway.store.rows import event_to_row, run_to_row
 from gateway.store.sqlite.rejections import RejectionWrite, apply_rejections
 from gateway.store.sqlite.runs import insert_runs
 from gateway.store.sqlite.sql import QUERIES
+
+log = logging.getLogger("gateway.store")
 
 
 @dataclass(slots=True)
@@ -81,30 +85,28 @@ async def apply_intake(
     batch; so is whether a rejection being recovered was recovered already (then nothing is stored).
 
     A stored key older than its write's dedupe window is retired from the older event in this transaction
-    (moved to retired_key, out of the UNIQUE (source, dedupe_key) index), and the newer event takes it."""
+    (moved to retired_key, out of the UNIQUE (source, dedupe_key) index), and the newer event takes it. The
+    index has the last word: a delivery whose key it holds although the lookup missed it is a duplicate of
+    the event holding it (_conflicts), never an error that rolls the batch back."""
     known = await _known_keys(conn, events)
     recovered = await _recovered(conn, events)
     fresh: set[str] = set()  # this batch's new events: never retired, they are not on disk yet
     retired: list[str] = []
-    event_rows: list[dict[str, Any]] = []
-    run_rows: list[dict[str, Any]] = []
-    marks: list[dict[str, Any]] = []
     for w in events:
         w.result = _decide(w, known, recovered, fresh, retired)
-        if not w.result.duplicate:
-            event_rows.append(w.event_row)
-            run_rows.extend(w.run_rows)
         if w.recovers is not None:
             recovered[w.recovers] = w.result.event_id
-            recovery = DUPLICATE if w.result.duplicate else STORED
-            at = w.event.received_at  # when it was recovered: admit() stamps the event with that time
-            marks.append({"id": w.recovers, "event_id": w.result.event_id, "recovery": recovery, "now": at})
     if retired:
         await conn.execute(QUERIES["retire_dedupe_keys"], {"ids": json.dumps(retired)})
-    if event_rows:
-        await conn.executemany(QUERIES["insert_event"], event_rows)
+    stored = [w for w in events if _created(w)]
+    if stored:
+        inserted = await conn.executemany(QUERIES["insert_event"], [w.event_row for w in stored])
+        if inserted.rowcount != len(stored):
+            await _conflicts(conn, events, stored)
+    run_rows = [row for w in events if _created(w) for row in w.run_rows]
     if run_rows:
         await insert_runs(conn, run_rows)
+    marks = [_mark(w) for w in events if w.recovers is not None]
     if marks:
         await conn.executemany(QUERIES["mark_recovered"], marks)
     if rejections:
@@ -116,16 +118,67 @@ async def apply_intake(
         await conn.executemany(QUERIES[query], query_rows)
 
 
+def _created(w: EventWrite) -> bool:
+    return w.result is not None and not w.result.duplicate
+
+
+def _mark(w: EventWrite) -> dict[str, Any]:
+    """The recovery mark of the rejection ``w`` recovers, as the batch decided it."""
+    assert w.result is not None
+    recovery = DUPLICATE if w.result.duplicate else STORED
+    at = w.event.received_at  # when it was recovered: admit() stamps the event with that time
+    return {"id": w.recovers, "event_id": w.result.event_id, "recovery": recovery, "now": at}
+
+
 Known = dict[tuple[str, str], tuple[str, float]]  # (source, dedupe key) → the event holding it, received at
 
 
 async def _known_keys(conn: aiosqlite.Connection, events: Sequence[EventWrite]) -> Known:
-    """The stored events a batch's dedupe keys name, one lookup for the whole batch."""
-    keys = [[w.event.source, w.event.dedupe_key] for w in events if w.event.dedupe_key is not None]
+    """The stored events a batch's dedupe keys name, one lookup for the whole batch. The keys are bound as
+    values into a scratch table, never passed as JSON text: each compares byte for byte as it is stored,
+    U+0000 and all."""
+    keys = [
+        {"source": w.event.source, "dedupe_key": w.event.dedupe_key}
+        for w in events
+        if w.event.dedupe_key is not None
+    ]
     if not keys:
         return {}
-    found = await conn.execute_fetchall(QUERIES["find_dedupe_keys"], {"keys": json.dumps(keys)})
+    await conn.execute(QUERIES["clear_dedupe_keys"])
+    await conn.executemany(QUERIES["note_dedupe_key"], keys)
+    found = await conn.execute_fetchall(QUERIES["find_dedupe_keys"])
     return {(source, key): (event_id, at) for source, key, event_id, at in found}
+
+
+async def _conflicts(
+    conn: aiosqlite.Connection, events: Sequence[EventWrite], stored: Sequence[EventWrite]
+) -> None:
+    """Some of ``stored`` were not inserted: the UNIQUE (source, dedupe_key) index holds their keys, which
+    the batch's lookup missed. Each is answered as a duplicate of the event holding its key, and so is every
+    write of the batch that was answered as a duplicate of it. Runs only when an insert came short: one
+    statement per such write."""
+    ids = [w.event.id for w in stored]
+    rows = await conn.execute_fetchall(QUERIES["stored_event_ids"], {"ids": json.dumps(ids)})
+    on_disk = {event_id for (event_id,) in rows}
+    moved: dict[str, str] = {}  # the id a write was to store → the event that holds its key
+    for w in stored:
+        if w.event.id in on_disk:
+            continue
+        source, key = w.event.source, w.event.dedupe_key
+        params = {"source": source, "dedupe_key": key}  # by itself, not through the lookup that missed
+        found = list(await conn.execute_fetchall(QUERIES["dedupe_key_holder"], params))
+        if key is None or not found:  # not a dedupe key conflict after all: fail as the database would
+            raise sqlite3.IntegrityError(f"event {w.event.id} of source {source!r} was not inserted")
+        moved[w.event.id] = holder = found[0][0]
+        log.warning(
+            "store: a %s delivery's dedupe key is held by event %s, which the batch's lookup missed; "
+            "answered as a duplicate of it",
+            source,
+            holder,
+        )
+    for w in events:
+        if w.result is not None and w.result.event_id in moved:
+            w.result = Recorded(moved[w.result.event_id], (), duplicate=True)
 
 
 def _decide(

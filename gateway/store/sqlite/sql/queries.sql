@@ -27,10 +27,15 @@ created_at, updated_at, finished_at, error, requested_by
 -- == Connections ==============================================================================================
 
 -- name: writer_pragmas
--- Per write connection. FULL: a commit is fsynced before the gateway answers 2xx.
+-- Per write connection. FULL: a commit is fsynced before the gateway answers 2xx. Its scratch table holds a
+-- batch's dedupe keys while it looks them up (find_dedupe_keys): bound as values, each key is compared byte
+-- for byte as it is stored. A key passed in JSON text would be cut at U+0000 by json_extract, miss its event
+-- and then hit the UNIQUE index (issue 17). It lives in memory, on this connection only.
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;
 PRAGMA busy_timeout = 5000;
+PRAGMA temp_store = MEMORY;
+CREATE TEMP TABLE batch_dedupe_keys (source TEXT NOT NULL, dedupe_key TEXT NOT NULL);
 
 -- name: reader_pragmas
 -- Per read connection: it waits for the writer's lock, and can never write.
@@ -52,14 +57,20 @@ PRAGMA user_version;
 
 -- == Intake: events, their runs, rejections ==================================================================
 
+-- name: clear_dedupe_keys
+-- Empties the scratch table of a batch's dedupe keys, before they are noted.
+DELETE FROM temp.batch_dedupe_keys;
+
+-- name: note_dedupe_key
+-- One (source, dedupe key) a batch looks up, bound as it will be stored.
+INSERT INTO temp.batch_dedupe_keys (source, dedupe_key) VALUES (:source, :dedupe_key);
+
 -- name: find_dedupe_keys
--- The stored events a batch's dedupe keys already name, and when each was received (a key past its source's
--- dedupe window may be stored again). :keys is a JSON list of [source, dedupe_key] pairs: one lookup for a
--- whole batch.
+-- The stored events the noted dedupe keys already name, and when each was received (a key past its source's
+-- dedupe window may be stored again): one lookup for a whole batch, one index seek per key.
 SELECT e.source, e.dedupe_key, e.id, e.received_at
-FROM json_each(:keys) AS k
-JOIN events AS e
-  ON e.source = json_extract(k.value, '$[0]') AND e.dedupe_key = json_extract(k.value, '$[1]');
+FROM temp.batch_dedupe_keys AS k
+JOIN events AS e ON e.source = k.source AND e.dedupe_key = k.dedupe_key;
 
 -- name: retire_dedupe_keys
 -- The events :ids (a JSON list) give up their keys, past their dedupe window, to newer events of this batch:
@@ -68,11 +79,23 @@ UPDATE events SET retired_key = dedupe_key, dedupe_key = NULL
 WHERE id IN (SELECT value FROM json_each(:ids)) AND dedupe_key IS NOT NULL;
 
 -- name: insert_event
--- One event row (gateway/store/rows.py event_to_row).
+-- One event row (gateway/store/rows.py event_to_row). A dedupe key the UNIQUE index holds already inserts
+-- nothing: the intake finds which rows those were (stored_event_ids) and answers them as duplicates, so a
+-- constraint hit is never a store fault. Events without a key (replays) never conflict.
 INSERT INTO events (id, source, event_type, dedupe_key, status, received_at, method, url, headers, query,
                     body, payload_kind, payload, verification, remote_addr, replay_of, traceparent)
 VALUES (:id, :source, :event_type, :dedupe_key, :status, :received_at, :method, :url, :headers, :query,
-        :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of, :traceparent);
+        :body, :payload_kind, :payload, :verification, :remote_addr, :replay_of, :traceparent)
+ON CONFLICT (source, dedupe_key) DO NOTHING;
+
+-- name: stored_event_ids
+-- Which of the event ids :ids (a JSON list of ids the gateway made) are on disk: after an insert_event batch
+-- that inserted fewer rows than it was given.
+SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: dedupe_key_holder
+-- The event holding one dedupe key in the UNIQUE index: the one a delivery insert_event skipped duplicates.
+SELECT id FROM events WHERE source = :source AND dedupe_key = :dedupe_key;
 
 -- name: busy_keys
 -- Which of a batch's (task, concurrency key) pairs have an unfinished run already: its new runs on them wait.
