@@ -83,12 +83,16 @@ RUN_OPS = (ClaimOp, FinishOp, RecoverOp, CancelOp)
 async def insert_runs(conn: aiosqlite.Connection, run_rows: Sequence[dict[str, Any]]) -> None:
     """Insert one batch's run rows, each blocked behind an earlier unfinished run of its (task, key).
 
-    Two statements whatever the batch holds: one lookup of the keys already busy, one insert.
+    A constant number of statements whatever the batch holds: the keys noted in a scratch table (bound as
+    stored, so a key with U+0000 is compared whole), one lookup of those already busy, one insert.
     """
     keys = list(dict.fromkeys(key for key in map(key_of, run_rows) if key is not None))
     busy: list[tuple[str, str]] = []
     if keys:
-        rows = await conn.execute_fetchall(QUERIES["busy_keys"], {"keys": json.dumps(keys)})
+        await conn.execute(QUERIES["clear_concurrency_keys"])
+        noted = [{"task_id": task_id, "concurrency_key": key} for task_id, key in keys]
+        await conn.executemany(QUERIES["note_concurrency_key"], noted)
+        rows = await conn.execute_fetchall(QUERIES["busy_keys"])
         busy = [(row["task_id"], row["concurrency_key"]) for row in rows]
     await conn.executemany(QUERIES["insert_run"], with_blocked(run_rows, busy))
 

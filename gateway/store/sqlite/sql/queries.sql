@@ -27,15 +27,17 @@ created_at, updated_at, finished_at, error, requested_by
 -- == Connections ==============================================================================================
 
 -- name: writer_pragmas
--- Per write connection. FULL: a commit is fsynced before the gateway answers 2xx. Its scratch table holds a
--- batch's dedupe keys while it looks them up (find_dedupe_keys): bound as values, each key is compared byte
--- for byte as it is stored. A key passed in JSON text would be cut at U+0000 by json_extract, miss its event
--- and then hit the UNIQUE index (issue 17). It lives in memory, on this connection only.
+-- Per write connection. FULL: a commit is fsynced before the gateway answers 2xx. Its scratch tables hold a
+-- batch's keys while it looks them up (find_dedupe_keys, busy_keys): bound as values, each key is compared
+-- byte for byte as it is stored. Passed in JSON text, json_extract cut a key at U+0000: a dedupe key then
+-- missed its event and hit the UNIQUE index, a concurrency key the runs it waits for (issue 17). They live in
+-- memory, on this connection only.
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;
 PRAGMA busy_timeout = 5000;
 PRAGMA temp_store = MEMORY;
 CREATE TEMP TABLE batch_dedupe_keys (source TEXT NOT NULL, dedupe_key TEXT NOT NULL);
+CREATE TEMP TABLE batch_concurrency_keys (task_id TEXT NOT NULL, concurrency_key TEXT NOT NULL);
 
 -- name: reader_pragmas
 -- Per read connection: it waits for the writer's lock, and can never write.
@@ -97,15 +99,22 @@ SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 -- The event holding one dedupe key in the UNIQUE index: the one a delivery insert_event skipped duplicates.
 SELECT id FROM events WHERE source = :source AND dedupe_key = :dedupe_key;
 
+-- name: clear_concurrency_keys
+-- Empties the scratch table of a batch's (task, concurrency key) pairs, before they are noted.
+DELETE FROM temp.batch_concurrency_keys;
+
+-- name: note_concurrency_key
+-- One distinct (task, concurrency key) of a batch's new runs, bound as it will be stored.
+INSERT INTO temp.batch_concurrency_keys (task_id, concurrency_key) VALUES (:task_id, :concurrency_key);
+
 -- name: busy_keys
--- Which of a batch's (task, concurrency key) pairs have an unfinished run already: its new runs on them wait.
--- :keys is a JSON list of distinct [task_id, concurrency_key]. EXISTS stops at the first such run, however
--- many wait on the key.
-SELECT json_extract(k.value, '$[0]') AS task_id, json_extract(k.value, '$[1]') AS concurrency_key
-FROM json_each(:keys) AS k
+-- Which of the noted (task, concurrency key) pairs have an unfinished run already: the new runs on them
+-- wait. EXISTS stops at the first such run, however many wait on the key.
+SELECT k.task_id, k.concurrency_key
+FROM temp.batch_concurrency_keys AS k
 WHERE EXISTS (
     SELECT 1 FROM runs AS r
-    WHERE r.task_id = json_extract(k.value, '$[0]') AND r.concurrency_key = json_extract(k.value, '$[1]')
+    WHERE r.task_id = k.task_id AND r.concurrency_key = k.concurrency_key
       AND r.status IN ('queued', 'executing', 'retrying'));
 
 -- name: insert_run
