@@ -31,6 +31,7 @@ from gateway.records.worker import Worker
 from gateway.report import Gauges, QueueDepth
 from gateway.routes.load import Config
 from gateway.store.interface import Reads, Store
+from gateway.store.sqlite.schema import CHECK_BUDGET
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
@@ -178,8 +179,9 @@ async def _serve(
     config: Config, options: ServeOptions, stop: asyncio.Event, tracing: Tracing, scrub: Scrub
 ) -> None:
     telemetry = _telemetry(config, options, tracing, scrub)
-    # listen: runs that `gateway replay`/`rerun` commit to this file start here at once, not at the next poll
-    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed, listen=True)
+    # listen: runs that `gateway replay`/`rerun` commit to this file start here at once, not at the next poll;
+    # check: a corrupted file stops start-up before anything listens (bounded: schema.CHECK_BUDGET)
+    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed, listen=True, check=CHECK_BUDGET)
     keyring = Keyring(config.sources.values())
     try:
         executor = Executor(store.runs, config.tasks, _executor_options(config, options), telemetry=telemetry)

@@ -320,6 +320,7 @@ class Executor:
         beat.start()
         next_sweep = self.clock() + self.options.lease
         self._serving = True  # from here, claims ride the store's batches that create runs
+        paused: str | None = None  # why the store failed, said once: a fault lasting hours logs one line
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -329,11 +330,17 @@ class Executor:
                         await self.recover(only_expired=True)
                         next_sweep = self.clock() + self.options.lease
                     idle = await self._idle_for()
+                    if paused is not None:
+                        log.info("executor resumed: the store takes writes again")
+                        paused = None
                 except StoreError as exc:
                     # The disk is full or failing: ingest answers 503 meanwhile; try again shortly.
-                    log.error(
-                        "executor paused: the store failed (%s); retrying in %.0f s", exc, self.options.poll
-                    )
+                    if str(exc) != paused:
+                        log.error(
+                            "executor paused: the store failed (%s); retrying every %.0f s",
+                            *(exc, self.options.poll),
+                        )
+                        paused = str(exc)
                     idle = self.options.poll
                 await wait_first(self._wake.wait(), stop.wait(), timeout=idle)
             self._serving = False

@@ -62,8 +62,8 @@ def create_app(
     async def readyz(request: HTTPRequest) -> Response:
         try:
             await store.probe()
-        except StoreError:
-            return error("store_unavailable", "the database is not writable")
+        except StoreError as exc:  # why: a deleted, replaced or damaged file is fixed by hand, not by waiting
+            return error("store_unavailable", f"the database is not writable: {exc}")
         return JSONResponse({"status": "ready"})
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -38,3 +38,23 @@ def stored(*deliveries: str) -> dict[str, Any]:
         "events without runs": 0,
         "integrity": "ok",
     }
+
+
+def damage(db: Path, index: str, leaf: int = 0) -> int:
+    """Overwrite the ``leaf``-th leaf page of ``index`` (in key order) with bytes no page starts with, as a
+    failing disk or a stray write would; the -wal is checkpointed into the file first, so SQLite reads the
+    page from there, and a commit after it makes every connection drop what it cached. The page's number."""
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:  # waits out a gateway's commit
+        [(busy, _, _)] = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        assert busy == 0, "a reader held the checkpoint back"
+        [(page_size,)] = conn.execute("PRAGMA page_size").fetchall()
+        query = "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path"
+        pages = [page for (page,) in conn.execute(query, (index,))]
+    with db.open("r+b") as file:
+        file.seek((pages[leaf] - 1) * page_size)
+        file.write(bytes(range(256)) * (page_size // 256))
+    with contextlib.closing(sqlite3.connect(db, timeout=10, isolation_level=None)) as conn:
+        # A commit of the first page alone: a connection that cached the damaged one reads it again.
+        [(version,)] = conn.execute("PRAGMA user_version").fetchall()
+        conn.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;")
+    return int(pages[leaf])

@@ -1,6 +1,7 @@
 """The SQLite store (interface.Store): one file in WAL mode with ``synchronous=FULL``, so a write returns only
-once it is on disk. It holds one Writer (group commit) and one read connection, and composes the parts:
-``runs`` (the executor's), ``jobs`` (replays, bulk jobs, prunes) and ``reads`` (listings).
+once it is on disk, and only while that file is still the one at its path (files.py). It holds one Writer
+(group commit) and one read connection, and composes the parts: ``runs`` (the executor's), ``jobs`` (replays,
+bulk jobs, prunes) and ``reads`` (listings).
 
 Does I/O: the database file and its connections.
 """
@@ -21,12 +22,13 @@ import aiosqlite
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, Recorded, Rejection, RejectionKeep, Run
 from gateway.store.rows import rejection_to_row
+from gateway.store.sqlite.files import DatabaseFiles, refusal, rescue
 from gateway.store.sqlite.intake import EventWrite, RowWrite, apply_intake, event_write
 from gateway.store.sqlite.jobs import JOB_OPS, AddOp, SQLiteJobs, apply_jobs
 from gateway.store.sqlite.reader import SQLiteReads
 from gateway.store.sqlite.rejections import RejectionWrite
 from gateway.store.sqlite.runs import RUN_OPS, Heartbeat, SQLiteRuns, apply_runs
-from gateway.store.sqlite.schema import connect, prepare
+from gateway.store.sqlite.schema import connect, damaged, prepare, salvage
 from gateway.store.sqlite.sql import QUERIES
 from gateway.store.sqlite.wakeup import WakeUps
 from gateway.store.sqlite.writer import Op, Writer
@@ -69,6 +71,9 @@ class SQLiteStore:
         self._on_batch = on_batch
         self._stats = StoreStats()
         self._delivered_at: float | None = None  # time.monotonic() of the last commit holding a delivery
+        self._lost: str | None = None  # what to say once the file was deleted or replaced: until restarted
+        self._corrupt: str | None = None  # what to say once SQLite found the file damaged: until restarted
+        self._files = DatabaseFiles(location)  # the connections have opened the file and its -wal and -shm
         self._close_lock = asyncio.Lock()
         self._writer = Writer(writer, self, max_batch=max_batch)
         self._beats = Heartbeat(location)
@@ -90,17 +95,19 @@ class SQLiteStore:
         max_batch: int = 256,
         on_batch: Callable[[int, float, bool], None] | None = None,
         listen: bool = False,
+        check: float | None = None,
     ) -> Self:
         """Open (creating if needed) the database at ``path``, migrate it, and start the writer. ``on_batch``
         hears of every transaction: its size, its seconds and whether it committed (metrics); ``listen`` hears
-        of runs other processes commit (see :meth:`listen`)."""
+        of runs other processes commit (see :meth:`listen`); ``check`` runs PRAGMA quick_check first for up to
+        that many seconds (schema.quick_check: StoreError if the file is corrupted)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         location = os.fspath(path)
         # Create and migrate with plain sqlite3 in a worker thread first: a file that cannot be opened then
         # fails here, not inside aiosqlite, whose worker thread can outlive a failed connect (aiosqlite#241).
         try:
-            await asyncio.to_thread(prepare, location)
+            await asyncio.to_thread(prepare, location, check)
             writer = await connect(location, QUERIES["writer_pragmas"])
             try:
                 reader = await connect(location, QUERIES["reader_pragmas"])
@@ -108,6 +115,8 @@ class SQLiteStore:
                 await writer.close()
                 raise
         except sqlite3.Error as exc:
+            if damaged(exc):  # "file is not a database": its first page is damaged too
+                raise StoreError(f"{location} is corrupted ({exc}): {salvage(location)}") from None
             raise StoreError(f"cannot open the database {location}: {exc}") from exc
         store = cls(writer, reader, location=location, max_batch=max_batch, on_batch=on_batch)
         if listen:
@@ -158,9 +167,14 @@ class SQLiteStore:
         await op.done
 
     async def probe(self) -> None:
-        """Prove the database still takes durable writes (for /readyz); raises StoreUnavailable. A small probe
-        row can commit while deliveries fail (a nearly full disk takes it, not a 1 MiB body), so a batch that
-        failed in the last READY_AFTER_FAILURE seconds, with no delivery committed since, fails it too."""
+        """Prove the database still takes durable writes (for /readyz); raises StoreUnavailable, saying why.
+        A database file deleted or replaced, or found damaged, fails it until the gateway is restarted. A
+        small probe row can commit while deliveries fail (a nearly full disk takes it, not a 1 MiB body), so
+        a batch that failed in the last READY_AFTER_FAILURE seconds, with no delivery committed since, fails
+        it too."""
+        for lasting in (self._lost, self._corrupt):
+            if lasting is not None:
+                raise StoreUnavailable(lasting)
         failed_at, committed_at = self._writer.stats.failed_at, self._delivered_at
         if failed_at is not None and (committed_at is None or committed_at < failed_at):
             ago = time.monotonic() - failed_at
@@ -193,6 +207,28 @@ class SQLiteStore:
             await apply_intake(conn, events, rows, rejections)
         await apply_jobs(conn, [op for op in batch if isinstance(op, JOB_OPS)])
         await apply_runs(conn, [op for op in batch if isinstance(op, RUN_OPS)])
+
+    async def landed(self, conn: aiosqlite.Connection) -> str | None:
+        """After each commit: is the file it went to still the one at the path? If not (deleted, replaced),
+        save what the connection still reads (files.rescue) and say so once, loudly: the log line and /readyz
+        say where it went and what to do; the writes refused from now on say what happened."""
+        change = self._files.changed()
+        if change is None:
+            return None
+        self._lost = await rescue(conn, self._files, change)
+        log.error("store: %s", self._lost)
+        return f"{refusal(self._files, change)} (see the log)"
+
+    def failed(self, batch: list[Op], exc: Exception) -> None:
+        """A damaged file does not heal: once SQLite finds it so, /readyz says it until a restart."""
+        if self._corrupt is None and damaged(exc):
+            location = self._files.location
+            self._corrupt = (
+                f"{location} is corrupted ({exc}): writes that touch the damaged pages fail, and /readyz "
+                "answers 503 until the gateway is restarted on a sound file; stop it, then "
+                f"{salvage(location)}"
+            )
+            log.error("store: %s", self._corrupt)
 
     def committed(self, batch: list[Op]) -> None:
         events = [op for op in batch if isinstance(op, EventWrite)]

@@ -1,6 +1,7 @@
 """Group commit: one task owns the write connection. Callers queue ops; the writer takes everything queued (up
-to ``max_batch``, never waiting to fill a batch), writes it in one transaction (one fsync), then answers every
-caller of that batch. Does I/O: the write connection.
+to ``max_batch``, never waiting to fill a batch), writes it in one transaction (one fsync), has the store
+check that the commit reached the file at the database's path, then answers every caller of that batch.
+Does I/O: the write connection.
 """
 
 from __future__ import annotations
@@ -51,8 +52,16 @@ class Batches(Protocol):
     async def write(self, conn: aiosqlite.Connection, batch: list[Op]) -> None:
         """The body of the batch's transaction; raising rolls the whole batch back."""
 
+    async def landed(self, conn: aiosqlite.Connection) -> str | None:
+        """After COMMIT, before anything is answered: why what was committed is in no file at the database's
+        path (it was deleted or replaced while serving), or None. It must not raise. Once it gives a reason,
+        the batch is refused and so is every op after it: the writer writes nothing more."""
+
     def committed(self, batch: list[Op]) -> None:
         """After COMMIT, before any caller is answered; it must not raise."""
+
+    def failed(self, batch: list[Op], exc: Exception) -> None:
+        """After a batch was rolled back for good, before its callers are refused; it must not raise."""
 
     def observed(self, size: int, seconds: float, *, ok: bool) -> None:
         """After every transaction, committed (``ok``) or rolled back: for stats and metrics."""
@@ -81,6 +90,7 @@ class Writer:
         self._inflight: list[Op] = []
         self._closing = False
         self._refusal = "the store is closed; nothing was written"
+        self.lost: str | None = None  # why every op is refused for good: the database file is gone (landed)
         self.stats = WriterStats()
         self._task = asyncio.create_task(self._loop(), name="gateway-store-writer")
         self._task.add_done_callback(self._stopped)
@@ -112,7 +122,12 @@ class Writer:
                 return
 
     async def _commit(self, batch: list[Op]) -> None:
-        """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK."""
+        """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK; then the check
+        that the commit reached the file at the database's path."""
+        if self.lost is not None:
+            for op in batch:
+                _fail(op, StoreUnavailable(self.lost))
+            return
         started = time.perf_counter()
         try:
             await self.conn.execute("BEGIN IMMEDIATE")
@@ -126,18 +141,29 @@ class Writer:
                 for op in batch:
                     await self._commit([op])
                 return
-            failed = self.stats.failed_batches + 1
-            self.stats = replace(self.stats, failed_batches=failed, failed_at=time.monotonic())
+            self._count_failure()
             log.error("store: rolled back a batch of %d writes: %s", len(batch), exc)
+            self._batches.failed(batch, exc)
             for op in batch:
                 _fail(op, _failure(exc))
             return
-        self._batches.observed(len(batch), time.perf_counter() - started, ok=True)
+        self.lost = await self._batches.landed(self.conn)
+        self._batches.observed(len(batch), time.perf_counter() - started, ok=self.lost is None)
+        if self.lost is not None:  # committed to a file no longer at the path: lost at the next start
+            self._count_failure()
+            for op in batch:
+                _fail(op, StoreUnavailable(self.lost))
+            return
         s = self.stats
         self.stats = replace(s, commits=s.commits + 1, largest_batch=max(s.largest_batch, len(batch)))
         self._batches.committed(batch)
         for op in batch:
             _settle(op)
+
+    def _count_failure(self) -> None:
+        self.stats = replace(
+            self.stats, failed_batches=self.stats.failed_batches + 1, failed_at=time.monotonic()
+        )
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
         # Whatever stopped the writer, nobody may wait for it forever.
