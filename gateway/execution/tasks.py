@@ -1,8 +1,9 @@
 """Tasks: the ``@task`` decorator and the loader that finds tasks in the modules routes.yaml names.
 
 There is no global registry: ``@task`` turns a function into a :class:`Task` object, and :func:`load_tasks`
-imports the listed modules (and every submodule of a listed package) and collects the Task objects it finds.
-I/O: imports Python modules.
+imports the listed modules (and every submodule of a listed package) and collects the Task objects it finds,
+or, for intake whose tasks run elsewhere, reads their ``@task(...)`` declarations without running them.
+I/O: imports Python modules (or reads their files).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import importlib.util
 import inspect
 import os
 import pkgutil
-import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from gateway.errors import Problem, TaskError
+from gateway.execution import declared
 from gateway.execution.retry import RetryPolicy, parse_retry
 
 DEFAULT_TIMEOUT = 600.0  # ten minutes per attempt, like Trigger.dev's default maxDuration guidance
@@ -128,12 +129,6 @@ class FailedModule:
     task_ids: frozenset[str]
 
 
-# `@task(id="charge")` or `@gateway.task(..., id='charge')`: found in the text of a module that cannot run.
-_DECLARED = re.compile(
-    r"@\s*(?:\w+\s*\.\s*)*task\s*\((?:[^()]|\([^()]*\))*?\bid\s*=\s*(['\"])([^'\"\\\n]+)\1"
-)
-
-
 def _declared_ids(name: str, exc: BaseException) -> frozenset[str]:
     """The task ids the files of module ``name`` declare, read as text (a module that fails cannot be run)."""
     files = [Path(exc.filename)] if isinstance(exc, SyntaxError) and exc.filename else []
@@ -150,7 +145,7 @@ def _declared_ids(name: str, exc: BaseException) -> frozenset[str]:
     ids: set[str] = set()
     for file in dict.fromkeys(files):
         try:
-            ids.update(m.group(2) for m in _DECLARED.finditer(file.read_text(encoding="utf-8")))
+            ids.update(declared.ids_in_text(file.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError):
             continue
     return frozenset(ids)
@@ -176,9 +171,7 @@ def _location(exc: BaseException, base: str) -> str:
     (its traceback is importlib's); else the deepest frame under ``base``, else the deepest one outside
     importlib and the gateway (``os.environ['X']`` fails in <frozen os>); "" when there is none."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
-        column = f":{exc.offset}" if exc.offset else ""
-        text = (exc.text or "").strip()
-        return f" ({exc.filename}:{exc.lineno}{column})" + (f": {text}" if text else "")
+        return declared.syntax_location(exc)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _importer(f.filename)]
     own = [f for f in frames if _own(f.filename, base)]
     if not (own or frames):
@@ -219,37 +212,86 @@ def _modules(
     return found
 
 
+def _declared_modules(
+    name: str,
+    where: str,
+    path: list[str],
+    problems: list[Problem],
+    failed: list[FailedModule],
+    read: dict[str, list[Task]],
+) -> list[tuple[str, list[Task]]]:
+    """Module ``name`` and, for a package, each of its submodules, read from their source and never run, each
+    with its tasks, built by :func:`task` itself so they are validated exactly as the decorator does. One that
+    fails is a problem and loses only its own tasks; ``read`` keeps each module's, for one listed twice."""
+    try:
+        sources = declared.find(name, path)
+    except ModuleNotFoundError as exc:
+        problems.append(Problem(where, f"reading {name!r} failed: ModuleNotFoundError: {exc}"))
+        failed.append(FailedModule(name, where, frozenset()))
+        return []
+    for source in sources:
+        if source.name in read:
+            continue
+        module = declared.read(source)
+        errors, tasks = list(module.problems), []
+        for d in module.declarations:
+            try:
+                tasks.append(task(**d.kwargs)(declared.stub(source.file, d)))
+            except TaskError as exc:  # the message an import of the module would give
+                errors.append(f"{source.name}: {exc}")
+            except Exception as exc:  # an unknown or missing argument: the TypeError an import would raise
+                errors.append(
+                    f"reading {source.name!r} failed: {type(exc).__name__}: {exc} ({source.file}:{d.line})"
+                )
+        problems += [Problem(where, e) for e in errors]
+        if errors:
+            failed.append(FailedModule(source.name, where, module.task_ids))
+        read[source.name] = [] if errors else tasks
+    return [(s.name, read[s.name]) for s in sources]
+
+
 def load_tasks(
     modules: list[str],
     base_dir: Path,
     problems: list[Problem],
     failed: list[FailedModule] | None = None,
+    *,
+    run_code: bool = True,
 ) -> dict[str, Task]:
-    """Import ``modules`` (relative to ``base_dir``) and return their tasks by id.
+    """Import ``modules`` (relative to ``base_dir``) and return their tasks by id; with ``run_code`` False,
+    read their ``@task(...)`` declarations from the source instead, importing and running none of them (each
+    task's function is then a stub that says so if called).
 
-    Import failures and duplicate ids become problems at ``tasks[i]``; each module that failed is added to
-    ``failed``. A module that fails loses only its own tasks, never those of the others.
+    Import (or read) failures and duplicate ids become problems at ``tasks[i]``; each module that failed is
+    added to ``failed``. A module that fails loses only its own tasks, never those of the others.
     """
     failed = [] if failed is None else failed
     base = str(base_dir.resolve())
-    if base not in sys.path:
+    path = sys.path if base in sys.path else [base, *sys.path]  # where an import would look
+    if run_code and base not in sys.path:
         sys.path.insert(0, base)
     tasks: dict[str, tuple[Task, str]] = {}
+    read: dict[str, list[Task]] = {}
     for i, name in enumerate(modules):
         where = f"tasks[{i}]"
-        for module in _modules(name, where, base, problems, failed):
-            for value in vars(module).values():
-                if not isinstance(value, Task):
-                    continue
+        if run_code:
+            found = [
+                (m.__name__, [v for v in vars(m).values() if isinstance(v, Task)])
+                for m in _modules(name, where, base, problems, failed)
+            ]
+        else:
+            found = _declared_modules(name, where, path, problems, failed, read)
+        for module_name, module_tasks in found:
+            for value in module_tasks:
                 seen = tasks.get(value.id)
                 if seen and seen[0] is not value:
                     problems.append(
                         Problem(
                             where,
                             f"task id {value.id!r} is defined twice "
-                            f"({seen[1]} and {module.__name__}); task ids must be unique",
+                            f"({seen[1]} and {module_name}); task ids must be unique",
                         )
                     )
                 else:
-                    tasks[value.id] = (value, module.__name__)
+                    tasks[value.id] = (value, module_name)
     return {k: v for k, (v, _) in tasks.items()}

@@ -1,6 +1,7 @@
 """Load and validate routes.yaml into frozen values; report every problem at once, each with its path.
 
-I/O: reads one file and imports the task modules it names. The environment is passed in, never read here.
+I/O: reads one file and imports the task modules it names (with ``run_tasks`` False, only reads their files).
+The environment is passed in, never read here.
 """
 
 from __future__ import annotations
@@ -317,8 +318,9 @@ def _located(problems: list[Problem], positions: Positions) -> list[Problem]:
     ]
 
 
-def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
-    """Validate routes.yaml text; raise :class:`ConfigError` listing every problem."""
+def parse(text: str, *, file: Path, environ: Mapping[str, str], run_tasks: bool = True) -> Config:
+    """Validate routes.yaml text; raise :class:`ConfigError` listing every problem. ``run_tasks`` False reads
+    the task modules' ``@task`` declarations without importing them (intake whose tasks run in workers)."""
     problems: list[Problem] = []
     label = file.name
     raw, positions = read_yaml(text, label)
@@ -327,7 +329,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     doc = env.expand(raw, "")
     assert isinstance(doc, dict)
     failed: list[FailedModule] = []
-    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems, failed)
+    tasks = load_tasks(_task_modules(doc, problems), file.parent, problems, failed, run_code=run_tasks)
     # An empty section (`routes:`) is null; any other value of the wrong type, `[]` or `0` too, is reported.
     queues = _queues({} if doc.get("queues") is None else doc["queues"], problems)
     default_retention = parse_retention(doc.get("retention"), "retention", problems)
@@ -363,7 +365,7 @@ def parse(text: str, *, file: Path, environ: Mapping[str, str]) -> Config:
     )
 
 
-def load(path: str | Path, environ: Mapping[str, str]) -> Config:
+def load(path: str | Path, environ: Mapping[str, str], *, run_tasks: bool = True) -> Config:
     """Read and validate a routes file. Raises ConfigError (a missing file is one too)."""
     file = Path(path)
     try:
@@ -372,4 +374,4 @@ def load(path: str | Path, environ: Mapping[str, str]) -> Config:
         raise ConfigError(
             [Problem("", f"cannot read the file: {exc.strerror} (set --routes or GATEWAY_ROUTES)")], str(file)
         ) from None
-    return parse(text, file=file, environ=environ)
+    return parse(text, file=file, environ=environ, run_tasks=run_tasks)
