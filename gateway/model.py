@@ -191,6 +191,38 @@ class Run:
     # id ``span_id`` (16 hex digits), chosen when the run is created so every attempt can be its child.
     traceparent: str | None = None
     span_id: str | None = None
+    worker_id: str | None = None  # the worker holding it while executing, else the last one that did
+
+
+# Worker kinds: gateway serve's embedded executor, or a gateway worker process.
+SERVE, WORKER = "serve", "worker"
+# A worker's status as `gateway workers` shows it: heartbeats arriving, none for a lease (killed, frozen,
+# cut off from the disk), or stopped cleanly.
+LIVE, LOST, STOPPED = "live", "lost", "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWorker:
+    """A process that runs tasks, as it registered in the store; ``running`` (runs it holds now) and
+    ``status`` are filled in by reads."""
+
+    id: str
+    kind: str  # serve | worker
+    host: str
+    pid: int
+    process: str | None  # boot id and start time: tells a reused pid from the process that registered
+    tasks: tuple[str, ...]
+    queues: tuple[str, ...] | None  # None: every queue
+    concurrency: int
+    version: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None = None
+    running: int = 0
+    status: str = LIVE
+
+    def serves(self, task_id: str, queue: str) -> bool:
+        return task_id in self.tasks and (self.queues is None or queue in self.queues)
 
 
 # Event statuses: whether a route matched the event when it was recorded (or replayed).
@@ -224,6 +256,7 @@ class Attempt:
     error_message: str | None = None
     traceback: str | None = None
     logs: tuple[Mapping[str, Any], ...] = ()
+    worker_id: str | None = None  # the worker that ran it (None: recorded before workers were)
 
     @property
     def duration(self) -> float | None:

@@ -72,3 +72,6 @@ class Gauges:
     queues: tuple[QueueDepth, ...] = ()
     slots: int = 0  # the executor's concurrency limit
     busy: Mapping[str, int] = field(default_factory=dict)  # executing attempts by queue, in this process
+    # Runs waiting for a task no live worker serves, by task (None: not read: this process runs its tasks)
+    unserved: Mapping[str, int] | None = None
+    workers: Mapping[str, int] | None = None  # registered workers by status (live, lost, stopped)

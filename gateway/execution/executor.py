@@ -1,8 +1,8 @@
 """The local executor: claim queued runs within the limits, run each attempt (attempt.py), record it.
 
 I/O: the store (through interface.RunQueue only), a thread pool for sync tasks, the tasks' own loop
-(taskloop.py), a heartbeat thread. ``run_once()`` steps it (tests); ``run(stop)`` runs it beside the HTTP
-server until ``stop`` is set, then drains with a deadline. The store calls back only through the Claimant
+(taskloop.py), a heartbeat thread (heartbeat.py). ``run_once()`` steps it (tests); ``run(stop)`` runs it
+until ``stop`` is set, then drains with a deadline. The store calls back only through the Claimant
 methods below (accept, ride, rode, ride_failed, committed), which the executor registers once, at creation.
 """
 
@@ -15,23 +15,28 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gateway.aio import wait_first
 from gateway.errors import StoreError, StoreUnavailable
+from gateway.execution import liveness
 from gateway.execution.attempt import Attempts, context_for, report_of
 from gateway.execution.context import RunLog
+from gateway.execution.heartbeat import Heartbeats
 from gateway.execution.taskloop import TaskLoop
 from gateway.execution.tasks import Task
 from gateway.model import (
     FINAL_STATUSES,
+    SERVE,
     AttemptEnd,
     Claim,
     Run,
+    TaskWorker,
+    new_id,
 )
-from gateway.store.interface import AttemptLog, ClaimRequest, RunQueue
+from gateway.store.interface import ClaimRequest, RunQueue
 from gateway.telemetry.hub import Telemetry
 
 log = logging.getLogger("gateway.executor")
@@ -52,6 +57,11 @@ class ExecutorOptions:
     # ingest. Off, they share the caller's loop (tests that hand tasks the loop's own asyncio objects).
     own_loop: bool = False
     task_logs: bool = False  # also write what tasks log (ctx.log) to the process log, logger gateway.task
+    # Who it is in the workers table: gateway serve's embedded executor or a gateway worker; None: a new id.
+    worker_id: str | None = None
+    kind: str = SERVE
+    only_queues: frozenset[str] | None = None  # claim runs of these queues only (None: every queue)
+    version: str = ""
 
 
 class Executor:
@@ -91,6 +101,8 @@ class Executor:
         self._ride_limit = 0  # how many runs the riding claim asked for
         self._wake_after_ride = False  # another process committed runs while a claim rode
         self._serving = False  # run() is running: only then do claims ride the store's batches
+        self.worker_id = self.options.worker_id or new_id("wrk", clock())
+        self._task_limits = {t.id: t.concurrency for t in tasks.values() if t.concurrency is not None}
         store.attach(self)
 
     # -- what the store calls (interface.Claimant) --------------------------------------------------------
@@ -107,29 +119,15 @@ class Executor:
     # -- limits -------------------------------------------------------------------------------------------
 
     def accept(self, run: Run) -> bool:
-        """Reserve a slot for ``run`` if the global, queue and task limits allow it (asked by the store for
-        each candidate of a claim this executor made)."""
+        """Reserve one of this process's slots for ``run`` (asked by the store for each candidate of a claim
+        this executor made, once the store found the run within its queue and task limits: those count the
+        runs of every process, so the store holds them)."""
         if len(self._running) + len(self._reserved) >= self.options.concurrency:
-            return False
-        queue_limit = self.options.queues.get(run.queue)
-        if queue_limit is not None and self._by_queue[run.queue] >= queue_limit:
-            return False
-        task_limit = run.options.get("concurrency")
-        if task_limit is not None and self._by_task[run.task_id] >= task_limit:
             return False
         self._by_queue[run.queue] += 1
         self._by_task[run.task_id] += 1
         self._reserved.append(run)
         return True
-
-    def _full(self) -> tuple[set[str], set[str]]:
-        queues = {q for q, limit in self.options.queues.items() if self._by_queue[q] >= limit}
-        tasks = {
-            t.id
-            for t in self.tasks.values()
-            if t.concurrency is not None and self._by_task[t.id] >= t.concurrency
-        }
-        return queues, tasks
 
     def _release(self, run: Run) -> None:
         self._by_queue[run.queue] -= 1
@@ -194,12 +192,18 @@ class Executor:
         return limit
 
     def _claim_request(self, free: int) -> ClaimRequest:
-        """A claim of up to ``free`` runs with this executor's limits; starts a new reservation list for the
-        store's accept() calls."""
-        skip_queues, skip_tasks = self._full()
+        """A claim of up to ``free`` runs of the tasks this executor has, within the limits; starts a new
+        reservation list for the store's accept() calls."""
         self._reserved = []
         return ClaimRequest(
-            self.clock(), free, self.options.lease, frozenset(skip_queues), frozenset(skip_tasks)
+            self.clock(),
+            free,
+            self.options.lease,
+            worker=self.worker_id,
+            tasks=frozenset(self.tasks),
+            queues=self.options.only_queues,
+            queue_limits=self.options.queues,
+            task_limits=self._task_limits,
         )
 
     def _start(self, claims: Sequence[Claim]) -> None:
@@ -292,33 +296,48 @@ class Executor:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
         return started
 
-    async def recover(self, *, only_expired: bool) -> None:
+    async def recover(self, *, only_expired: bool = True, dead: Collection[str] | None = None) -> None:
+        """Requeue the runs of processes that died: those whose lease expired, and those held by a worker of
+        this host whose process is gone (``dead``; None: found from the workers table). Any process may do
+        this at any time: a live worker's runs are never taken, their leases are renewed."""
+        if dead is None:
+            live_since = self.clock() - self.options.lease
+            workers = await self.store.workers(live_since=live_since)
+            dead = liveness.gone(workers, liveness.host(), besides=self.worker_id)
         recovered = await self.store.recover(
             now=self.clock(),
             max_crashes=self.options.max_crashes,
             only_expired=only_expired,
             keep=frozenset(self._running),
+            dead=dead,
         )
         for run in recovered:
             if run.status in FINAL_STATUSES:
                 self.telemetry.run_ended(run, run.status, self.clock(), run.attempts)
+            held = f" by worker {run.worker_id}" if run.worker_id else ""
             log.warning(
-                "run %s (task %s) was executing when the gateway stopped: now %s after %d crash(es)",
-                run.id,
-                run.task_id,
-                run.status,
-                run.crashes,
+                "run %s (task %s) was executing%s when its process stopped: now %s after %d crash(es)",
+                *(run.id, run.task_id, held, run.status, run.crashes),
             )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then drain: wait up to drain_timeout, interrupt and requeue the rest."""
-        await self.recover(only_expired=False)  # the caller holds the database lock: nothing else runs these
-        beat_stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(beat_stop,), name="gateway-heartbeat", daemon=True
+    def describe(self) -> TaskWorker:
+        """This executor as the workers table holds it."""
+        o = self.options
+        return liveness.this_worker(
+            self.worker_id, o.kind, self.tasks, o.only_queues, o.concurrency, o.version, self.clock()
         )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register, recover what dead processes left, run until ``stop`` is set, then drain: wait up to
+        drain_timeout, interrupt and requeue the rest, and record the clean stop."""
+        await self.store.register(self.describe())
+        await self.recover()
+        beat_stop = threading.Event()
+        beats = Heartbeats(self.store, self.options, self.worker_id, self.clock, self._snapshot)
+        beat = threading.Thread(target=beats.run, args=(beat_stop,), name="gateway-heartbeat", daemon=True)
         beat.start()
-        next_sweep = self.clock() + self.options.lease
+        # Swept every heartbeat: a dead worker of this host is found within one, not after its lease.
+        next_sweep = self.clock() + self.options.heartbeat
         self._serving = True  # from here, claims ride the store's batches that create runs
         paused: str | None = None  # why the store failed, said once: a fault lasting hours logs one line
         try:
@@ -328,7 +347,7 @@ class Executor:
                     await self._fill()
                     if self.clock() >= next_sweep:
                         await self.recover(only_expired=True)
-                        next_sweep = self.clock() + self.options.lease
+                        next_sweep = self.clock() + self.options.heartbeat
                     idle = await self._idle_for()
                     if paused is not None:
                         log.info("executor resumed: the store takes writes again")
@@ -357,6 +376,11 @@ class Executor:
             self._pool.shutdown(wait=False, cancel_futures=True)
             if self._loop is not None:
                 await asyncio.to_thread(self._loop.close)
+            if not self._running:
+                try:
+                    await self.store.unregister(self.worker_id, now=self.clock())
+                except StoreError as exc:  # its heartbeat stops: it shows lost, and holds nothing
+                    log.warning("could not record that worker %s stopped: %s", self.worker_id, exc)
 
     async def _idle_for(self) -> float:
         now = self.clock()
@@ -376,26 +400,7 @@ class Executor:
             await asyncio.gather(*still, return_exceptions=True)
             log.warning("interrupted %d attempt(s) at shutdown; their runs are queued again", len(still))
 
-    def _heartbeat(self, stop: threading.Event) -> None:
-        # A thread, not a coroutine: leases stay alive and logs are saved even while task code blocks the
-        # event loop. Leases every `heartbeat` seconds; the logs of running attempts every `log_flush`
-        # seconds, only those that changed, all in one write (never a write per line).
-        tick = min(self.options.heartbeat, self.options.log_flush)
-        saved: dict[tuple[str, int], int] = {}  # (run, attempt) -> RunLog.changes when last saved
-        next_beat = time.monotonic() + self.options.heartbeat
-        while not stop.wait(tick):
-            with self._ids_lock:
-                ids, running = self._ids, list(self._logs.items())
-            if ids and time.monotonic() >= next_beat:
-                self.store.heartbeat_blocking(ids, self.clock() + self.options.lease)
-                next_beat = time.monotonic() + self.options.heartbeat
-            changed = []
-            for run_id, (attempt, runlog) in running:
-                changes = runlog.changes
-                if changes != saved.get((run_id, attempt), 0):
-                    changed.append(AttemptLog(run_id, attempt, runlog.lines()))
-                    saved[run_id, attempt] = changes
-            if changed:
-                self.store.keep_logs_blocking(changed)
-            live = {(run_id, attempt) for run_id, (attempt, _) in running}
-            saved = {key: n for key, n in saved.items() if key in live}
+    def _snapshot(self) -> tuple[frozenset[str], list[tuple[str, tuple[int, RunLog]]]]:
+        """What the heartbeat thread renews and saves: the running runs, and each one's attempt and log."""
+        with self._ids_lock:
+            return self._ids, list(self._logs.items())

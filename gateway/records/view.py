@@ -72,6 +72,7 @@ def attempt_summary(attempt: Attempt) -> dict[str, Any]:
         "error_message": attempt.error_message,
         "traceback": attempt.traceback,
         "logs": [{**line, "ts": iso(line.get("ts"))} for line in attempt.logs],
+        "worker": attempt.worker_id,
     }
 
 
@@ -87,6 +88,7 @@ def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
         "output": run.output,
         "error": run.error,
         "options": dict(run.options),
+        "worker": run.worker_id,
         "attempt_history": [attempt_summary(a) for a in attempts],
     }
     lines = [
@@ -108,7 +110,8 @@ def run_detail(run: Run, attempts: Sequence[Attempt]) -> dict[str, Any]:
         lines.append(f"error        {run.error.get('type')}: {run.error.get('message')}")
     for a in attempts:
         took = "-" if a.duration is None else f"{a.duration:.3f} s"
-        lines.append(f"attempt {a.number:<4} {a.outcome or EXECUTING} at {iso(a.started_at)} ({took})")
+        where = f" on {a.worker_id}" if a.worker_id else ""
+        lines.append(f"attempt {a.number:<4} {a.outcome or EXECUTING} at {iso(a.started_at)} ({took}){where}")
         if a.error_type:
             lines.append(f"  error: {a.error_type}: {a.error_message}")
         lines += [f"  {iso(x.get('ts'))} {x.get('level', 'info'):<7} {x.get('message')}" for x in a.logs]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.model import (
@@ -32,6 +32,7 @@ from gateway.model import (
     RejectionKeep,
     Run,
     RunFilter,
+    TaskWorker,
 )
 from gateway.report import QueueDepth
 
@@ -42,14 +43,23 @@ ANY_RUN = RunFilter()
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Up to ``limit`` ready runs, leased for ``lease`` seconds from ``now``, none from a queue or task named
-    in ``skip_queues`` / ``skip_tasks`` (full ones: their runs would be refused anyway)."""
+    """Up to ``limit`` ready runs for ``worker``, leased for ``lease`` seconds from ``now``.
+
+    Only runs of ``tasks`` and ``queues`` (None: any), none from a queue or task named in ``skip_queues`` /
+    ``skip_tasks``. The store holds the limits across every process sharing it: a queue in
+    ``queue_limits``, or a task in ``task_limits`` (a run's own ``options["concurrency"]`` wins), never has
+    more runs executing at once, counted in the claim's own transaction."""
 
     now: float
     limit: int
     lease: float
     skip_queues: frozenset[str] = frozenset()
     skip_tasks: frozenset[str] = frozenset()
+    worker: str | None = None
+    tasks: frozenset[str] | None = None
+    queues: frozenset[str] | None = None
+    queue_limits: Mapping[str, int] = field(default_factory=dict)
+    task_limits: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -106,16 +116,39 @@ class RunQueue(Protocol):
         """Record how an attempt ended and move its run on, unless the run stopped executing it meanwhile."""
 
     async def recover(
-        self, *, now: float, max_crashes: int = 3, only_expired: bool = True, keep: Collection[str] = ()
+        self,
+        *,
+        now: float,
+        max_crashes: int = 3,
+        only_expired: bool = True,
+        keep: Collection[str] = (),
+        dead: Collection[str] = (),
     ) -> list[Run]:
-        """Requeue executing runs whose process died (lease expired, or every one not in ``keep`` when not
-        ``only_expired``), or end them crashed after ``max_crashes``."""
+        """Requeue executing runs whose process died (lease expired, or held by a worker in ``dead``, or
+        every one not in ``keep`` when not ``only_expired``), or end them crashed after ``max_crashes``."""
+
+    def clock(self) -> float:
+        """The store's clock, in seconds since the epoch: leases are set and judged by it, never by each
+        process's own (processes on several machines share one store)."""
+
+    async def register(self, worker: TaskWorker) -> None:
+        """Record a process that runs tasks as it starts (``worker.started_at`` is its first heartbeat)."""
+
+    async def unregister(self, worker_id: str, *, now: float) -> None:
+        """Record a clean stop: the worker holds no run any more."""
+
+    async def workers(self, *, live_since: float) -> list[TaskWorker]:
+        """Every registered worker, newest first, with its running count; lost if silent since
+        ``live_since``."""
 
     async def cancel(self, run_id: str, *, now: float) -> Run | None:
         """Cancel a queued or retrying run; None if it is in another status. Raises NotFound."""
 
-    def heartbeat_blocking(self, run_ids: Collection[str], lease_until: float) -> int:
-        """Extend the leases of these executing runs; call from a plain thread. Never raises: 0 on error."""
+    def heartbeat_blocking(
+        self, run_ids: Collection[str], lease_until: float, *, worker: str | None = None, now: float = 0.0
+    ) -> int:
+        """Extend the leases ``worker`` holds on these executing runs, and note its heartbeat at ``now``, in
+        one transaction; call from a plain thread. How many leases; never raises: 0 on error."""
 
     def keep_logs_blocking(self, logs: Sequence[AttemptLog]) -> int:
         """Save what running attempts have logged so far, in one transaction, unless an attempt has ended
@@ -251,6 +284,12 @@ class Reads(Protocol):
     ) -> list[Job]: ...
 
     async def queue_depths(self) -> tuple[QueueDepth, ...]: ...
+
+    async def workers(self, *, live_since: float) -> list[TaskWorker]:
+        """Every registered worker, newest first (see RunQueue.workers)."""
+
+    async def waiting_by_task(self) -> list[tuple[str, str, int, float]]:
+        """(task id, queue, runs waiting to start, oldest created_at) of every task with queued runs."""
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]: ...
 

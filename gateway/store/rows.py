@@ -17,8 +17,11 @@ from gateway.model import (
     EVENT_STATUSES,
     EXECUTING,
     FINAL_STATUSES,
+    LIVE,
+    LOST,
     REPLAY,
     RUN_STATUSES,
+    STOPPED,
     UNFINISHED_STATUSES,
     Attempt,
     AttemptEnd,
@@ -32,6 +35,7 @@ from gateway.model import (
     Rejection,
     Run,
     RunFilter,
+    TaskWorker,
 )
 
 
@@ -256,6 +260,7 @@ def run_from_row(row: Row) -> Run:
         rerun_of=row["rerun_of"],
         traceparent=row["traceparent"],
         span_id=row["span_id"],
+        worker_id=row["worker_id"],
     )
 
 
@@ -284,7 +289,48 @@ def attempt_from_row(row: Row) -> Attempt:
         error_message=row["error_message"],
         traceback=row["traceback"],
         logs=tuple(json.loads(row["logs"])),
+        worker_id=row["worker_id"],
     )
+
+
+def worker_from_row(row: Row, *, live_since: float) -> TaskWorker:
+    """A ``workers`` row (with its ``running`` count), its status judged against ``live_since``: a worker
+    whose last heartbeat is older is lost."""
+    stopped_at = row["stopped_at"]
+    live = row["heartbeat_at"] >= live_since
+    status = STOPPED if stopped_at is not None else LIVE if live else LOST
+    queues = row["queues"]
+    return TaskWorker(
+        id=row["id"],
+        kind=row["kind"],
+        host=row["host"],
+        pid=row["pid"],
+        process=row["process"],
+        tasks=tuple(json.loads(row["tasks"])),
+        queues=None if queues is None else tuple(json.loads(queues)),
+        concurrency=row["concurrency"],
+        version=row["version"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        stopped_at=stopped_at,
+        running=row["running"],
+        status=status,
+    )
+
+
+def worker_to_row(worker: TaskWorker) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "kind": worker.kind,
+        "host": worker.host,
+        "pid": worker.pid,
+        "process": worker.process,
+        "tasks": json.dumps(sorted(worker.tasks)),
+        "queues": None if worker.queues is None else json.dumps(sorted(worker.queues)),
+        "concurrency": worker.concurrency,
+        "version": worker.version,
+        "now": worker.started_at,
+    }
 
 
 def rejection_from_row(row: Row, *, with_request: bool = False) -> Rejection:

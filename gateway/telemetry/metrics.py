@@ -154,6 +154,19 @@ class Metrics:
             registry=reg,
         )
 
+        self._unserved = Gauge(
+            "gateway_runs_waiting_for_worker",
+            "Runs waiting for a task that no live worker serves (read by intake that runs no tasks itself)",
+            ("task",),
+            registry=reg,
+        )
+        self._workers = Gauge(
+            "gateway_workers",
+            "Registered workers by status: live (heartbeats arriving), lost (none for a lease), stopped",
+            ("status",),
+            registry=reg,
+        )
+
     def _store_metrics(self, reg: CollectorRegistry) -> None:
         """The store's group-commit transactions: how many writes each took, how long, which rolled back."""
         self._batch = Histogram(
@@ -252,6 +265,12 @@ class Metrics:
             for queue, n in gauges.busy.items():
                 self._busy.labels(queue).set(n)
             self._slots_busy.set(sum(gauges.busy.values()))
+            self._unserved.clear()
+            for task, n in (gauges.unserved or {}).items():
+                self._unserved.labels(task).set(n)
+            self._workers.clear()
+            for status, n in (gauges.workers or {}).items():
+                self._workers.labels(status).set(n)
             return generate_latest(self.registry)
 
     def _budget(self, source: str) -> _Budget:

@@ -115,6 +115,7 @@ SCHEMAS: dict[str, Schema] = {
             "output": ANY,
             "error": {"type": ["object", "null"]},
             "options": {"type": "object"},
+            "worker": OPT_STR,
             "attempt_history": {"type": "array", "items": {"type": "object"}},
             "rerun_of": OPT_STR,
             "reruns": LINKS,

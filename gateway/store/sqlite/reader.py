@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import StoreError
-from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter
+from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter, TaskWorker
 from gateway.report import QueueDepth
 from gateway.store.interface import ANY_EVENT, ANY_RUN, Cursor
 from gateway.store.rows import (
@@ -27,6 +27,7 @@ from gateway.store.rows import (
     job_from_row,
     rejection_from_row,
     run_from_row,
+    worker_from_row,
 )
 from gateway.store.sqlite.sql import QUERIES
 
@@ -50,6 +51,12 @@ async def read(conn: aiosqlite.Connection, query: str, params: dict[str, Any]) -
         return list(await conn.execute_fetchall(QUERIES[query], params))
     except (sqlite3.Error, ValueError) as exc:  # aiosqlite raises ValueError once closed
         raise StoreError(f"could not read from the database: {exc}") from exc
+
+
+async def read_workers(conn: aiosqlite.Connection, *, live_since: float) -> list[TaskWorker]:
+    """The ``workers`` rows on ``conn``, newest first; lost if silent since ``live_since``."""
+    rows = await read(conn, "list_workers", {})
+    return [worker_from_row(row, live_since=live_since) for row in rows]
 
 
 class SQLiteReads:
@@ -199,6 +206,15 @@ class SQLiteReads:
         """Runs waiting (queued or retrying) per queue, and the earliest time one of them became ready."""
         rows = await self._read("queue_depth", {})
         return tuple(QueueDepth(row["queue"], row["n"], row["oldest"]) for row in rows)
+
+    async def workers(self, *, live_since: float) -> list[TaskWorker]:
+        """Every registered worker, newest first, with how many runs it holds now."""
+        return await read_workers(self.conn, live_since=live_since)
+
+    async def waiting_by_task(self) -> list[tuple[str, str, int, float]]:
+        """(task id, queue, runs waiting to start, oldest created_at) of every task with waiting runs."""
+        rows = await self._read("waiting_by_task", {})
+        return [(row["task_id"], row["queue"], row["waiting"], row["oldest"]) for row in rows]
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]:
         """Events by source and status, runs by task and status, rejections by source and reason, and the

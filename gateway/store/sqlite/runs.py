@@ -11,6 +11,8 @@ import json
 import logging
 import sqlite3
 import threading
+import time
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -19,7 +21,17 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import NotFound
-from gateway.model import CANCELED, CRASHED, FINAL_STATUSES, QUEUED, RETRYING, AttemptEnd, Claim, Run
+from gateway.model import (
+    CANCELED,
+    CRASHED,
+    FINAL_STATUSES,
+    QUEUED,
+    RETRYING,
+    AttemptEnd,
+    Claim,
+    Run,
+    TaskWorker,
+)
 from gateway.store.interface import AttemptLog, Claimant, ClaimRequest
 from gateway.store.rows import (
     attempt_end_to_row,
@@ -28,8 +40,9 @@ from gateway.store.rows import (
     logs_to_json,
     run_from_row,
     with_blocked,
+    worker_to_row,
 )
-from gateway.store.sqlite.reader import read
+from gateway.store.sqlite.reader import read, read_workers
 from gateway.store.sqlite.schema import connect_blocking
 from gateway.store.sqlite.sql import QUERIES
 from gateway.store.sqlite.writer import Writer
@@ -37,6 +50,7 @@ from gateway.store.sqlite.writer import Writer
 log = logging.getLogger("gateway.store")
 
 CRASH_MESSAGE = "the gateway process stopped while this attempt was executing"
+FORGET_AFTER = 7 * 86400.0  # seconds a stopped or lost worker stays listed by `gateway workers`
 
 
 @dataclass(slots=True)
@@ -62,6 +76,7 @@ class RecoverOp:
     max_crashes: int
     only_expired: bool
     keep: str  # JSON list of run ids
+    dead: str  # JSON list of worker ids
     done: asyncio.Future[list[Run]]
     result: list[Run] = field(default_factory=list)
     error: Exception | None = None
@@ -76,8 +91,19 @@ class CancelOp:
     error: Exception | None = None
 
 
-RunOp = ClaimOp | FinishOp | RecoverOp | CancelOp
-RUN_OPS = (ClaimOp, FinishOp, RecoverOp, CancelOp)
+@dataclass(slots=True)
+class WorkerOp:
+    """A worker's own row: registered, forgotten or stopped (``query``, a name in QUERIES)."""
+
+    query: str
+    row: dict[str, Any]
+    done: asyncio.Future[None]
+    result: None = None
+    error: Exception | None = None
+
+
+RunOp = ClaimOp | FinishOp | RecoverOp | CancelOp | WorkerOp
+RUN_OPS = (ClaimOp, FinishOp, RecoverOp, CancelOp, WorkerOp)
 
 
 async def insert_runs(conn: aiosqlite.Connection, run_rows: Sequence[dict[str, Any]]) -> None:
@@ -107,6 +133,9 @@ async def apply_runs(conn: aiosqlite.Connection, ops: Sequence[RunOp]) -> None:
     """
     for op in ops:
         op.error = None
+    for op in ops:
+        if isinstance(op, WorkerOp):
+            await conn.execute(QUERIES[op.query], op.row)
     ended: list[str] = []  # runs that reached a final status in this batch
     finishes = [op for op in ops if isinstance(op, FinishOp)]
     if finishes:
@@ -124,31 +153,59 @@ async def apply_runs(conn: aiosqlite.Connection, ops: Sequence[RunOp]) -> None:
             await _claim(conn, op)
 
 
+def _ids(names: Collection[str] | None) -> str | None:
+    return None if names is None else json.dumps(sorted(names))
+
+
 async def _claim(conn: aiosqlite.Connection, op: ClaimOp) -> None:
+    """The queue and task limits are counted here, in the claim's transaction, over what every process runs:
+    BEGIN IMMEDIATE lets one claim at a time count and take, so no two processes both take the last slot."""
     request = op.request
+    by_queue: Counter[str] = Counter()
+    by_task: Counter[str] = Counter()
+    for row in await conn.execute_fetchall(QUERIES["executing_counts"]):
+        by_queue[row["queue"]] += row["n"]
+        by_task[row["task_id"]] += row["n"]
+    full_queues = {q for q, limit in request.queue_limits.items() if by_queue[q] >= limit}
+    full_tasks = {t for t, limit in request.task_limits.items() if by_task[t] >= limit}
     params = {
         "now": request.now,
         "limit": max(4 * request.limit, 64),
-        "skip_queues": json.dumps(sorted(request.skip_queues)),
-        "skip_tasks": json.dumps(sorted(request.skip_tasks)),
+        "skip_queues": json.dumps(sorted(request.skip_queues | full_queues)),
+        "skip_tasks": json.dumps(sorted(request.skip_tasks | full_tasks)),
+        "tasks": _ids(request.tasks),
+        "queues": _ids(request.queues),
     }
     chosen: list[Claim] = []
     for row in await conn.execute_fetchall(QUERIES["claim_candidates"], params):
         if len(chosen) >= request.limit:
             break
         run = run_from_row(row)
+        queue_limit = request.queue_limits.get(run.queue)
+        task_limit = run.options.get("concurrency", request.task_limits.get(run.task_id))
+        if (queue_limit is not None and by_queue[run.queue] >= queue_limit) or (
+            task_limit is not None and by_task[run.task_id] >= task_limit
+        ):
+            continue
         try:
             accepted = op.claimant.accept(run)  # on the writer, between awaits: it must not await
         except Exception:
             log.exception("store: accept() failed during a claim; claiming only what it accepted before")
             break
         if accepted:
-            chosen.append(claim_from_row(row, now=request.now, run=run))
+            by_queue[run.queue] += 1
+            by_task[run.task_id] += 1
+            chosen.append(claim_from_row(row, now=request.now, run=replace(run, worker_id=request.worker)))
     if chosen:
         lease_until = request.now + request.lease
-        starts = [{"id": c.run.id, "now": request.now, "lease_until": lease_until} for c in chosen]
+        worker = request.worker
+        starts = [
+            {"id": c.run.id, "now": request.now, "lease_until": lease_until, "worker": worker} for c in chosen
+        ]
         await conn.executemany(QUERIES["start_run"], starts)
-        attempts = [{"run_id": c.run.id, "number": c.attempt, "now": request.now} for c in chosen]
+        attempts = [
+            {"run_id": c.run.id, "number": c.attempt, "now": request.now, "worker": worker} for c in chosen
+        ]
         await conn.executemany(QUERIES["insert_attempt"], attempts)
     op.result = chosen
 
@@ -177,15 +234,35 @@ async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp]) -> list[str]:
     return [end["run_id"] for end in ends if end["status"] in FINAL_STATUSES]
 
 
+def crash_message(row: sqlite3.Row | aiosqlite.Row) -> str:
+    """Whose process stopped: the worker named on the run, where it ran, or (a run claimed before workers
+    were recorded) the gateway process."""
+    worker = row["worker_id"]
+    if worker is None:
+        return CRASH_MESSAGE
+    if row["worker_kind"] is None:
+        return f"worker {worker} stopped while this attempt was executing"
+    what = "gateway serve" if row["worker_kind"] == "serve" else "gateway worker"
+    return (
+        f"worker {worker} ({what}, pid {row['worker_pid']} on {row['worker_host']}) stopped while this "
+        "attempt was executing"
+    )
+
+
 async def _recover(conn: aiosqlite.Connection, op: RecoverOp) -> list[str]:
     """Returns the ids of the runs it crashed for good."""
-    params = {"now": op.now, "only_expired": int(op.only_expired), "keep": op.keep}
+    params = {"now": op.now, "only_expired": int(op.only_expired), "keep": op.keep, "dead": op.dead}
     recovered: list[Run] = []
     updates: list[dict[str, Any]] = []
     for row in await conn.execute_fetchall(QUERIES["executing_runs"], params):
         run = run_from_row(row)
         crashes = run.crashes + 1  # a crash is not the task's failure: attempts stays as it was
-        update: dict[str, Any] = {"id": run.id, "crashes": crashes, "now": op.now, "message": CRASH_MESSAGE}
+        update: dict[str, Any] = {
+            "id": run.id,
+            "crashes": crashes,
+            "now": op.now,
+            "message": crash_message(row),
+        }
         if crashes > op.max_crashes:
             error = {
                 "type": "Crashed",
@@ -245,16 +322,24 @@ class Heartbeat:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
-    def beat(self, run_ids: Collection[str], lease_until: float) -> int:
-        """Set lease_until on those runs that are still executing; how many. Never raises."""
+    def beat(
+        self, run_ids: Collection[str], lease_until: float, *, worker: str | None = None, now: float = 0.0
+    ) -> int:
+        """Set lease_until on those runs ``worker`` still executes, and the worker's heartbeat to ``now``, in
+        one transaction; how many leases. Never raises."""
         with self._lock:
             if self._closed:
                 return 0
             try:
                 if self._conn is None:
                     self._conn = connect_blocking(self._location, self._pragmas)
-                params = {"ids": json.dumps(list(run_ids)), "lease_until": lease_until}
-                return self._conn.execute(self._sql, params).rowcount  # autocommit: one transaction
+                params = {"ids": json.dumps(list(run_ids)), "lease_until": lease_until, "worker": worker}
+                with self._conn:  # one transaction, one fsync: the leases and the worker's heartbeat
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    renewed = self._conn.execute(self._sql, params).rowcount if run_ids else 0
+                    if worker is not None:
+                        self._conn.execute(QUERIES["beat_worker"], {"worker": worker, "now": now})
+                return renewed
             except Exception as exc:
                 log.warning("store: could not renew the leases of %d run(s): %s", len(run_ids), exc)
                 return 0
@@ -347,14 +432,53 @@ class SQLiteRuns:
         await op.done
 
     async def recover(
-        self, *, now: float, max_crashes: int = 3, only_expired: bool = True, keep: Collection[str] = ()
+        self,
+        *,
+        now: float,
+        max_crashes: int = 3,
+        only_expired: bool = True,
+        keep: Collection[str] = (),
+        dead: Collection[str] = (),
     ) -> list[Run]:
-        """Requeue executing runs whose process died (lease expired), or crash them after ``max_crashes``."""
+        """Requeue executing runs whose process died (lease expired, or held by a worker in ``dead``), or
+        crash them after ``max_crashes``."""
         if max_crashes < 0:
             raise ValueError(f"max_crashes must be at least 0, not {max_crashes}")
-        op = RecoverOp(now, max_crashes, only_expired, json.dumps(list(keep)), self._loop.create_future())
+        op = RecoverOp(
+            now,
+            max_crashes,
+            only_expired,
+            json.dumps(list(keep)),
+            json.dumps(list(dead)),
+            self._loop.create_future(),
+        )
         self._writer.submit(op)
         return await op.done
+
+    def clock(self) -> float:
+        """The store's clock. A SQLite file is shared only by processes on one host (its locks do not work
+        over a network file system), so the host's clock is the store's."""
+        return time.time()
+
+    async def register(self, worker: TaskWorker) -> None:
+        """Record a process that runs tasks; workers gone for FORGET_AFTER and holding no run are dropped."""
+        row = worker_to_row(worker)
+        forget = {"before": worker.started_at - FORGET_AFTER}
+        ops = [
+            WorkerOp("forget_workers", forget, self._loop.create_future()),
+            WorkerOp("register_worker", row, self._loop.create_future()),
+        ]
+        for op in ops:
+            self._writer.submit(op)
+        await asyncio.gather(*(op.done for op in ops))
+
+    async def unregister(self, worker_id: str, *, now: float) -> None:
+        op = WorkerOp("stop_worker", {"id": worker_id, "now": now}, self._loop.create_future())
+        self._writer.submit(op)
+        await op.done
+
+    async def workers(self, *, live_since: float) -> list[TaskWorker]:
+        return await read_workers(self._reads, live_since=live_since)
 
     async def cancel(self, run_id: str, *, now: float) -> Run | None:
         """Cancel a queued or retrying run; None if it is in another status. Raises NotFound."""
@@ -362,9 +486,12 @@ class SQLiteRuns:
         self._writer.submit(op)
         return await op.done
 
-    def heartbeat_blocking(self, run_ids: Collection[str], lease_until: float) -> int:
-        """Extend the leases of these executing runs; call from a plain thread. Never raises: 0 on error."""
-        return self._beats.beat(run_ids, lease_until)
+    def heartbeat_blocking(
+        self, run_ids: Collection[str], lease_until: float, *, worker: str | None = None, now: float = 0.0
+    ) -> int:
+        """Extend the leases of these executing runs and note the worker's heartbeat; from a plain thread.
+        Never raises: 0 on error."""
+        return self._beats.beat(run_ids, lease_until, worker=worker, now=now)
 
     def keep_logs_blocking(self, logs: Sequence[AttemptLog]) -> int:
         """Save what running attempts have logged so far (from the heartbeat thread). Never raises."""

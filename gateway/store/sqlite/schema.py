@@ -47,6 +47,7 @@ def salvage(location: str) -> str:
 def prepare(location: str, check: float | None = None) -> None:
     """Create the file if needed, switch it to WAL and apply pending migrations. With ``check`` (seconds), an
     existing file is first checked with PRAGMA quick_check for up to that long. Blocking."""
+    _writable_directory(location)
     with contextlib.closing(sqlite3.connect(location, isolation_level=None)) as conn:
         [(version,)] = conn.execute(QUERIES["read_user_version"]).fetchall()
         if check is not None and version > 0:
@@ -94,6 +95,21 @@ def prepare(location: str, check: float | None = None) -> None:
                 len(MIGRATIONS),
                 steps,
             )
+
+
+def _writable_directory(location: str) -> None:
+    """SQLite writes its -wal and -shm beside the database: say so in one line when it cannot."""
+    directory = os.path.dirname(os.path.realpath(location))
+    if not os.path.isdir(directory):
+        problem = "does not exist"
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    else:
+        return
+    raise StoreError(
+        f"cannot use the database {location}: its directory {directory} {problem}, and SQLite writes the "
+        "database, its -wal and its -shm there; create it or make it writable, or choose another --db"
+    )
 
 
 def quick_check(conn: sqlite3.Connection, location: str, budget: float) -> None:

@@ -12,6 +12,7 @@ import pytest
 from gateway import AbortRun, Context, RetryAfter, task
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.execution.tasks import Task
+from gateway.records import serving
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
@@ -237,18 +238,24 @@ async def test_sync_tasks_run_in_worker_threads_and_one_argument_tasks_work(
     ]
 
 
-async def test_a_run_for_an_unknown_task_fails_clearly(setup: Callable[..., Any]) -> None:
+async def test_a_run_for_a_task_this_executor_does_not_have_waits_queued_for_a_worker_that_has_it(
+    setup: Callable[..., Any],
+) -> None:
+    """Workers may serve different tasks (or versions, mid-deploy): one that lacks a run's task leaves it
+    queued, never fails it, and the run is listed as waiting for a worker."""
+
     @task(id="gone")
     async def gone(payload: Any, ctx: Context) -> None: ...
 
-    store, executor, clock = await setup()  # the task is not loaded any more
+    store, executor, clock = await setup()  # the task is not loaded (renamed, or served by other workers)
     run = await enqueue(store, clock, gone)
-    await executor.run_once()
-    done = await store.reads.get_run(run.id)
-    assert done is not None and done.status == "failed"
-    assert done.error is not None and done.error["message"] == (
-        "no task with id 'gone' is loaded (was it renamed or removed from tasks/?)"
-    )
+    assert await executor.run_once() == 0
+    left = await store.reads.get_run(run.id)
+    assert left is not None and (left.status, left.attempts) == ("queued", 0)
+    await store.runs.register(executor.describe())
+    workers = await store.reads.workers(live_since=clock() - 30)
+    rows = serving.waiting(workers, await store.reads.waiting_by_task())
+    assert serving.unserved(rows) == {"gone": 1}
 
 
 class Gauge:

@@ -742,7 +742,14 @@ async def test_a_claim_on_a_large_backlog_reads_only_its_limit_in_index_order(
     assert await claim_ids(store, limit=10) == [r.id for r in expected]
 
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        params = {"now": NOW, "limit": 40, "skip_queues": "[]", "skip_tasks": "[]"}
+        params = {
+            "now": NOW,
+            "limit": 40,
+            "skip_queues": "[]",
+            "skip_tasks": "[]",
+            "tasks": None,
+            "queues": None,
+        }
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES["claim_candidates"], params)]
     assert "SCAN r USING INDEX runs_claim" in plan
     assert not any("TEMP B-TREE" in step for step in plan)
@@ -769,7 +776,14 @@ async def test_a_claim_never_walks_the_runs_waiting_behind_a_keys_head(
     assert asked == ["k00000"] + [f"n{n:03d}" for n in range(63)]  # its LIMIT of 64, not 20,064
 
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        params = {"now": NOW, "limit": 64, "skip_queues": "[]", "skip_tasks": "[]"}
+        params = {
+            "now": NOW,
+            "limit": 64,
+            "skip_queues": "[]",
+            "skip_tasks": "[]",
+            "tasks": None,
+            "queues": None,
+        }
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES["claim_candidates"], params)]
         steps = 0
 

@@ -252,7 +252,10 @@ async def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> Non
     path = tmp_path / "nope" / "gateway.db"
     with pytest.raises(StoreError) as raised:
         await SQLiteStore.open(path)
-    assert str(raised.value) == f"cannot open the database {path}: unable to open database file"
+    assert str(raised.value) == (
+        f"cannot use the database {path}: its directory {path.parent} does not exist, and SQLite writes the "
+        "database, its -wal and its -shm there; create it or make it writable, or choose another --db"
+    )
 
 
 async def test_max_batch_below_one_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ e.replay_of, e.traceparent
 -- fragment: run_columns
 r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
 r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
-r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id
+r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id, r.worker_id
 
 -- fragment: rejection_columns
 id, source, reason, detail, received_at, remote_addr, body_prefix, body_size, kept_bytes, dropped, dropped_at,
@@ -200,17 +200,25 @@ WHERE r.status IN ('queued', 'retrying') AND r.blocked = 0
   AND r.available_at <= :now
   AND r.queue NOT IN (SELECT value FROM json_each(:skip_queues))
   AND r.task_id NOT IN (SELECT value FROM json_each(:skip_tasks))
+  AND (:tasks IS NULL OR r.task_id IN (SELECT value FROM json_each(:tasks)))
+  AND (:queues IS NULL OR r.queue IN (SELECT value FROM json_each(:queues)))
 ORDER BY r.sort_key, r.rowid
 LIMIT :limit;
 
+-- name: executing_counts
+-- What every process runs now, by queue and task: a claim checks the queue and task limits against these,
+-- inside its own transaction, so the limits hold across processes (BEGIN IMMEDIATE: one claim at a time).
+SELECT queue, task_id, COUNT(*) AS n FROM runs WHERE status = 'executing' GROUP BY queue, task_id;
+
 -- name: start_run
--- A claimed run is executing, leased to this process until :lease_until.
-UPDATE runs SET status = 'executing', started_at = COALESCE(started_at, :now), lease_until = :lease_until
+-- A claimed run is executing, leased to worker :worker until :lease_until.
+UPDATE runs
+SET status = 'executing', started_at = COALESCE(started_at, :now), lease_until = :lease_until, worker_id = :worker
 WHERE id = :id AND status IN ('queued', 'retrying');
 
 -- name: insert_attempt
 -- The attempt a claim starts.
-INSERT INTO attempts (run_id, number, started_at) VALUES (:run_id, :number, :now);
+INSERT INTO attempts (run_id, number, started_at, worker_id) VALUES (:run_id, :number, :now, :worker);
 
 -- name: open_attempts
 -- The attempts still open on a still-executing run, of those named: an end that arrives after a cancel or a
@@ -244,11 +252,14 @@ SET status = :status,
 WHERE id = :run_id AND status = 'executing';
 
 -- name: executing_runs
--- Runs whose process died (their lease lapsed), or all of them when :only_expired is 0; minus :keep.
-SELECT {run_columns}
+-- Runs whose process died: their lease lapsed, or their worker is one of :dead (a process found gone); all of
+-- them when :only_expired is 0; minus :keep. With the name and place of the worker that held each.
+SELECT {run_columns}, w.kind AS worker_kind, w.host AS worker_host, w.pid AS worker_pid
 FROM runs AS r
+LEFT JOIN workers AS w ON w.id = r.worker_id
 WHERE r.status = 'executing'
-  AND (NOT :only_expired OR r.lease_until IS NULL OR r.lease_until < :now)
+  AND (NOT :only_expired OR r.lease_until IS NULL OR r.lease_until < :now
+       OR r.worker_id IN (SELECT value FROM json_each(:dead)))
   AND r.id NOT IN (SELECT value FROM json_each(:keep))
 ORDER BY r.rowid;
 
@@ -299,14 +310,50 @@ FROM runs AS r
 WHERE r.id IN (SELECT value FROM json_each(:ids));
 
 -- name: renew_leases
--- From the heartbeat thread, on its own connection: keeps the leases of runs this process executes.
+-- From the heartbeat thread, on its own connection: keeps the leases of runs this worker executes (not one
+-- recovered from it meanwhile and claimed by another).
 UPDATE runs SET lease_until = :lease_until
-WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'executing';
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'executing' AND worker_id IS :worker;
+
+-- name: beat_worker
+-- The worker's own heartbeat, in the same transaction as its leases: `gateway workers` shows it live.
+UPDATE workers SET heartbeat_at = :now WHERE id = :worker AND stopped_at IS NULL;
 
 -- name: keep_logs
 -- From the heartbeat thread: the log lines a still-open attempt has written so far (its end writes them all).
 UPDATE attempts SET logs = :logs
 WHERE run_id = :run_id AND number = :attempt AND outcome IS NULL;
+
+-- name: register_worker
+-- A process that runs tasks, as it starts.
+INSERT INTO workers (id, kind, host, pid, process, tasks, queues, concurrency, version, started_at, heartbeat_at)
+VALUES (:id, :kind, :host, :pid, :process, :tasks, :queues, :concurrency, :version, :now, :now);
+
+-- name: forget_workers
+-- Workers stopped or silent since before :before, holding no run: `gateway workers` stops listing them.
+DELETE FROM workers
+WHERE COALESCE(stopped_at, heartbeat_at) < :before
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.status = 'executing' AND r.worker_id = workers.id);
+
+-- name: stop_worker
+-- A clean stop: it holds no run any more (its drain requeued or finished them).
+UPDATE workers SET stopped_at = :now, heartbeat_at = :now WHERE id = :id;
+
+-- name: list_workers
+-- Every registered worker, newest first, with how many runs it holds now.
+SELECT w.id, w.kind, w.host, w.pid, w.process, w.tasks, w.queues, w.concurrency, w.version, w.started_at,
+       w.heartbeat_at, w.stopped_at,
+       (SELECT COUNT(*) FROM runs AS r WHERE r.status = 'executing' AND r.worker_id = w.id) AS running
+FROM workers AS w
+ORDER BY w.started_at DESC, w.id;
+
+-- name: waiting_by_task
+-- The runs waiting to start, by task and queue: with the live workers, which tasks nobody serves.
+SELECT task_id, queue, COUNT(*) AS waiting, MIN(created_at) AS oldest
+FROM runs
+WHERE status IN ('queued', 'retrying')
+GROUP BY task_id, queue
+ORDER BY task_id, queue;
 
 -- name: next_available_at
 -- When the next waiting run becomes ready, after :after: how long the executor may sleep.
@@ -343,7 +390,7 @@ ORDER BY r.created_at, r.rowid;
 
 -- name: attempts_for_run
 -- A run's attempts, first to last.
-SELECT run_id, number, started_at, finished_at, outcome, error_type, error_message, traceback, logs
+SELECT run_id, number, started_at, finished_at, outcome, error_type, error_message, traceback, logs, worker_id
 FROM attempts
 WHERE run_id = :run_id
 ORDER BY number;
