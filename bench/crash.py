@@ -1,7 +1,10 @@
 """The crash test: SIGKILL `gateway serve` K times under load from N retrying senders, then prove from the
-database that every acknowledged delivery is stored once and every run ended. I/O: processes, sockets, files.
+database that every acknowledged delivery is stored once and every run ended. With ``--workers W`` the
+gateway is intake (`serve --executor off`) plus W `gateway worker` processes, and each kill picks intake or
+a worker at random. I/O: processes, sockets, files.
 
-``python -m bench.crash [--cycles K] [--senders N] [--seed S] [--json PATH]``: exit 1 names what broke.
+``python -m bench.crash [--cycles K] [--senders N] [--seed S] [--workers W] [--json PATH]``: exit 1 names
+what broke.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import http.client
 import itertools
 import json
 import random
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -188,6 +193,7 @@ class Plan:
     pause: float = 0.01  # seconds each sender waits between two new deliveries
     max_seconds: float = 600.0  # the kill phase stops here; settling gets SETTLE_SECONDS more
     keep: Path | None = None  # work in this directory and keep it (default: a temp dir, removed)
+    workers: int = 0  # 0: one `gateway serve` runs everything; W: intake plus W `gateway worker` processes
 
 
 DEFAULT, SETTLE_SECONDS, REQUEST_TIMEOUT = Plan(), 60.0, 5.0
@@ -318,11 +324,15 @@ def _run(plan: Plan, work: Path) -> Outcome:
     deadline = t0 + plan.max_seconds
     db, executions = work / "gateway.db", work / "executions.txt"
     port = free_port()
-    argv = gateway_argv(write_config(work), db, port, log_level="warning")
+    routes = write_config(work)
+    argv = gateway_argv(routes, db, port, log_level="warning")
+    argv += ["--executor", "off"] if plan.workers else []
     server = Server(argv, port=port, log=work / "server.log", cpu=None)  # both CPUs: tasks run in it too
     server.start()
+    workers = [Worker(routes, db, work / f"worker-{n}.log") for n in range(plan.workers)]
     senders = Senders(port, plan.senders, plan.pause, deadline + SETTLE_SECONDS)
     restarts: list[float] = []
+    killed: Counter[str] = Counter()
     try:
         senders.start()
         for _ in range(plan.cycles):
@@ -330,11 +340,16 @@ def _run(plan: Plan, work: Path) -> Outcome:
             if time.monotonic() + wait > deadline:
                 break
             time.sleep(wait)
-            assert server.process is not None
-            server.process.kill()
-            server.process.wait()
+            victim = rng.randrange(len(workers) + 1) if workers else 0
             started = time.monotonic()
-            server.start()
+            if victim == 0:
+                assert server.process is not None
+                server.process.kill()
+                server.process.wait()
+                server.start()
+            else:
+                workers[victim - 1].restart()
+            killed["intake" if victim == 0 else "worker"] += 1
             restarts.append(time.monotonic() - started)
         senders.stop.set()
         sent = senders.join()
@@ -345,19 +360,69 @@ def _run(plan: Plan, work: Path) -> Outcome:
         senders.deadline = 0.0  # no more retries either
         senders.stop.set()
         server.stop()
+        for worker in workers:
+            worker.stop()
         print(f"server log tail (--keep DIR keeps it):\n{server.tail()}", file=sys.stderr)
         raise
-    code = server.stop()
+    codes = [server.stop(), *(worker.stop() for worker in workers)]  # intake first, then the workers
+    code = next((c for c in codes if c != 0), 0)
     stored = read_store(db, executions)
     outcome = check(sent, stored, planned=plan.cycles, kills=len(restarts), exit_code=code)
     figures = {"seed": plan.seed, "senders": plan.senders, **outcome.figures}
     figures["sender_errors"] = dict(sorted(senders.errors.items()))
     figures["restart_seconds_max"] = round(max(restarts, default=0.0), 2)
+    figures["workers"] = plan.workers
+    figures["kills_of"] = dict(killed)
     figures["wall_seconds"] = round(time.monotonic() - t0, 1)
     violations = [*outcome.violations, *(f"sender failed: {failure}" for failure in senders.failures)]
     if violations:
         print(f"server log tail (--keep DIR keeps it):\n{server.tail()}", file=sys.stderr)
     return Outcome(figures, violations)
+
+
+class Worker:
+    """One `gateway worker` on the crash test's database; :meth:`restart` SIGKILLs and starts it again."""
+
+    def __init__(self, routes: Path, db: Path, log: Path) -> None:
+        self.argv = [sys.executable, "-m", "gateway", "worker", "--routes", str(routes), "--db", str(db)]
+        self.argv += ["--log-level", "warning", "--log-format", "json"]
+        self.log, self.db, self.returncode = log, db, 0
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(self.argv, cwd=self.log.parent, stdout=out, stderr=out)
+
+    def restart(self) -> None:
+        """SIGKILL, start again, and wait until it registered (as a supervisor's restart would): a SIGTERM in
+        its first moments, before Python has even imported the gateway, would end it by the signal."""
+        self.process.kill()
+        self.process.wait()
+        self.process = self._start()
+        deadline = time.monotonic() + 30
+        while not self._registered():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"worker did not start again:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def _registered(self) -> bool:
+        try:
+            with closing(sqlite3.connect(self.db, timeout=5)) as conn:
+                query = "SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL"
+                return conn.execute(query, (self.process.pid,)).fetchone() is not None
+        except sqlite3.OperationalError:
+            return False
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.returncode = self.process.returncode
+        return self.returncode
 
 
 def summary(outcome: Outcome) -> str:
@@ -381,11 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--senders", type=int, default=DEFAULT.senders, help="concurrent senders")
     add("--seed", type=int, default=DEFAULT.seed, help="seed of the kill times")
     add("--pause", type=float, default=DEFAULT.pause, help="seconds a sender waits between deliveries")
+    add("--workers", type=int, default=0, help="W: intake plus W `gateway worker`s, killed at random")
     add("--max-seconds", type=float, default=DEFAULT.max_seconds, help="bound on the kill phase, seconds")
     add("--json", type=Path, metavar="PATH", help="also write the figures as JSON to PATH")
     add("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (database, server log, executions)")
     args = parser.parse_args(argv)
-    plan = Plan(args.cycles, args.senders, args.seed, args.pause, args.max_seconds, args.keep)
+    plan = Plan(args.cycles, args.senders, args.seed, args.pause, args.max_seconds, args.keep, args.workers)
     try:
         outcome = run(plan)
     except BenchError as exc:

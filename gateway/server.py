@@ -1,20 +1,19 @@
-"""The process: lock and open the database, serve the app with Hypercorn (or uvicorn: ``--server``) and run
-the executor beside it, stop cleanly on SIGTERM/SIGINT (drain requests, then running attempts, then close).
-
-I/O: sockets, signals, the database file and its lock file.
+"""The `gateway serve` process: open the database, serve the app with Hypercorn (or uvicorn: ``--server``),
+and run tasks beside it (the embedded executor), or in supervised `gateway worker` children (``--workers``),
+or not at all (``--executor off``); stop cleanly on SIGTERM/SIGINT (drain requests, then running attempts or
+the children, then close). I/O: sockets, signals, child processes, the database file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import fcntl
 import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,18 @@ from typing import Any
 from prometheus_client import disable_created_metrics
 
 from gateway import __version__
+from gateway.children import ChildExit, ChildSpec, Supervisor
 from gateway.errors import GatewayError, StoreError
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.keys.keyring import Keyring
-from gateway.model import Secret
+from gateway.model import LIVE, LOST, SERVE, STOPPED, Secret, new_id
+from gateway.records import serving
 from gateway.records.service import Service
+from gateway.records.serving import ServingWatch, live_since
 from gateway.records.worker import Worker
 from gateway.report import Gauges, QueueDepth
 from gateway.routes.load import Config
-from gateway.store.interface import Reads, Store
+from gateway.store.interface import Reads, RunQueue, Store
 from gateway.store.sqlite.schema import CHECK_BUDGET
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
@@ -70,37 +72,9 @@ class ServeOptions:
     metrics_port: int | None = None
     metrics_token: Secret | None = None  # GATEWAY_METRICS_TOKEN: scrapes need it as a bearer token
     server: str = "hypercorn"  # or "uvicorn" (httptools + uvloop, the `uvicorn` extra)
-
-
-@contextmanager
-def database_lock(db: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside the database: one gateway process per database file.
-
-    Holding it also tells the executor that a run found `executing` at start-up belongs to no live process.
-    The lock is named after the file's real path: a second gateway reaching the same file through a symlink
-    (or another relative path) meets the same lock.
-    """
-    path = Path(f"{os.path.realpath(db)}.lock")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:  # a read-only or missing directory: one line, not a traceback
-        raise StoreError(
-            f"cannot create the lock file {path} ({exc.strerror}); the gateway writes beside its database: "
-            "make the directory writable, or choose another --db"
-        ) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(
-                f"another gateway process is already serving {db} (lock {path}); "
-                "stop it, or give this one its own --db"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    executor: bool = True  # run tasks in this process; False: intake only (`--executor off`, or --workers)
+    workers: int = 0  # `gateway worker` children to supervise (their runs recovered when one dies)
+    worker_argv: tuple[str, ...] = ()  # the children's command line, without GATEWAY_WORKER_ID
 
 
 def _listener(options: ServeOptions, host: str, port: int) -> Listener:
@@ -167,8 +141,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     tracing = tracing or Tracing.off()
     try:
-        with database_lock(options.db):
-            await _serve(config, options, stop, tracing, scrub or Scrub())
+        await _serve(config, options, stop, tracing, scrub or Scrub())
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -184,7 +157,12 @@ async def _serve(
     store = await SQLiteStore.open(options.db, on_batch=telemetry.committed, listen=True, check=CHECK_BUDGET)
     keyring = Keyring(config.sources.values())
     try:
-        executor = Executor(store.runs, config.tasks, _executor_options(config, options), telemetry=telemetry)
+        executor = None
+        if options.executor and not options.workers:
+            executor_options = _executor_options(config, options)
+            executor = Executor(
+                store.runs, config.tasks, executor_options, clock=store.runs.clock, telemetry=telemetry
+            )
         service = Service(store, config, telemetry=telemetry)
         worker = Worker(service)
         key = options.admin_key
@@ -195,7 +173,14 @@ async def _serve(
             async with asyncio.TaskGroup() as group:
                 for server in servers:
                     group.create_task(server)
-                group.create_task(executor.run(stop))
+                if executor is not None:
+                    group.create_task(executor.run(stop))
+                else:  # tasks run elsewhere: say when a routed task has no live worker
+                    log.info("%s", _elsewhere(options))
+                    watch = ServingWatch(store.reads, {route.task for route in config.routes})
+                    group.create_task(watch.run(stop))
+                if options.workers:
+                    group.create_task(children(options, store.runs, stop))
                 group.create_task(worker.run(stop))
         except* OSError as failed:  # a listener could not bind: say so in one line, not a traceback
             reason = "; ".join(str(exc) for exc in failed.exceptions)
@@ -207,6 +192,39 @@ async def _serve(
         await keyring.aclose()
         await store.close()
         log.info("gateway stopped; every acknowledged event is on disk")
+
+
+def _elsewhere(options: ServeOptions) -> str:
+    if options.workers:
+        return f"tasks run in {options.workers} `gateway worker` child process(es), supervised by this one"
+    return (
+        "executor off: this process takes webhooks only (task code is not imported); runs wait queued for "
+        "`gateway worker` processes on this database (see `gateway workers`)"
+    )
+
+
+async def children(options: ServeOptions, runs: RunQueue, stop: asyncio.Event) -> None:
+    """Supervise ``options.workers`` `gateway worker` children until ``stop``; when one dies, however it
+    dies, its runs are queued again at once (a crash counted, the attempt recorded crashed with its worker),
+    not after its lease, and it is started again with backoff."""
+
+    def spec(slot: int, generation: int) -> ChildSpec:
+        return ChildSpec(options.worker_argv, {}, f"worker {slot}", new_id("wrk"))
+
+    async def exited(child: ChildExit) -> None:
+        try:
+            recovered = await runs.recover(now=runs.clock(), dead=(child.worker_id,))
+        except StoreError as exc:  # its leases expire; any worker's sweep recovers them then
+            log.error("could not queue again the runs of %s: %s", child.worker_id, exc)
+            return
+        for run in recovered:
+            log.warning(
+                "run %s (task %s) was executing in %s (pid %d) when it %s: now %s after %d crash(es)",
+                *(run.id, run.task_id, child.worker_id, child.pid, child.how, run.status, run.crashes),
+            )
+
+    supervisor = Supervisor(options.workers, spec, exited, drain_timeout=options.drain_timeout + 5)
+    await supervisor.run(stop)
 
 
 def _telemetry(config: Config, options: ServeOptions, tracing: Tracing, scrub: Scrub) -> Telemetry:
@@ -229,6 +247,8 @@ def _executor_options(config: Config, options: ServeOptions) -> ExecutorOptions:
         drain_timeout=options.drain_timeout,
         own_loop=True,  # a task that blocks its loop never stalls ingest
         task_logs=options.task_logs,
+        kind=SERVE,
+        version=__version__,
     )
 
 
@@ -276,20 +296,32 @@ def _servers(
 
 
 def gauge_reader(
-    config: Config, reads: Reads, executor: Executor, clock: Callable[[], float] = time.time
+    config: Config, reads: Reads, executor: Executor | None, clock: Callable[[], float] = time.time
 ) -> Callable[[], Awaitable[Gauges]]:
-    """What /metrics reads at scrape time: the queues on disk (every known queue, 0 when empty) and this
-    process's executor slots. A store that cannot be read leaves the queues out, not the executor."""
+    """What /metrics reads at scrape time: the queues on disk (every known queue, 0 when empty), this
+    process's executor slots, or (intake that runs no tasks) the workers and the runs no live worker
+    serves. A store that cannot be read leaves the queues out, not the executor."""
     known = _queues(config)
 
     async def gauges() -> Gauges:
+        now = clock()
         try:
             waiting = {q.queue: q for q in await reads.queue_depths()}
         except StoreError as exc:
             log.warning("/metrics: could not read the queues: %s", exc)
             waiting = None
         queues = () if waiting is None else _with_empty(waiting, known)
-        return Gauges(clock(), queues, executor.options.concurrency, executor.busy())
+        if executor is not None:
+            return Gauges(now, queues, executor.options.concurrency, executor.busy())
+        try:
+            workers = await reads.workers(live_since=live_since(now))
+            rows = serving.waiting(workers, await reads.waiting_by_task())
+        except StoreError as exc:
+            log.warning("/metrics: could not read the workers: %s", exc)
+            return Gauges(now, queues)
+        by_status = Counter(w.status for w in workers)
+        statuses = {status: by_status[status] for status in (LIVE, LOST, STOPPED)}
+        return Gauges(now, queues, unserved=serving.unserved(rows), workers=statuses)
 
     return gauges
 

@@ -69,13 +69,20 @@ def window(args: argparse.Namespace) -> tuple[float | None, float | None]:
 
 
 def load_config(
-    args: argparse.Namespace, env: Env, err: TextIO, *, sources: Collection[str] | None = None
+    args: argparse.Namespace,
+    env: Env,
+    err: TextIO,
+    *,
+    sources: Collection[str] | None = None,
+    run_tasks: bool = True,
 ) -> config_mod.Config | None:
     """routes.yaml from --routes, with the secrets of ``sources`` required and the warnings about them
     printed: by default every source (serve and check), the one it signs for (sign), none (the commands on
-    stored records: they use no secret). None (problems printed) when it does not load."""
+    stored records: they use no secret). ``run_tasks`` False reads the task modules' @task declarations
+    without importing them (intake whose tasks run in workers). None (problems printed) when it does not
+    load."""
     try:
-        loaded = config_mod.load(args.routes, env)
+        loaded = config_mod.load(args.routes, env, run_tasks=run_tasks)
         loaded.require_secrets(sources)
     except ConfigError as exc:
         print(exc, file=err)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from gateway.cli.flags import AddParser, Env, db_arg, print_json, window, window_args, with_service
+from gateway.cli.workers import waiting_for_worker
 from gateway.errors import Invalid
 from gateway.model import EVENT_STATUSES, RUN_STATUSES, EventFilter, RunFilter
 from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, limited
@@ -58,6 +59,12 @@ def add_parsers(add: AddParser, env: Env) -> None:
     p.add_argument("--task", help="only runs of this task id")
     p.add_argument("--source", help="only runs of events from this source")
     p.add_argument("--event", dest="event_id", metavar="EVENT_ID", help="only runs of this event")
+    p.add_argument(
+        "--waiting-for-worker",
+        action="store_true",
+        help="instead, the tasks whose runs wait queued because no live worker serves them (see `gateway "
+        "workers`), with how many wait and since when",
+    )
 
     p = add(
         "cancel", "Cancel a run that is queued or waiting for a retry (a running attempt is not stopped)."
@@ -127,6 +134,8 @@ def runs_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -
     _paging(args)
 
     async def work(service: Service) -> int:
+        if args.waiting_for_worker:
+            return await waiting_for_worker(service, out, as_json=args.json)
         page = await service.runs(f, cursor=args.cursor, limit=args.limit)
         columns = ["id", "created_at", "task", "status", "attempts", "duration", "event_id"]
         return _print_page(args, out, page, [run_summary(r) for r in page.items], columns)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__
-from gateway.cli import actions, backup, flags, history
+from gateway.cli import actions, backup, flags, history, workers
 from gateway.cli.flags import AddParser, env_flag
 from gateway.errors import GatewayError, Problem
 from gateway.model import Secret
@@ -52,6 +52,7 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     backup.add_parser(add, env)
     history.add_parsers(add, env)
     actions.add_parsers(add, env)
+    workers.add_parsers(add, env, execution=_execution_flags, log_flags=_log_flags)
     return parser
 
 
@@ -62,6 +63,7 @@ def _serve_parser(add: AddParser, env: Env) -> None:
     # In the order --help has always listed them: --server after the metrics flags, not beside --host.
     _listen_flags(p, env)
     _execution_flags(p, env)
+    workers.serve_flags(p, env)
     _admin_flags(p, env)
     _log_flags(p, env)
     _metrics_flags(p, env)
@@ -281,7 +283,9 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
     from gateway.web.listen import loop_factory
 
     logs.setup(level=args.log_level, fmt=args.log_format, stream=err)
-    loaded = flags.load_config(args, env, err)
+    # Task code is imported only where it runs: not by intake whose tasks run in workers.
+    here = args.executor == "on" and not args.workers
+    loaded = flags.load_config(args, env, err, run_tasks=here)
     if loaded is None:
         return 1
     too_large = [s for s in loaded.sources.values() if s.max_body > args.body_budget]
@@ -321,6 +325,9 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         metrics_port=args.metrics_port or None,
         metrics_token=Secret(env["GATEWAY_METRICS_TOKEN"]) if env.get("GATEWAY_METRICS_TOKEN") else None,
         server=args.server,
+        executor=here,
+        workers=args.workers,
+        worker_argv=workers.worker_argv(args) if args.workers else (),
     )
     try:
         # uvloop under uvicorn: the loop is chosen before it starts, not by the server inside it.
@@ -399,6 +406,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "runs": history.runs_command,
     "cancel": history.cancel_command,
     "backup": backup.backup_command,
+    "worker": workers.worker_command,
+    "workers": workers.workers_command,
     **actions.COMMANDS,
 }
 

@@ -29,6 +29,23 @@ def test_three_sigkills_under_load_lose_no_acknowledged_delivery(tmp_path: Path)
     assert f["retried"] > 0 and f["runs_with_crash"] > 0, report
 
 
+@pytest.mark.timeout(150)
+def test_sigkills_of_intake_and_of_workers_lose_nothing_and_rerun_only_recorded_crashes(
+    tmp_path: Path,
+) -> None:
+    """The worker topology: `serve --executor off` plus two `gateway worker`s, each kill at random."""
+    outcome = run(Plan(cycles=4, senders=8, seed=4, keep=tmp_path, workers=2))
+    f = outcome.figures
+    report = summary(outcome)
+    print(report, f["kills_of"])
+    assert outcome.violations == [], report
+    assert f["kills"] == 4 and f["exit_code_on_sigterm"] == 0, report
+    assert f["sent"] >= 100 and f["acked"] == f["stored"] == f["sent"], report
+    assert (f["lost"], f["stored_twice"], f["unexplained_reexecutions"]) == (0, 0, 0), report
+    assert f["runs"] == f["runs_final"] == f["sent"], report
+    assert f["kills_of"] == {"intake": 2, "worker": 2}, f["kills_of"]  # seed 4: intake, w1, intake, w2
+
+
 # -- the checker, on figures made by hand ------------------------------------------------------------------
 
 

@@ -237,15 +237,3 @@ def test_a_gateway_killed_while_its_disk_is_full_restarts_on_it_and_loses_nothin
     assert deliver(gw, refused).status_code == (200 if again.status_code == 202 else 202)
     accepted.append(refused)
     assert_stored_once(gw, accepted)
-
-
-def test_a_database_whose_directory_cannot_be_written_stops_start_up_in_one_line(tmp_path: Path) -> None:
-    from gateway.errors import StoreError
-    from gateway.server import database_lock
-
-    db = tmp_path / "missing" / "gateway.db"
-    lock = f"{db}.lock"
-    fix = "the gateway writes beside its database: make the directory writable, or choose another --db"
-    with pytest.raises(StoreError) as refused, database_lock(db):
-        pass
-    assert str(refused.value) == f"cannot create the lock file {lock} (No such file or directory); {fix}"
