@@ -21,7 +21,6 @@ from typing import Any
 from prometheus_client import disable_created_metrics
 
 from gateway import __version__
-from gateway.children import ChildExit, ChildSpec, Supervisor
 from gateway.errors import GatewayError, StoreError
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.keys.keyring import Keyring
@@ -35,6 +34,7 @@ from gateway.routes.load import Config
 from gateway.store.interface import Reads, RunQueue, Store
 from gateway.store.sqlite.schema import CHECK_BUDGET
 from gateway.store.sqlite.store import SQLiteStore
+from gateway.supervisor import ChildExit, ChildSpec, Supervisor
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from gateway.telemetry.metrics import Metrics
@@ -209,7 +209,8 @@ async def children(options: ServeOptions, runs: RunQueue, stop: asyncio.Event) -
     not after its lease, and it is started again with backoff."""
 
     def spec(slot: int, generation: int) -> ChildSpec:
-        return ChildSpec(options.worker_argv, {}, f"worker {slot}", new_id("wrk"))
+        parent = {"GATEWAY_SUPERVISOR_PID": str(os.getpid())}  # a child stops if this process dies
+        return ChildSpec(options.worker_argv, parent, f"worker {slot}", new_id("wrk"))
 
     async def exited(child: ChildExit) -> None:
         try:

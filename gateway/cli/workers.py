@@ -120,6 +120,10 @@ def _optional_size(text: str) -> int | None:
     return size
 
 
+def _pid(text: str | None) -> int | None:
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
 def parse_queues(text: str) -> frozenset[str] | None:
     names = [name.strip() for name in text.split(",")]
     if not any(names):
@@ -182,6 +186,7 @@ def _worker(args: argparse.Namespace, env: Env, err: TextIO) -> int:
         drain_timeout=args.drain_timeout,
         queues=queues,
         worker_id=env.get("GATEWAY_WORKER_ID") or None,
+        parent_pid=_pid(env.get("GATEWAY_SUPERVISOR_PID")),
         task_logs=args.task_logs,
         memory_limit=args.memory_limit,
     )

@@ -286,3 +286,23 @@ def test_serve_with_workers_survives_a_task_that_kills_its_worker_and_retries_th
     said = {"exit": "exited with status 1", "segfault": "was killed by SIGSEGV (a crash in native code)"}
     if mode in said:  # the supervisor says how the child died, and that it restarts it
         assert f"{said[mode]} after " in gw.log.read_text() and "restarting in 1 s" in gw.log.read_text()
+
+
+def test_children_stop_when_serve_with_workers_is_killed(gateway: Callable[..., Gateway]) -> None:
+    """A SIGKILL of the supervising intake leaves no orphan worker running on beside the next serve's."""
+    gw = gateway(ROUTES, TASKS, args=["--workers", "2"])
+    deadline = time.monotonic() + 30
+    while len(pids := [int(str(p)) for (p,) in query(gw.db, "SELECT pid FROM workers")]) < 2:
+        assert time.monotonic() < deadline, gw.log.read_text()
+        time.sleep(0.1)
+    gw.signal(signal.SIGKILL)
+    gw.wait(10)
+    deadline = time.monotonic() + 30
+    while any(
+        Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+        for pid in pids
+    ):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.1)
+    # They drained and said so: each stopped cleanly.
+    assert query(gw.db, "SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL") == [(0,)]
