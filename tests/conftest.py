@@ -1,8 +1,10 @@
 """Shared factories: a routes file with its own task module, a real store, an in-process client, faked
-outbound requests, and the throwaway keys that take a while to make (one per test module)."""
+outbound requests, the throwaway keys that take a while to make (one per test module), and a real PostgreSQL
+server (tests/support/postgres.py) with a fresh database per test."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.routes import load as config_mod
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.app import create_app
+from tests.support import postgres
 from tests.support.keys import Pki, make_pki
 from tests.support.routes import ROUTES, TASKS_CODE
 
@@ -104,3 +107,42 @@ def pki() -> Pki:
 @pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, 2048)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer | postgres.ExternalPostgres]:
+    """The suite's real PostgreSQL, started once per session (or the running one GATEWAY_TEST_POSTGRES names).
+    Missing binaries fail the tests that need it, naming `apt-get install postgresql`; they never skip."""
+    try:
+        with postgres.session_server(os.environ) as server:
+            yield server
+    except postgres.PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: postgres.PostgresServer | postgres.ExternalPostgres) -> Iterator[str]:
+    """A fresh empty database of this test's own on the suite's server, dropped after:
+    ``postgresql://postgres@127.0.0.1:PORT/gateway_test_<hex>``."""
+    with postgres.fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def start_postgres() -> Iterator[Callable[..., postgres.PostgresServer]]:
+    """Start PostgreSQL servers of this test's own (even with GATEWAY_TEST_POSTGRES), for tests that kill or
+    restart one; ``start_postgres(settings={...})`` takes extra server settings. Each is stopped and removed
+    at the end."""
+    started: list[postgres.PostgresServer] = []
+
+    def start(settings: dict[str, str] | None = None) -> postgres.PostgresServer:
+        try:
+            server = postgres.PostgresServer(settings=settings)
+        except postgres.PostgresMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
