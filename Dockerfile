@@ -16,10 +16,11 @@ RUN groupadd --system --gid 10001 gateway && useradd --system --uid 10001 --gid 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-# With the otel extra: traces go out as soon as OTEL_EXPORTER_OTLP_ENDPOINT is set. (".[otel]" is this
+# With the otel extra: traces go out as soon as OTEL_EXPORTER_OTLP_ENDPOINT is set; with the postgres extra,
+# GATEWAY_DB may name a PostgreSQL database (docs/scaling.md). (".[otel,postgres]" is this
 # project, whose dependencies pyproject.toml bounds; DL3013 takes it for an unpinned PyPI package.)
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[otel]"
+RUN pip install --no-cache-dir ".[otel,postgres]"
 COPY routes.yaml ./
 COPY tasks ./tasks
 

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import disable_created_metrics
@@ -32,8 +31,9 @@ from gateway.records.worker import Worker
 from gateway.report import Gauges, QueueDepth
 from gateway.routes.load import Config
 from gateway.store.interface import Reads, RunQueue, Store
+from gateway.store.open import absolute as child_db
+from gateway.store.open import open_store, shown
 from gateway.store.sqlite.schema import CHECK_BUDGET
-from gateway.store.sqlite.store import SQLiteStore
 from gateway.supervisor import ChildExit, ChildSpec, Supervisor
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
@@ -52,7 +52,7 @@ LARGE_BLOCK = 1024 * 1024  # bytes: blocks this large are mapped on their own, a
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    db: Path
+    db: str | os.PathLike[str]  # a SQLite file, or a postgresql:// address
     host: str = "127.0.0.1"
     port: int = 8000
     shutdown_grace: float = 10.0  # seconds in-flight requests get to finish after SIGTERM
@@ -154,7 +154,7 @@ async def _serve(
     telemetry = _telemetry(config, options, tracing, scrub)
     # listen: runs that `gateway replay`/`rerun` commit to this file start here at once, not at the next poll;
     # check: a corrupted file stops start-up before anything listens (bounded: schema.CHECK_BUDGET)
-    store = await SQLiteStore.open(options.db, on_batch=telemetry.committed, listen=True, check=CHECK_BUDGET)
+    store = await open_store(options.db, on_batch=telemetry.committed, listen=True, check=CHECK_BUDGET)
     keyring = Keyring(config.sources.values())
     try:
         executor = None
@@ -209,8 +209,10 @@ async def children(options: ServeOptions, runs: RunQueue, stop: asyncio.Event) -
     not after its lease, and it is started again with backoff."""
 
     def spec(slot: int, generation: int) -> ChildSpec:
-        parent = {"GATEWAY_SUPERVISOR_PID": str(os.getpid())}  # a child stops if this process dies
-        return ChildSpec(options.worker_argv, parent, f"worker {slot}", new_id("wrk"))
+        # A child stops if this process dies; its database comes in its environment, never its command line
+        # (which `ps` shows to everyone on the host, a PostgreSQL password and all).
+        env = {"GATEWAY_SUPERVISOR_PID": str(os.getpid()), "GATEWAY_DB": child_db(options.db)}
+        return ChildSpec(options.worker_argv, env, f"worker {slot}", new_id("wrk"))
 
     async def exited(child: ChildExit) -> None:
         try:
@@ -279,7 +281,7 @@ def _servers(
     )
     on = f"http://{bind_address(options.host, options.port)} ({options.server})"
     sums = f"{len(config.sources)} source(s), {len(config.routes)} route(s), {len(config.tasks)} task(s)"
-    log.info("gateway starting on %s with %s, database %s", on, sums, options.db)
+    log.info("gateway starting on %s with %s, database %s", on, sums, shown(options.db))
     servers = [run_server(app, _listener(options, options.host, options.port), stop)]
     key = options.admin_key
     for what, host, port in listeners[1:]:

@@ -11,14 +11,13 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 from gateway import __version__
 from gateway.errors import GatewayError
 from gateway.execution.executor import Executor, ExecutorOptions
 from gateway.model import WORKER
 from gateway.routes.load import Config
-from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.open import open_store, shown
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from gateway.telemetry.tracing import Tracing
@@ -28,7 +27,7 @@ log = logging.getLogger("gateway.worker")
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    db: Path
+    db: str | os.PathLike[str]  # a SQLite file, or a postgresql:// address
     concurrency: int = 100  # runs executing at once in this process
     threads: int = 8  # threads for sync tasks
     drain_timeout: float = 30.0  # seconds running attempts get after SIGTERM before being requeued
@@ -76,7 +75,7 @@ async def work(
         loop.add_signal_handler(sig, stop.set)
     tracing = tracing or Tracing.off()
     try:
-        store = await SQLiteStore.open(options.db, listen=True)
+        store = await open_store(options.db, listen=True)
         try:
             telemetry = Telemetry(tracing, None, scrub or Scrub())
             executor_options = ExecutorOptions(
@@ -99,7 +98,7 @@ async def work(
             )
             log.info(
                 "worker %s (pid %d) running %d task(s) (%s) from %s, database %s, concurrency %d",
-                *(executor.worker_id, os.getpid(), len(config.tasks), queues, config.file, options.db),
+                *(executor.worker_id, os.getpid(), len(config.tasks), queues, config.file, shown(options.db)),
                 options.concurrency,
             )
             await executor.run(stop)

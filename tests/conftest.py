@@ -17,6 +17,8 @@ import respx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.routes import load as config_mod
+from gateway.store.ops.base import BatchedStore
+from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.app import create_app
 from tests.support import postgres
@@ -48,21 +50,61 @@ def load_config(write_routes: Callable[..., Path]) -> Callable[..., config_mod.C
     return load
 
 
-@pytest.fixture
-async def open_store(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Open real stores on files in tmp_path; every store opened is closed at the end."""
-    opened: list[SQLiteStore] = []
+STORES = ("sqlite", "postgres")
 
-    async def open_(
-        name: str = "gateway.db", cls: type[SQLiteStore] = SQLiteStore, **kwargs: Any
-    ) -> SQLiteStore:
-        store = await cls.open(tmp_path / name, **kwargs)
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_stores`` (a module's pytestmark, or one test) runs once per store: ``open_store``
+    then opens SQLite files or PostgreSQL databases. ``sqlite_only`` inside such a module keeps one test on
+    SQLite (it reads the file itself, or injects SQLite's faults)."""
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    both = metafunc.definition.get_closest_marker("both_stores") is not None
+    if both and metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("store_kind", STORES, indirect=True)
+
+
+@pytest.fixture
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store ``open_store`` opens: "sqlite" unless the test runs on both (see pytest_generate_tests)."""
+    kind: str = getattr(request, "param", "sqlite")
+    return kind
+
+
+@pytest.fixture
+async def open_store(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
+    """Open real stores, every one closed at the end: SQLite files in tmp_path, or (``store_kind`` postgres)
+    PostgreSQL databases of this test's own on the suite's server, one per ``name``, dropped after. A name
+    opened twice is the same database opened again."""
+    opened: list[Any] = []
+    databases: dict[str, str] = {}
+    server = request.getfixturevalue("postgres_server") if store_kind == "postgres" else None
+
+    def kind(cls: type[Any] | None, base: type[Any]) -> type[Any]:
+        """``cls`` itself when it is a store; a mixin (a class overriding write, say) over ``base``."""
+        if cls is None or issubclass(cls, BatchedStore):
+            return cls or base
+        return type(f"{cls.__name__}{base.__name__}", (cls, base), {})
+
+    async def open_(name: str = "gateway.db", cls: type[Any] | None = None, **kwargs: Any) -> Any:
+        if server is None:
+            store = await kind(cls, SQLiteStore).open(tmp_path / name, **kwargs)
+        else:
+            if name not in databases:
+                databases[name] = postgres.create_database(server, f"gateway_test_{uuid.uuid4().hex[:12]}")
+            kwargs.pop("check", None)  # PRAGMA quick_check is SQLite's
+            store = await kind(cls, PostgresStore).open(databases[name], **kwargs)
         opened.append(store)
         return store
 
     yield open_
     for store in opened:
         await store.close()
+    for dsn in databases.values():
+        assert server is not None
+        postgres.drop_database(server, dsn.rsplit("/", 1)[1])
 
 
 @pytest.fixture

@@ -33,8 +33,16 @@ def add_parser(add: AddParser, env: Env) -> None:
 
 
 def backup_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
+    from gateway.store.open import is_postgres, shown
     from gateway.store.sqlite.backup import backup
 
+    if is_postgres(args.db):
+        print(
+            f"gateway backup: {shown(args.db)} is a PostgreSQL database: back it up with PostgreSQL's own "
+            "tools (pg_dump, or a base backup with WAL archiving; docs/scaling.md#backups)",
+            file=err,
+        )
+        return 2
     db = Path(args.db)
     target = Path(args.path)
     if target.is_dir():

@@ -16,6 +16,7 @@ from gateway import __version__, durations
 from gateway.errors import ConfigError, GatewayError, Invalid, NotFound, StoreError
 from gateway.records.service import Service
 from gateway.routes import load as config_mod
+from gateway.store.open import is_postgres, open_store, shown
 from gateway.telemetry.exporter import from_env as tracing_from_env
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.tracing import Tracing
@@ -47,7 +48,14 @@ def routes_arg(p: argparse.ArgumentParser, env: Env) -> None:
 
 
 def db_arg(p: argparse.ArgumentParser, env: Env) -> None:
-    env_flag(p, "--db", env, "GATEWAY_DB", "./gateway.db", "SQLite database file", metavar="FILE")
+    value = env.get("GATEWAY_DB") or "./gateway.db"
+    p.add_argument(
+        "--db",
+        default=value,
+        metavar="DB",
+        help="the database: a SQLite file (created if missing), or a PostgreSQL address "
+        f"postgresql://user:password@host:5432/name (env GATEWAY_DB; now: {shown(value)})",
+    )
 
 
 def window_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -102,9 +110,8 @@ def with_service(
 ) -> int:
     """Run ``work(service)`` on the existing database named by --db (never creates one). Errors the service
     raises on purpose (NotFound, Invalid, store failures) are printed and give exit code 1."""
-    path = Path(args.db)
-    if not path.exists():
-        print(f"no database at {path} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
+    if not is_postgres(args.db) and not Path(args.db).exists():
+        print(f"no database at {args.db} (start `gateway serve` first, or set --db / GATEWAY_DB)", file=err)
         return 1
     config = None
     if needs_routes:
@@ -120,9 +127,7 @@ def with_service(
         return 1
 
     async def go() -> int:
-        from gateway.store.sqlite.store import SQLiteStore
-
-        store = await SQLiteStore.open(path)
+        store = await open_store(args.db)
         try:
             return await work(Service(store, config, telemetry=Telemetry(tracing)))
         finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__
-from gateway.cli import actions, backup, flags, history, workers
+from gateway.cli import actions, backup, database, flags, history, workers
 from gateway.cli.flags import AddParser, env_flag
 from gateway.errors import GatewayError, Problem
 from gateway.model import Secret
@@ -50,6 +50,7 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     _check_parser(add, env)
     _sign_parser(add, env)
     backup.add_parser(add, env)
+    database.add_parser(add, env)
     history.add_parsers(add, env)
     actions.add_parsers(add, env)
     workers.add_parsers(add, env, execution=_execution_flags, log_flags=_log_flags)
@@ -311,7 +312,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         admin_key=admin_key,
         admin_host=args.admin_host or None,
         admin_port=args.admin_port or None,
-        db=Path(args.db),
+        db=args.db,
         host=args.host,
         port=args.port,
         concurrency=args.concurrency,
@@ -406,6 +407,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "runs": history.runs_command,
     "cancel": history.cancel_command,
     "backup": backup.backup_command,
+    "migrate": database.migrate_command,
     "worker": workers.worker_command,
     "workers": workers.workers_command,
     **actions.COMMANDS,

@@ -140,7 +140,7 @@ def worker_argv(args: argparse.Namespace) -> tuple[str, ...]:
         "-m",
         "gateway",
         "worker",
-        *("--routes", str(Path(args.routes).resolve()), "--db", str(Path(args.db).resolve())),
+        *("--routes", str(Path(args.routes).resolve())),  # --db: GATEWAY_DB, in the child's environment
         *("--concurrency", str(args.concurrency), "--threads", str(args.threads)),
         *("--drain-timeout", str(args.drain_timeout), "--log-level", args.log_level),
         *("--log-format", args.log_format),
@@ -180,7 +180,7 @@ def _worker(args: argparse.Namespace, env: Env, err: TextIO) -> int:
     secrets = [s.reveal() for source in loaded.sources.values() for s in source.secrets]
     logs.setup(level=args.log_level, fmt=args.log_format, stream=err, secrets=secrets)
     options = WorkerOptions(
-        db=Path(args.db),
+        db=args.db,
         concurrency=args.concurrency,
         threads=args.threads,
         drain_timeout=args.drain_timeout,
@@ -201,7 +201,7 @@ def _worker(args: argparse.Namespace, env: Env, err: TextIO) -> int:
 
 def workers_command(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> int:
     async def show(service: Service) -> int:
-        now = time.time()
+        now = service.store.runs.clock()  # heartbeats are stamped by the store's clock
         workers = await service.store.reads.workers(live_since=serving.live_since(now))
         shown = [w for w in workers if args.all or w.status != STOPPED]
         rows = [

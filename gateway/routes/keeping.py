@@ -2,7 +2,7 @@
 requests are kept whole, to verify again once a secret is fixed) and ``dedupe_window:`` (how long a dedupe key
 holds) in routes.yaml, read into plain values.
 
-Pure: no I/O, no clock. The store enforces both (gateway/store/sqlite/rejections.py and intake.py).
+Pure: no I/O, no clock. The store enforces both (gateway/store/ops/rejections.py and intake.py).
 """
 
 from __future__ import annotations

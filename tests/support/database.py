@@ -58,3 +58,35 @@ def damage(db: Path, index: str, leaf: int = 0) -> int:
         [(version,)] = conn.execute("PRAGMA user_version").fetchall()
         conn.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;")
     return int(pages[leaf])
+
+
+async def peek(store: Any, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` (``?`` placeholders, SQL both databases read) on the store's own read connection,
+    SQLite's or PostgreSQL's: what a test checks beyond the interface (a lease, a blocked flag)."""
+    from gateway.store.sqlite.store import SQLiteStore
+
+    reader = store._reader  # the store's read connection (ops.db.Db)
+    if isinstance(store, SQLiteStore):
+        return [tuple(row) for row in await reader.raw.execute_fetchall(sql, args)]
+    cursor = await reader.conn.execute(sql.replace("?", "%s"), args)
+    return [tuple(row) for row in await cursor.fetchall()]
+
+
+def elsewhere(store: Any, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` (``?`` placeholders) read on a connection of its own, SQLite's or PostgreSQL's: it
+    sees only what the store has committed. Blocking: for a check made inside a callback."""
+    from gateway.store.sqlite.store import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store._files.location)) as conn:
+            return conn.execute(sql, args).fetchall()
+    import psycopg
+
+    with psycopg.connect(store._address, connect_timeout=10) as pg:
+        return pg.execute(sql.replace("?", "%s"), args).fetchall()
+
+
+def count(store: Any, table: str) -> int:
+    """How many rows ``table`` holds, as another connection sees it."""
+    [(n,)] = elsewhere(store, f"SELECT count(*) FROM {table}")
+    return int(str(n))

@@ -16,6 +16,7 @@ import urllib.parse
 import aiosqlite
 
 from gateway.errors import StoreError
+from gateway.store.ops.statements import Migration
 from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
 
 log = logging.getLogger("gateway.store")
@@ -95,6 +96,25 @@ def prepare(location: str, check: float | None = None) -> None:
                 len(MIGRATIONS),
                 steps,
             )
+
+
+def pending(location: str) -> list[Migration]:
+    """The migrations the file at ``location`` lacks (all of them for no file), read without writing it
+    (``gateway migrate --check``). Raises StoreError for a file from a newer gateway."""
+    if not os.path.exists(location):
+        return list(MIGRATIONS)
+    uri = f"file:{urllib.parse.quote(location)}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            [(version,)] = conn.execute(QUERIES["read_user_version"]).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the database {location}: {exc}") from exc
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{location} has schema version {version}, newer than this gateway knows ({len(MIGRATIONS)}); "
+            "upgrade the gateway"
+        )
+    return list(MIGRATIONS[version:])
 
 
 def _writable_directory(location: str) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from gateway.errors import Invalid, NotFound
@@ -30,6 +29,7 @@ from gateway.model import (
 from gateway.records.compare import NEW_ROUTE, RouteLine
 from gateway.records.service import API_SOURCE, Service
 from gateway.routes.load import Config
+from gateway.store.sqlite.db import SQLiteDb
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
 from tests.support.records import deliver, finish, plain_event
@@ -444,11 +444,11 @@ class TransactionDeltas(SQLiteStore):
 
     deltas: list[int]
 
-    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+    async def write(self, conn: SQLiteDb, batch: list[Any]) -> None:  # type: ignore[override]
         count = "SELECT count(*) FROM events"
-        [(before,)] = await conn.execute_fetchall(count)
+        [(before,)] = await conn.raw.execute_fetchall(count)
         recorded = await super().write(conn, batch)
-        [(after,)] = await conn.execute_fetchall(count)
+        [(after,)] = await conn.raw.execute_fetchall(count)
         self.deltas = [*getattr(self, "deltas", []), after - before]
         return recorded
 

@@ -35,7 +35,7 @@ from gateway.report import Gauges
 from gateway.routes import load as config_mod
 from gateway.server import ServeOptions
 from gateway.signatures.signing import sign
-from gateway.store.sqlite.reader import SQLiteReads
+from gateway.store.ops.reads import Reads
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
@@ -111,7 +111,7 @@ def leak_routes() -> str:
     )
 
 
-class FaultyReads(SQLiteReads):
+class FaultyReads(Reads):
     """Reads that fail while their store says so."""
 
     def __init__(self, conn: Any, store: FaultyStore) -> None:

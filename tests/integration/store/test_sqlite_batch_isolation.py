@@ -13,6 +13,8 @@ from gateway.errors import StoreError
 from gateway.model import Rejection
 from tests.support.records import push_event, queued_run
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.mark.parametrize("size", [2**63, 2**64 - 1, 10**30])
 async def test_a_rejection_with_a_number_past_64_bits_fails_alone_and_its_batch_commits(
@@ -28,7 +30,9 @@ async def test_a_rejection_with_a_number_past_64_bits_fails_alone_and_its_batch_
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["Recorded"] * 5 + ["StoreError"]
-    assert isinstance(results[-1], StoreError) and "OverflowError" in str(results[-1])
+    # SQLite's driver refuses to bind it; PostgreSQL takes it as a numeric and refuses it for its column.
+    assert isinstance(results[-1], StoreError)
+    assert "OverflowError" in str(results[-1]) or "NumericValueOutOfRange" in str(results[-1])
     assert len(await store.reads.events_page()) == 5
 
 

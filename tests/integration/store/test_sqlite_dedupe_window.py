@@ -5,14 +5,17 @@ event, and the decision stays atomic within one batch."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.model import Event, Headers, Payload
 from tests.support.clock import HOUR, NOW
+from tests.support.database import peek
+
+pytestmark = pytest.mark.both_stores
 
 OpenStore = Callable[..., Any]
 WINDOW = 24 * HOUR
@@ -50,8 +53,7 @@ async def test_a_key_older_than_the_window_is_stored_again_and_the_older_event_k
     assert (after.duplicate, after.event_id) == (True, "evt_past")  # the key now names the newer event
     old = await store.reads.get_event("evt_first")
     assert old is not None and old.dedupe_key == "d-1"  # what it arrived with, for people and listings
-    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        rows = conn.execute("SELECT id, dedupe_key, retired_key FROM events ORDER BY received_at").fetchall()
+    rows = await peek(store, "SELECT id, dedupe_key, retired_key FROM events ORDER BY received_at")
     assert rows == [("evt_first", None, "d-1"), ("evt_past", "d-1", None)]
 
 

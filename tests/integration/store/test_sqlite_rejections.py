@@ -11,12 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.model import EVICTED, NO_ROOM, Headers, Inbound, Rejection, RejectionKeep
 from gateway.store.rows import rejection_to_row
 from gateway.store.sqlite.sql import MIGRATIONS
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW
+from tests.support.database import peek
 from tests.support.records import plain_event
+
+pytestmark = pytest.mark.both_stores
 
 OpenStore = Callable[..., Any]
 BODY = 1000 - 175  # with its URL and headers, each request below takes exactly 1000 bytes
@@ -131,8 +136,7 @@ async def test_pruned_rejections_give_their_room_back(open_store: OpenStore, tmp
         await store.record_rejection(rejected(n, at=NOW - 2 * HOUR + n), KEEP)
     pruned = await store.jobs.prune(NOW - HOUR, {}, limit=100)
     assert pruned.rejections == 10
-    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        assert conn.execute("SELECT source, kept_bytes FROM rejection_space").fetchall() == [("github", 0)]
+    assert await peek(store, "SELECT source, kept_bytes FROM rejection_space") == [("github", 0)]
     for n in range(10):  # the room is free again: nothing new is dropped
         await store.record_rejection(rejected(n, at=NOW + n), KEEP)
     assert [r.dropped for r in await store.reads.list_rejections()] == [None] * 10
@@ -156,6 +160,7 @@ async def test_a_recovered_rejection_names_its_event_and_frees_its_room(open_sto
     assert (done.request, done.kept) == (None, 0) and await space(store) == {"github": 0}
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an older schema
 async def test_a_file_from_before_0006_keeps_its_rejections(open_store: OpenStore, tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:

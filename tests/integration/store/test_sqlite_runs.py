@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from gateway.errors import NotFound, StoreError, StoreUnavailable
@@ -33,11 +32,14 @@ from gateway.model import (
     RunFilter,
 )
 from gateway.store.interface import AttemptLog, ClaimRequest, Store
-from gateway.store.sqlite.runs import Heartbeat
+from gateway.store.ops.db import Db
+from gateway.store.sqlite.heartbeat import Heartbeat
 from gateway.store.sqlite.sql import MIGRATIONS, QUERIES
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.claims import Claims, claim_runs, take_all
+from tests.support.database import peek
 
+pytestmark = pytest.mark.both_stores
 NOW = 1_800_000_000.0
 LEASE = 30.0
 OpenStore = Callable[..., Any]
@@ -100,15 +102,14 @@ def boom(message: str = "the API said 503") -> dict[str, Any]:
     return {"type": "RuntimeError", "message": message, "traceback": "Traceback (most recent call last): ..."}
 
 
-def column(path: Path, run_id: str, name: str) -> Any:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(f"SELECT {name} FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+async def column(store: Store, run_id: str, name: str) -> Any:
+    [(value,)] = await peek(store, f"SELECT {name} FROM runs WHERE id = ?", run_id)
+    return value
 
 
-def blocked(path: Path) -> dict[str, int]:
-    """Every run's blocked flag, in arrival order."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return dict(conn.execute("SELECT id, blocked FROM runs ORDER BY rowid").fetchall())
+async def blocked(store: Store) -> dict[str, int]:
+    """Every run's blocked flag."""
+    return {str(run_id): int(str(flag)) for run_id, flag in await peek(store, "SELECT id, blocked FROM runs")}
 
 
 async def line_up(store: SQLiteStore, *names: str, key: str = "repo:1") -> None:
@@ -117,19 +118,19 @@ async def line_up(store: SQLiteStore, *names: str, key: str = "repo:1") -> None:
         await enqueue(store, name, at=NOW - 10 + n, concurrency_key=key)
 
 
-class BatchSizes(SQLiteStore):
-    """A store that records how many writes each of its batches held, and can fail its next batch as a disk
-    error at COMMIT would (``fail_next``)."""
+class BatchSizes:
+    """A store (mixed over either: see open_store) that records how many writes each of its batches held, and
+    can fail its next batch as a disk error at COMMIT would (``fail_next``)."""
 
     sizes: list[int]
     fail_next = False
 
-    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+    async def write(self, conn: Db, batch: list[Any]) -> None:
         self.sizes = [*getattr(self, "sizes", []), len(batch)]
-        await super().write(conn, batch)
+        await super().write(conn, batch)  # type: ignore[misc]
         if self.fail_next:
             self.fail_next = False
-            raise sqlite3.OperationalError("disk I/O error")
+            raise OSError("disk I/O error")
 
 
 # -- claim ------------------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ async def test_a_claim_marks_runs_executing_with_an_attempt_row_and_a_lease(
     assert claim.headers.get_all("x-trace") == ["a", "b"]
     assert await store.reads.get_run("r1") == claim.run
     assert await store.reads.attempts_for_run("r1") == [Attempt("r1", 1, started_at=NOW)]
-    assert column(tmp_path / "gateway.db", "r1", "lease_until") == NOW + LEASE
+    assert await column(store, "r1", "lease_until") == NOW + LEASE
 
 
 async def test_a_claimed_run_is_never_claimed_again(open_store: OpenStore) -> None:
@@ -206,6 +207,7 @@ async def test_claim_keeps_only_what_accept_takes_and_stops_at_the_limit(open_st
     assert refused is not None and refused.status == QUEUED
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, plans or migrations
 async def test_a_run_without_its_event_is_claimed_with_an_empty_source_and_headers(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
@@ -296,7 +298,7 @@ async def test_a_run_recorded_behind_an_unfinished_run_of_its_key_is_blocked(
     ]
     await store.record(event, runs)
     await enqueue(store, "k3", at=NOW - 5, concurrency_key="repo:1")  # behind k1, in a later batch
-    assert blocked(tmp_path / "gateway.db") == {
+    assert await blocked(store) == {
         "finished": 0,
         "k1": 0,
         "k2": 1,
@@ -351,7 +353,7 @@ async def test_a_head_that_reaches_a_final_status_unblocks_the_next_run_of_its_k
     await end_head(store)
     k1 = await store.reads.get_run("k1")
     assert k1 is not None and k1.status == status
-    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0, "k3": 1}
+    assert await blocked(store) == {"k1": 0, "k2": 0, "k3": 1}
     assert await claim_ids(store, now=NOW + 1) == ["k2"]
 
 
@@ -381,7 +383,7 @@ async def test_a_head_that_goes_back_to_waiting_keeps_its_key(
     await line_up(store, "k1", "k2", "k3")
     assert await claim_ids(store) == ["k1"]
     await send_back(store)
-    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 1, "k3": 1}
+    assert await blocked(store) == {"k1": 0, "k2": 1, "k3": 1}
     assert await claim_ids(store, now=NOW + 100) == ["k1"]
 
 
@@ -392,7 +394,7 @@ async def test_cancelling_a_blocked_run_leaves_the_head_and_the_line_alone(
     await line_up(store, "k1", "k2", "k3")
     canceled = await store.runs.cancel("k2", now=NOW)
     assert canceled is not None and canceled.status == CANCELED
-    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 1, "k3": 1}
+    assert await blocked(store) == {"k1": 0, "k2": 1, "k3": 1}
     assert await claim_ids(store) == ["k1"]
     await store.runs.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED))
     assert await claim_ids(store, now=NOW + 1) == ["k3"]  # the canceled k2 is passed over
@@ -410,7 +412,7 @@ async def test_a_run_recorded_in_the_batch_that_ends_its_keys_head_becomes_the_h
         store.runs.finish_attempt(end("k1", 1, NOW + 1, "completed", COMPLETED)),
     )
     assert store.sizes[-1] == 2  # both writes really were in one batch
-    assert blocked(tmp_path / "gateway.db") == {"k1": 0, "k2": 0}
+    assert await blocked(store) == {"k1": 0, "k2": 0}
     assert await claim_ids(store, now=NOW + 1) == ["k2"]
 
 
@@ -616,8 +618,8 @@ async def test_a_heartbeat_from_a_thread_keeps_a_lease_alive(open_store: OpenSto
         store.runs.heartbeat_blocking, ["busy", "waiting", "run_gone"], NOW + 100
     )
     assert renewed == 1  # only executing runs hold a lease
-    assert column(tmp_path / "gateway.db", "busy", "lease_until") == NOW + 100
-    assert column(tmp_path / "gateway.db", "waiting", "lease_until") is None
+    assert await column(store, "busy", "lease_until") == NOW + 100
+    assert await column(store, "waiting", "lease_until") is None
     assert await store.runs.recover(now=NOW + 60) == []
     assert [r.id for r in await store.runs.recover(now=NOW + 101)] == ["busy"]
 
@@ -711,6 +713,7 @@ async def test_cancelling_a_queued_run_keeps_it_from_being_claimed(open_store: O
 # -- a large backlog --------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, plans or migrations
 async def test_a_claim_on_a_large_backlog_reads_only_its_limit_in_index_order(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
@@ -755,6 +758,7 @@ async def test_a_claim_on_a_large_backlog_reads_only_its_limit_in_index_order(
     assert not any("TEMP B-TREE" in step for step in plan)
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, plans or migrations
 async def test_a_claim_never_walks_the_runs_waiting_behind_a_keys_head(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
@@ -864,6 +868,7 @@ async def test_the_new_run_fields_round_trip(open_store: OpenStore) -> None:
 # -- migration --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, plans or migrations
 async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
     open_store: OpenStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -900,6 +905,7 @@ async def test_a_version_1_file_upgrades_with_sort_keys_backfilled(
     assert await claim_ids(store) == ["high", "low"]
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, plans or migrations
 async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     open_store: OpenStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -934,7 +940,7 @@ async def test_a_version_2_file_upgrades_with_all_but_each_keys_head_blocked(
     store = await open_store()
     steps = ", ".join(m.name for m in MIGRATIONS[2:])
     assert caplog.messages == [f"store: migrated {path} from schema version 2 to {len(MIGRATIONS)} ({steps})"]
-    assert blocked(path) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
+    assert await blocked(store) == {"a1": 0, "a2": 0, "a3": 1, "b1": 0, "a4": 1, "b2": 1, "c1": 0, "n1": 0}
     assert await claim_ids(store) == ["a2", "b1", "c1", "n1"]
     await store.runs.finish_attempt(end("a2", 1, NOW + 1, "completed", COMPLETED))
     assert await claim_ids(store, now=NOW + 1) == ["a3"]

@@ -12,15 +12,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Event, EventFilter, Headers, Payload, Recorded, Rejection, Run
 from gateway.routes.payload import parse_payload
+from gateway.store.ops.db import Db
+from gateway.store.sqlite.db import SQLiteDb
 from gateway.store.sqlite.sql import MIGRATIONS, load_queries
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.claims import Claims
+from tests.support.database import count, peek
+
+pytestmark = pytest.mark.both_stores
 
 NOW = 1_700_000_000.25
 OpenStore = Callable[..., Any]
@@ -78,21 +82,17 @@ def raises_exactly(kind: type[Exception], message: str) -> Any:
     return pytest.raises(kind, match=f"^{re.escape(message)}$")
 
 
-def count(path: Path, table: str) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-
-class FlakyStore(SQLiteStore):
-    """Fails its next ``failures`` batches after their rows are written, as a disk error at commit would."""
+class FlakyStore:
+    """A store (mixed over either: see open_store) that fails its next ``failures`` batches after their rows
+    are written, as a disk error at commit would."""
 
     failures = 0
 
-    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
-        recorded = await super().write(conn, batch)
+    async def write(self, conn: Db, batch: list[Any]) -> None:
+        recorded = await super().write(conn, batch)  # type: ignore[misc]
         if self.failures:
             self.failures -= 1
-            raise sqlite3.OperationalError("disk I/O error")
+            raise OSError("disk I/O error")
         return recorded
 
 
@@ -126,7 +126,7 @@ async def test_recorded_event_and_runs_survive_close_and_reopen(
     assert stored is not None and stored.headers.get_all("set-cookie") == ["a=1", "b=2"]
     assert await store.reads.runs_for_event(event.id) == runs
     assert await store.reads.get_run(runs[1].id) == runs[1]
-    assert count(tmp_path / "gateway.db", "events") == 1
+    assert count(store, "events") == 1
 
 
 @pytest.mark.parametrize(
@@ -165,8 +165,7 @@ async def test_a_payload_parsed_from_the_body_is_stored_once_and_read_back_equal
     await store.record(event, [])
     stored = await store.reads.get_event(event.id)
     assert stored == event and stored is not None and stored.payload.data == payload.data
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        assert db.execute("SELECT payload, body FROM events").fetchall() == [("", body)]
+    assert await peek(store, "SELECT payload, body FROM events") == [("", body)]
 
 
 async def test_a_json_payload_that_is_not_the_body_parsed_is_stored_in_full(
@@ -176,8 +175,7 @@ async def test_a_json_payload_that_is_not_the_body_parsed_is_stored_in_full(
     store = await open_store()
     await store.record(event, [])
     assert await store.reads.get_event(event.id) == event
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        assert db.execute("SELECT payload FROM events").fetchall() == [('{"ref":"mine"}',)]
+    assert await peek(store, "SELECT payload FROM events") == [('{"ref":"mine"}',)]
 
 
 async def test_unknown_ids_read_as_none(open_store: OpenStore) -> None:
@@ -229,15 +227,16 @@ async def test_an_events_page_is_newest_first_filtered_and_bounded(open_store: O
 # -- configuration ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_the_committing_connection_runs_wal_with_full_sync(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
     class PragmaSpy(SQLiteStore):
         seen: dict[str, Any] = {}
 
-        async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+        async def write(self, conn: SQLiteDb, batch: list[Any]) -> None:  # type: ignore[override]
             for name in ("journal_mode", "synchronous", "foreign_keys"):
-                [(value,)] = await conn.execute_fetchall(f"PRAGMA {name}")
+                [(value,)] = await conn.raw.execute_fetchall(f"PRAGMA {name}")
                 self.seen[name] = value
             return await super().write(conn, batch)
 
@@ -248,6 +247,7 @@ async def test_the_committing_connection_runs_wal_with_full_sync(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # persistent in the file
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "gateway.db"
     with pytest.raises(StoreError) as raised:
@@ -258,6 +258,7 @@ async def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_max_batch_below_one_is_refused(tmp_path: Path) -> None:
     with raises_exactly(ValueError, "max_batch must be at least 1, not 0"):
         await SQLiteStore.open(tmp_path / "gateway.db", max_batch=0)
@@ -275,6 +276,7 @@ def test_a_query_name_defined_twice_is_refused() -> None:
 # -- migrations -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_a_new_file_gets_the_current_schema(open_store: OpenStore, tmp_path: Path) -> None:
     await open_store()
     with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
@@ -283,6 +285,7 @@ async def test_a_new_file_gets_the_current_schema(open_store: OpenStore, tmp_pat
     assert {"events", "runs", "attempts", "rejections", "meta"} <= tables
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_reopening_a_current_file_migrates_nothing(
     open_store: OpenStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -304,6 +307,7 @@ async def test_reopening_a_current_file_migrates_nothing(
     assert await store.reads.get_event("evt_0001") == make_event()
 
 
+@pytest.mark.sqlite_only  # SQLite's own file and schema
 async def test_a_file_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
@@ -401,7 +405,7 @@ async def test_a_failed_batch_fails_every_waiter_keeps_nothing_and_the_next_comm
     assert [type(r) for r in results] == [StoreUnavailable] * 7
     assert str(results[0]) == "the write could not be committed (disk I/O error); nothing of it was kept"
     for table in ("events", "runs", "rejections", "meta"):
-        assert count(tmp_path / "gateway.db", table) == 0
+        assert count(store, table) == 0
     assert (store.stats.failed_batches, store.stats.commits) == (1, 0)
 
     # The fault has cleared: the writer is still there, and the failed dedupe key was never taken.
@@ -409,7 +413,7 @@ async def test_a_failed_batch_fails_every_waiter_keeps_nothing_and_the_next_comm
     assert [e.id for e in await store.reads.events_page()] == [events[0].id]
 
 
-async def test_a_write_the_database_refuses_fails_alone(open_store: OpenStore) -> None:
+async def test_a_write_the_database_refuses_fails_alone(open_store: OpenStore, store_kind: str) -> None:
     store = await open_store()
     await store.record(make_event(1), [])
     clash = make_event(1, event_type="a different event with a reused id")
@@ -419,10 +423,12 @@ async def test_a_write_the_database_refuses_fails_alone(open_store: OpenStore) -
         store.record(clash, []), store.record(surrogate, []), store.record(good, []), return_exceptions=True
     )
     assert type(results[0]) is StoreError
-    assert str(results[0]) == (
-        "the database refused this write (IntegrityError: UNIQUE constraint failed: events.id); "
-        "nothing was kept"
-    )
+    refused = {  # each database in its own words
+        "sqlite": "IntegrityError: UNIQUE constraint failed: events.id",
+        "postgres": 'UniqueViolation: duplicate key value violates unique constraint "events_pkey"',
+    }
+    assert str(results[0]).startswith(f"the database refused this write ({refused[store_kind]}")
+    assert str(results[0]).endswith("); nothing was kept")
     assert type(results[1]) is StoreError
     assert str(results[1]).startswith("the database refused this write (UnicodeEncodeError: ")
     assert results[2] == Recorded(good.id, (), duplicate=False)
@@ -453,8 +459,8 @@ async def test_a_writer_that_dies_fails_pending_and_later_writes(open_store: Ope
     class WriterBug(BaseException):
         """Not an Exception, so the batch guard does not catch it: the writer task itself ends."""
 
-    class DyingStore(SQLiteStore):
-        async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+    class DyingStore:
+        async def write(self, conn: Db, batch: list[Any]) -> None:
             raise WriterBug
 
     store = await open_store(cls=DyingStore, max_batch=1)
@@ -480,7 +486,7 @@ async def test_the_claimant_hears_of_exactly_the_new_runs_once_they_are_committe
     class Counting(Claims):
         def committed(self, runs: Sequence[Run]) -> None:
             # A separate connection sees the runs: they were committed before the call.
-            calls.append(([r.id for r in runs], count(tmp_path / "gateway.db", "runs")))
+            calls.append(([r.id for r in runs], count(store, "runs")))
 
     store = await open_store()
     store.runs.attach(Counting())
@@ -514,7 +520,7 @@ async def test_a_claimant_that_fails_to_hear_of_runs_does_not_stop_writes(
 async def test_probe_is_a_durable_write_through_the_writer(open_store: OpenStore, tmp_path: Path) -> None:
     store = await open_store(cls=FlakyStore)
     await store.probe()
-    assert count(tmp_path / "gateway.db", "meta") == 1
+    assert count(store, "meta") == 1
     assert store.stats.commits == 1
     store.failures = 1
     with pytest.raises(StoreUnavailable):
@@ -530,7 +536,7 @@ async def test_close_completes_writes_in_flight(open_store: OpenStore, tmp_path:
     await asyncio.sleep(0)  # every task has queued its write
     await store.close()
     assert all(t.result().duplicate is False for t in tasks)
-    assert count(tmp_path / "gateway.db", "events") == 50
+    assert count(store, "events") == 50
 
 
 async def test_writes_after_close_are_refused_at_once(open_store: OpenStore) -> None:
@@ -564,7 +570,6 @@ async def test_a_run_whose_input_is_the_whole_payload_stores_it_as_the_body_text
     store = await open_store()
     await store.record(event, [whole, mapped])
     assert await store.reads.runs_for_event(event.id) == [whole, mapped]
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        stored = dict(db.execute("SELECT id, input FROM runs").fetchall())
+    stored = dict(await peek(store, "SELECT id, input FROM runs"))
     assert (stored[whole.id] == body.decode("utf-8", "replace")) is stored_as_body
     assert stored[mapped.id] == '{"ref":"x"}'

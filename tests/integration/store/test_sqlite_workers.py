@@ -4,14 +4,14 @@ a dead worker's runs are recovered by another naming it, and the workers table s
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway.execution import liveness
 from gateway.model import EXECUTING, LIVE, LOST, QUEUED, STOPPED, WORKER, Claim, TaskWorker
@@ -19,6 +19,9 @@ from gateway.store.interface import ClaimRequest
 from gateway.store.sqlite.store import SQLiteStore
 from tests.integration.store.test_sqlite_runs import LEASE, NOW, enqueue
 from tests.support.claims import Claims
+from tests.support.database import peek
+
+pytestmark = pytest.mark.both_stores
 
 OpenStore = Callable[..., Any]
 
@@ -135,9 +138,8 @@ async def test_a_heartbeat_renews_only_its_own_leases_and_its_workers_heartbeat(
     await claim(b, "wrk_b", limit=1)
     renewed = a.runs.heartbeat_blocking(["mine", "theirs"], NOW + 100, worker="wrk_a", now=NOW + 5)
     assert renewed == 1
-    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        leases = dict(conn.execute("SELECT id, lease_until FROM runs").fetchall())
-        beats = dict(conn.execute("SELECT id, heartbeat_at FROM workers").fetchall())
+    leases = dict(await peek(a, "SELECT id, lease_until FROM runs"))
+    beats = dict(await peek(a, "SELECT id, heartbeat_at FROM workers"))
     assert leases == {"mine": NOW + 100, "theirs": NOW + LEASE}
     assert beats == {"wrk_a": NOW + 5, "wrk_b": NOW}
 

@@ -18,11 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.routes import load as config_mod
-from gateway.store.sqlite import intake
+from gateway.store.ops import intake
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.app import create_app
 from tests.support.deliveries import signature_headers, sources_of
 from tests.support.strategies import props
+
+pytestmark = pytest.mark.both_stores
 
 ROUTES = """
 tasks: [{module}]
@@ -44,8 +46,9 @@ ACME = sources_of(ROUTES)["acme"]
 ODD = "\x00" + "".join(map(chr, range(1, 32))) + "\x7f\x80\x9f\ufffd\U0001f600"
 
 
-class Gated(SQLiteStore):
-    """Holds its writer until ``expected`` deliveries have come to it, so they share one batch."""
+class Gated:
+    """A store (mixed over either) holding its writer until ``expected`` deliveries have come to it, so they
+    share one batch."""
 
     expected = 0
     gate: asyncio.Event | None = None
@@ -54,12 +57,12 @@ class Gated(SQLiteStore):
         self.expected -= 1
         if self.gate is not None and self.expected == 0:
             self.gate.set()  # the last one is queued before the writer runs again: at its await
-        return await super().record(event, runs, **kwargs)
+        return await super().record(event, runs, **kwargs)  # type: ignore[misc]
 
     async def write(self, conn: Any, batch: list[Any]) -> None:
         if self.gate is not None:
             await self.gate.wait()
-        await super().write(conn, batch)
+        await super().write(conn, batch)  # type: ignore[misc]
 
     def hold(self, deliveries: int) -> None:
         self.expected, self.gate = deliveries, asyncio.Event()

@@ -8,11 +8,11 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-import aiosqlite
 import pytest
 
-from gateway.store.sqlite import store as sqlite_store
-from gateway.store.sqlite.intake import EventWrite
+from gateway.store.ops import base as store_base
+from gateway.store.ops.db import Db
+from gateway.store.ops.intake import EventWrite
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.deliveries import PUSH, github_headers
 
@@ -22,7 +22,7 @@ class NearlyFull(SQLiteStore):
 
     full = False
 
-    async def write(self, conn: aiosqlite.Connection, batch: list[Any]) -> None:
+    async def write(self, conn: Db, batch: list[Any]) -> None:
         await super().write(conn, batch)
         if self.full and any(isinstance(op, EventWrite) for op in batch):
             raise sqlite3.OperationalError("database or disk is full")
@@ -56,7 +56,7 @@ async def test_unready_after_a_failure_only_for_a_while_when_no_delivery_comes_t
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A load balancer stops sending to an unready gateway: readiness must come back without deliveries.
-    monkeypatch.setattr(sqlite_store, "READY_AFTER_FAILURE", 0.2)
+    monkeypatch.setattr(store_base, "READY_AFTER_FAILURE", 0.2)
     store: NearlyFull = await open_store(cls=NearlyFull)
     client = await client_for(load_config(), store)
     store.full = True

@@ -303,6 +303,12 @@ WHERE rowid IN (
     FROM runs AS f
     WHERE f.id IN (SELECT value FROM json_each(:ids)) AND f.concurrency_key IS NOT NULL AND f.blocked = 0);
 
+-- name: keys_of_runs
+-- The (task, concurrency key) of the runs :ids that have one: what a writer sharing the database with other
+-- processes locks before it hands a key on (unused here: BEGIN IMMEDIATE already holds the one writer lock).
+SELECT DISTINCT task_id, concurrency_key FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND concurrency_key IS NOT NULL;
+
 -- name: runs_by_ids
 -- The runs named, as they are now (what a cancel returns).
 SELECT {run_columns}

@@ -1,5 +1,5 @@
 """The intake's writes: a delivery's event with its runs (deduplicated inside the transaction), rejections
-(gateway/store/sqlite/rejections.py) and single rows (the readiness probe). Ops for the writer's batches; does
+(rejections.py) and single rows (the readiness probe). Ops for the writer's batches; does
 I/O inside their transaction.
 """
 
@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from gateway.model import DUPLICATE, STORED, Event, Recorded, Run
+from gateway.store.ops.db import DataRefused, Db
+from gateway.store.ops.rejections import RejectionWrite, apply_rejections
+from gateway.store.ops.runs import insert_runs
 from gateway.store.rows import event_to_row, run_to_row
-from gateway.store.sqlite.rejections import RejectionWrite, apply_rejections
-from gateway.store.sqlite.runs import insert_runs
-from gateway.store.sqlite.sql import QUERIES
 
 log = logging.getLogger("gateway.store")
 
@@ -46,7 +43,7 @@ class EventWrite:
 
 @dataclass(slots=True)
 class RowWrite:
-    """One row of ``query`` (a name in QUERIES): a meta key."""
+    """One row of ``query`` (a named statement): a meta key."""
 
     query: str
     row: dict[str, Any]
@@ -75,7 +72,7 @@ def event_write(
 
 
 async def apply_intake(
-    conn: aiosqlite.Connection,
+    conn: Db,
     events: Sequence[EventWrite],
     rows: Sequence[RowWrite],
     rejections: Sequence[RejectionWrite] = (),
@@ -97,25 +94,25 @@ async def apply_intake(
         if w.recovers is not None:
             recovered[w.recovers] = w.result.event_id
     if retired:
-        await conn.execute(QUERIES["retire_dedupe_keys"], {"ids": json.dumps(retired)})
+        await conn.execute("retire_dedupe_keys", {"ids": json.dumps(retired)})
     stored = [w for w in events if _created(w)]
     if stored:
-        inserted = await conn.executemany(QUERIES["insert_event"], [w.event_row for w in stored])
-        if inserted.rowcount != len(stored):
+        inserted = await conn.executemany("insert_event", [w.event_row for w in stored])
+        if inserted != len(stored):
             await _conflicts(conn, events, stored)
     run_rows = [row for w in events if _created(w) for row in w.run_rows]
     if run_rows:
         await insert_runs(conn, run_rows)
     marks = [_mark(w) for w in events if w.recovers is not None]
     if marks:
-        await conn.executemany(QUERIES["mark_recovered"], marks)
+        await conn.executemany("mark_recovered", marks)
     if rejections:
         await apply_rejections(conn, rejections)
     by_query: dict[str, list[dict[str, Any]]] = {}  # probes
     for write in rows:
         by_query.setdefault(write.query, []).append(write.row)
     for query, query_rows in by_query.items():
-        await conn.executemany(QUERIES[query], query_rows)
+        await conn.executemany(query, query_rows)
 
 
 def _created(w: EventWrite) -> bool:
@@ -133,7 +130,7 @@ def _mark(w: EventWrite) -> dict[str, Any]:
 Known = dict[tuple[str, str], tuple[str, float]]  # (source, dedupe key) → the event holding it, received at
 
 
-async def _known_keys(conn: aiosqlite.Connection, events: Sequence[EventWrite]) -> Known:
+async def _known_keys(conn: Db, events: Sequence[EventWrite]) -> Known:
     """The stored events a batch's dedupe keys name, one lookup for the whole batch. The keys are bound as
     values into a scratch table, never passed as JSON text: each compares byte for byte as it is stored,
     U+0000 and all."""
@@ -144,21 +141,19 @@ async def _known_keys(conn: aiosqlite.Connection, events: Sequence[EventWrite]) 
     ]
     if not keys:
         return {}
-    await conn.execute(QUERIES["clear_dedupe_keys"])
-    await conn.executemany(QUERIES["note_dedupe_key"], keys)
-    found = await conn.execute_fetchall(QUERIES["find_dedupe_keys"])
+    await conn.execute("clear_dedupe_keys")
+    await conn.executemany("note_dedupe_key", keys)
+    found = await conn.fetchall("find_dedupe_keys")
     return {(source, key): (event_id, at) for source, key, event_id, at in found}
 
 
-async def _conflicts(
-    conn: aiosqlite.Connection, events: Sequence[EventWrite], stored: Sequence[EventWrite]
-) -> None:
+async def _conflicts(conn: Db, events: Sequence[EventWrite], stored: Sequence[EventWrite]) -> None:
     """Some of ``stored`` were not inserted: the UNIQUE (source, dedupe_key) index holds their keys, which
     the batch's lookup missed. Each is answered as a duplicate of the event holding its key, and so is every
     write of the batch that was answered as a duplicate of it. Runs only when an insert came short: one
     statement per such write."""
     ids = [w.event.id for w in stored]
-    rows = await conn.execute_fetchall(QUERIES["stored_event_ids"], {"ids": json.dumps(ids)})
+    rows = await conn.fetchall("stored_event_ids", {"ids": json.dumps(ids)})
     on_disk = {event_id for (event_id,) in rows}
     moved: dict[str, str] = {}  # the id a write was to store → the event that holds its key
     for w in stored:
@@ -166,9 +161,9 @@ async def _conflicts(
             continue
         source, key = w.event.source, w.event.dedupe_key
         params = {"source": source, "dedupe_key": key}  # by itself, not through the lookup that missed
-        found = list(await conn.execute_fetchall(QUERIES["dedupe_key_holder"], params))
+        found = list(await conn.fetchall("dedupe_key_holder", params))
         if key is None or not found:  # not a dedupe key conflict after all: fail as the database would
-            raise sqlite3.IntegrityError(f"event {w.event.id} of source {source!r} was not inserted")
+            raise DataRefused(f"event {w.event.id} of source {source!r} was not inserted")
         moved[w.event.id] = holder = found[0][0]
         log.warning(
             "store: a %s delivery's dedupe key is held by event %s, which the batch's lookup missed; "
@@ -202,10 +197,10 @@ def _decide(
     return Recorded(event.id, w.runs, duplicate=False)
 
 
-async def _recovered(conn: aiosqlite.Connection, events: Sequence[EventWrite]) -> dict[int, str]:
+async def _recovered(conn: Db, events: Sequence[EventWrite]) -> dict[int, str]:
     """Which of the rejections a batch recovers were recovered already, by an earlier transaction."""
     ids = [w.recovers for w in events if w.recovers is not None]
     if not ids:
         return {}
-    found = await conn.execute_fetchall(QUERIES["recovered_rejections"], {"ids": json.dumps(ids)})
+    found = await conn.fetchall("recovered_rejections", {"ids": json.dumps(ids)})
     return {rejection_id: event_id for rejection_id, event_id in found}

@@ -1,4 +1,4 @@
-"""The SQLite store's replays, reruns, bulk jobs and retention (interface.JobQueue): ops on the writer's
+"""A store's replays, reruns, bulk jobs and retention (interface.JobQueue): ops on the writer's
 batches.
 
 Does I/O. A bulk job's chunk (its new events and runs) and the job's progress are one op, so they commit
@@ -13,16 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from gateway.errors import Invalid
 from gateway.model import Event, Job, Pruned, Run
 from gateway.store.interface import Cursor
+from gateway.store.ops.db import Db
+from gateway.store.ops.reads import read
+from gateway.store.ops.runs import insert_runs
+from gateway.store.ops.writer import Writer
 from gateway.store.rows import event_to_row, filter_to_json, job_from_row, run_to_row
-from gateway.store.sqlite.reader import read
-from gateway.store.sqlite.runs import insert_runs
-from gateway.store.sqlite.sql import QUERIES
-from gateway.store.sqlite.writer import Writer
 
 
 @dataclass(slots=True)
@@ -74,49 +72,47 @@ JobOp = AddOp | TakeJobOp | JobUpdateOp | PruneOp
 JOB_OPS = (AddOp, TakeJobOp, JobUpdateOp, PruneOp)
 
 
-async def apply_jobs(conn: aiosqlite.Connection, ops: Sequence[JobOp]) -> None:
+async def apply_jobs(conn: Db, ops: Sequence[JobOp]) -> None:
     """Run a batch's job ops inside its transaction, leaving each op's answer (or error) on it."""
     for op in ops:
         op.error = None
         if isinstance(op, AddOp):
             await _add(conn, op)
         elif isinstance(op, TakeJobOp):
-            rows = list(await conn.execute_fetchall(QUERIES["take_job"], op.params))
+            rows = list(await conn.fetchall("take_job", op.params))
             op.result = job_from_row(rows[0]) if rows else None
         elif isinstance(op, JobUpdateOp):
-            cursor = await conn.execute(QUERIES[op.query], op.params)
-            op.result = cursor.rowcount > 0
+            op.result = await conn.execute(op.query, op.params) > 0
         else:
             op.result = await _prune(conn, op)
 
 
-async def _add(conn: aiosqlite.Connection, op: AddOp) -> None:
-    if op.job is not None:
-        cursor = await conn.execute(QUERIES["advance_job"], op.job)
-        if cursor.rowcount == 0:  # canceled, or another process took it over: write nothing
-            op.error = Invalid(f"job {op.job['id']} is no longer running here; this chunk was not written")
-            return
+async def _add(conn: Db, op: AddOp) -> None:
+    # A job canceled, or taken over by another process: write nothing.
+    if op.job is not None and await conn.execute("advance_job", op.job) == 0:
+        op.error = Invalid(f"job {op.job['id']} is no longer running here; this chunk was not written")
+        return
     if op.event_rows:
-        await conn.executemany(QUERIES["insert_event"], op.event_rows)
+        await conn.executemany("insert_event", op.event_rows)
     if op.run_rows:
         await insert_runs(conn, op.run_rows)
 
 
-async def _prune(conn: aiosqlite.Connection, op: PruneOp) -> Pruned:
+async def _prune(conn: Db, op: PruneOp) -> Pruned:
     pruned = Pruned()
     for cls in op.classes:
         room = op.limit - pruned.events
         if room <= 0:
             break
-        rows = await conn.execute_fetchall(QUERIES["prune_candidates"], {**cls, "limit": room})
+        rows = await conn.fetchall("prune_candidates", {**cls, "limit": room})
         ids = json.dumps([row[0] for row in rows])
-        attempts = (await conn.execute(QUERIES["prune_attempts"], {"ids": ids})).rowcount
-        runs = (await conn.execute(QUERIES["prune_runs"], {"ids": ids})).rowcount
-        events = (await conn.execute(QUERIES["prune_events"], {"ids": ids})).rowcount
-        rejections = (await conn.execute(QUERIES["prune_rejections"], {**cls, "limit": op.limit})).rowcount
+        attempts = await conn.execute("prune_attempts", {"ids": ids})
+        runs = await conn.execute("prune_runs", {"ids": ids})
+        events = await conn.execute("prune_events", {"ids": ids})
+        rejections = await conn.execute("prune_rejections", {**cls, "limit": op.limit})
         pruned = pruned + Pruned(events, runs, attempts, rejections)
     if op.jobs_cutoff is not None:
-        jobs = (await conn.execute(QUERIES["prune_jobs"], {"cutoff": op.jobs_cutoff})).rowcount
+        jobs = await conn.execute("prune_jobs", {"cutoff": op.jobs_cutoff})
         pruned = pruned + Pruned(jobs=jobs)
     return pruned
 
@@ -155,10 +151,10 @@ def prune_classes(default: float | None, per_source: Mapping[str, float | None])
     return classes
 
 
-class SQLiteJobs:
+class Jobs:
     """interface.JobQueue on the store's writer (ops) and read connection (dry-run counts)."""
 
-    def __init__(self, writer: Writer, reads: aiosqlite.Connection) -> None:
+    def __init__(self, writer: Writer, reads: Db) -> None:
         self._writer = writer
         self._reads = reads
         self._loop = asyncio.get_running_loop()

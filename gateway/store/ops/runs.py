@@ -1,5 +1,5 @@
-"""The executor's side of the SQLite store (interface.RunQueue): run inserts, claims, attempt ends, recovery,
-cancels, leases. Writes are ops on the writer's group-committed batches; the heartbeat has its own connection.
+"""The executor's side of a store (interface.RunQueue): run inserts, claims, attempt ends, recovery, cancels,
+leases. Writes are ops on the writer's group-committed batches; the heartbeat has its own connection (Beats).
 
 Does I/O. The only calls up into the executor go through the Claimant it attaches (interface.py).
 """
@@ -9,16 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-import threading
-import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
-
-import aiosqlite
+from typing import Any, Protocol
 
 from gateway.errors import NotFound
 from gateway.model import (
@@ -33,6 +28,9 @@ from gateway.model import (
     TaskWorker,
 )
 from gateway.store.interface import AttemptLog, Claimant, ClaimRequest
+from gateway.store.ops.db import Db, Row
+from gateway.store.ops.reads import read, read_workers
+from gateway.store.ops.writer import Writer
 from gateway.store.rows import (
     attempt_end_to_row,
     claim_from_row,
@@ -42,10 +40,6 @@ from gateway.store.rows import (
     with_blocked,
     worker_to_row,
 )
-from gateway.store.sqlite.reader import read, read_workers
-from gateway.store.sqlite.schema import connect_blocking
-from gateway.store.sqlite.sql import QUERIES
-from gateway.store.sqlite.writer import Writer
 
 log = logging.getLogger("gateway.store")
 
@@ -106,24 +100,27 @@ RunOp = ClaimOp | FinishOp | RecoverOp | CancelOp | WorkerOp
 RUN_OPS = (ClaimOp, FinishOp, RecoverOp, CancelOp, WorkerOp)
 
 
-async def insert_runs(conn: aiosqlite.Connection, run_rows: Sequence[dict[str, Any]]) -> None:
+async def insert_runs(conn: Db, run_rows: Sequence[dict[str, Any]]) -> None:
     """Insert one batch's run rows, each blocked behind an earlier unfinished run of its (task, key).
 
     A constant number of statements whatever the batch holds: the keys noted in a scratch table (bound as
-    stored, so a key with U+0000 is compared whole), one lookup of those already busy, one insert.
+    stored, so a key with U+0000 is compared whole), one lookup of those already busy, one insert. Where
+    other processes write at once (PostgreSQL), each key is locked first, so a run ending elsewhere cannot
+    miss a run inserted here behind it (and leave it blocked for good).
     """
     keys = list(dict.fromkeys(key for key in map(key_of, run_rows) if key is not None))
     busy: list[tuple[str, str]] = []
     if keys:
-        await conn.execute(QUERIES["clear_concurrency_keys"])
+        await conn.lock(key_locks(keys))
+        await conn.execute("clear_concurrency_keys")
         noted = [{"task_id": task_id, "concurrency_key": key} for task_id, key in keys]
-        await conn.executemany(QUERIES["note_concurrency_key"], noted)
-        rows = await conn.execute_fetchall(QUERIES["busy_keys"])
+        await conn.executemany("note_concurrency_key", noted)
+        rows = await conn.fetchall("busy_keys")
         busy = [(row["task_id"], row["concurrency_key"]) for row in rows]
-    await conn.executemany(QUERIES["insert_run"], with_blocked(run_rows, busy))
+    await conn.executemany("insert_run", with_blocked(run_rows, busy))
 
 
-async def apply_runs(conn: aiosqlite.Connection, ops: Sequence[RunOp]) -> None:
+async def apply_runs(conn: Db, ops: Sequence[RunOp]) -> None:
     """Run a batch's ops inside its transaction, leaving each op's answer on it.
 
     Ends and cancels go first, so the claims (last) see the slots and keys they free: a run that reaches
@@ -135,7 +132,7 @@ async def apply_runs(conn: aiosqlite.Connection, ops: Sequence[RunOp]) -> None:
         op.error = None
     for op in ops:
         if isinstance(op, WorkerOp):
-            await conn.execute(QUERIES[op.query], op.row)
+            await conn.execute(op.query, op.row)
     ended: list[str] = []  # runs that reached a final status in this batch
     finishes = [op for op in ops if isinstance(op, FinishOp)]
     if finishes:
@@ -147,23 +144,37 @@ async def apply_runs(conn: aiosqlite.Connection, ops: Sequence[RunOp]) -> None:
         if isinstance(op, RecoverOp):
             ended += await _recover(conn, op)
     if ended:
-        await conn.execute(QUERIES["unblock_next"], {"ids": json.dumps(ended)})
+        ids = {"ids": json.dumps(ended)}
+        if conn.shared:  # see insert_runs: the next run of each key is chosen under the key's lock
+            rows = await conn.fetchall("keys_of_runs", ids)
+            await conn.lock(key_locks([(row["task_id"], row["concurrency_key"]) for row in rows]))
+        await conn.execute("unblock_next", ids)
     for op in ops:
         if isinstance(op, ClaimOp):
             await _claim(conn, op)
+
+
+def key_locks(keys: Collection[tuple[str, str]]) -> list[str]:
+    """The lock names of (task, concurrency key) pairs, sorted: every writer takes them in one order."""
+    return sorted(json.dumps(["key", task_id, key]) for task_id, key in keys)
+
+
+CLAIM_LOCK = '["claims"]'  # held by each claim while it counts the limits and takes runs
 
 
 def _ids(names: Collection[str] | None) -> str | None:
     return None if names is None else json.dumps(sorted(names))
 
 
-async def _claim(conn: aiosqlite.Connection, op: ClaimOp) -> None:
+async def _claim(conn: Db, op: ClaimOp) -> None:
     """The queue and task limits are counted here, in the claim's transaction, over what every process runs:
-    BEGIN IMMEDIATE lets one claim at a time count and take, so no two processes both take the last slot."""
+    one claim at a time counts and takes (SQLite: BEGIN IMMEDIATE; PostgreSQL: the claims lock, held to the
+    commit), so no two processes both take the last slot."""
+    await conn.lock([CLAIM_LOCK])
     request = op.request
     by_queue: Counter[str] = Counter()
     by_task: Counter[str] = Counter()
-    for row in await conn.execute_fetchall(QUERIES["executing_counts"]):
+    for row in await conn.fetchall("executing_counts"):
         by_queue[row["queue"]] += row["n"]
         by_task[row["task_id"]] += row["n"]
     full_queues = {q for q, limit in request.queue_limits.items() if by_queue[q] >= limit}
@@ -177,7 +188,7 @@ async def _claim(conn: aiosqlite.Connection, op: ClaimOp) -> None:
         "queues": _ids(request.queues),
     }
     chosen: list[Claim] = []
-    for row in await conn.execute_fetchall(QUERIES["claim_candidates"], params):
+    for row in await conn.fetchall("claim_candidates", params):
         if len(chosen) >= request.limit:
             break
         run = run_from_row(row)
@@ -202,18 +213,18 @@ async def _claim(conn: aiosqlite.Connection, op: ClaimOp) -> None:
         starts = [
             {"id": c.run.id, "now": request.now, "lease_until": lease_until, "worker": worker} for c in chosen
         ]
-        await conn.executemany(QUERIES["start_run"], starts)
+        await conn.executemany("start_run", starts)
         attempts = [
             {"run_id": c.run.id, "number": c.attempt, "now": request.now, "worker": worker} for c in chosen
         ]
-        await conn.executemany(QUERIES["insert_attempt"], attempts)
+        await conn.executemany("insert_attempt", attempts)
     op.result = chosen
 
 
-async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp]) -> list[str]:
+async def _finish(conn: Db, ops: list[FinishOp]) -> list[str]:
     """Returns the ids of the runs it moved to a final status."""
     keys = json.dumps([[op.row["run_id"], op.row["attempt"]] for op in ops])
-    rows = await conn.execute_fetchall(QUERIES["open_attempts"], {"keys": keys})
+    rows = await conn.fetchall("open_attempts", {"keys": keys})
     open_since = {(row["run_id"], row["number"]): row["started_at"] for row in rows}
     ends: list[dict[str, Any]] = []
     for op in ops:
@@ -229,12 +240,12 @@ async def _finish(conn: aiosqlite.Connection, ops: list[FinishOp]) -> list[str]:
             continue
         ends.append({**op.row, "spent": max(0.0, op.row["finished_at"] - started_at)})
     if ends:
-        await conn.executemany(QUERIES["end_attempt"], ends)
-        await conn.executemany(QUERIES["end_run_attempt"], ends)
+        await conn.executemany("end_attempt", ends)
+        await conn.executemany("end_run_attempt", ends)
     return [end["run_id"] for end in ends if end["status"] in FINAL_STATUSES]
 
 
-def crash_message(row: sqlite3.Row | aiosqlite.Row) -> str:
+def crash_message(row: Row) -> str:
     """Whose process stopped: the worker named on the run, where it ran, or (a run claimed before workers
     were recorded) the gateway process."""
     worker = row["worker_id"]
@@ -249,12 +260,12 @@ def crash_message(row: sqlite3.Row | aiosqlite.Row) -> str:
     )
 
 
-async def _recover(conn: aiosqlite.Connection, op: RecoverOp) -> list[str]:
+async def _recover(conn: Db, op: RecoverOp) -> list[str]:
     """Returns the ids of the runs it crashed for good."""
     params = {"now": op.now, "only_expired": int(op.only_expired), "keep": op.keep, "dead": op.dead}
     recovered: list[Run] = []
     updates: list[dict[str, Any]] = []
-    for row in await conn.execute_fetchall(QUERIES["executing_runs"], params):
+    for row in await conn.fetchall("executing_runs", params):
         run = run_from_row(row)
         crashes = run.crashes + 1  # a crash is not the task's failure: attempts stays as it was
         update: dict[str, Any] = {
@@ -277,16 +288,16 @@ async def _recover(conn: aiosqlite.Connection, op: RecoverOp) -> list[str]:
         recovered.append(run)
         updates.append(update)
     if updates:
-        await conn.executemany(QUERIES["crash_attempt"], updates)
-        await conn.executemany(QUERIES["recover_run"], updates)
+        await conn.executemany("crash_attempt", updates)
+        await conn.executemany("recover_run", updates)
     op.result = recovered
     return [run.id for run in recovered if run.status == CRASHED]
 
 
-async def _cancel(conn: aiosqlite.Connection, ops: list[CancelOp]) -> list[str]:
+async def _cancel(conn: Db, ops: list[CancelOp]) -> list[str]:
     """Returns the ids of the runs it canceled."""
     ids = json.dumps([op.run_id for op in ops])
-    rows = await conn.execute_fetchall(QUERIES["run_statuses"], {"ids": ids})
+    rows = await conn.fetchall("run_statuses", {"ids": ids})
     statuses = {row["id"]: row["status"] for row in rows}
     cancels: list[CancelOp] = []
     for op in ops:
@@ -298,83 +309,35 @@ async def _cancel(conn: aiosqlite.Connection, ops: list[CancelOp]) -> list[str]:
             cancels.append(op)
             statuses[op.run_id] = CANCELED  # the same run twice in a batch: only the first cancels it
     if cancels:
-        await conn.executemany(QUERIES["cancel_run"], [{"id": op.run_id, "now": op.now} for op in cancels])
-        rows = await conn.execute_fetchall(QUERIES["runs_by_ids"], {"ids": ids})
+        await conn.executemany("cancel_run", [{"id": op.run_id, "now": op.now} for op in cancels])
+        rows = await conn.fetchall("runs_by_ids", {"ids": ids})
         runs = {row["id"]: run_from_row(row) for row in rows}
         for op in cancels:
             op.result = runs[op.run_id]
     return [op.run_id for op in cancels]
 
 
-class Heartbeat:
-    """Renews leases from a plain thread, on a sqlite3 connection of its own opened on first use.
-
-    A thread keeps leases alive even while task code blocks the event loop. Thread-safe.
-    """
-
-    def __init__(
-        self, location: str, pragmas: str = QUERIES["heartbeat_pragmas"], sql: str = QUERIES["renew_leases"]
-    ) -> None:
-        self._location = location
-        self._pragmas = pragmas
-        self._sql = sql
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+class Beats(Protocol):
+    """Lease renewals and running attempts' logs from a plain thread, on a connection of their own (each
+    database package has one: gateway/store/sqlite/heartbeat.py). Thread-safe; neither call raises."""
 
     def beat(
         self, run_ids: Collection[str], lease_until: float, *, worker: str | None = None, now: float = 0.0
-    ) -> int:
-        """Set lease_until on those runs ``worker`` still executes, and the worker's heartbeat to ``now``, in
-        one transaction; how many leases. Never raises."""
-        with self._lock:
-            if self._closed:
-                return 0
-            try:
-                if self._conn is None:
-                    self._conn = connect_blocking(self._location, self._pragmas)
-                params = {"ids": json.dumps(list(run_ids)), "lease_until": lease_until, "worker": worker}
-                with self._conn:  # one transaction, one fsync: the leases and the worker's heartbeat
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    renewed = self._conn.execute(self._sql, params).rowcount if run_ids else 0
-                    if worker is not None:
-                        self._conn.execute(QUERIES["beat_worker"], {"worker": worker, "now": now})
-                return renewed
-            except Exception as exc:
-                log.warning("store: could not renew the leases of %d run(s): %s", len(run_ids), exc)
-                return 0
+    ) -> int: ...
 
-    def keep_logs(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Write each row's logs to its attempt if still open, in one transaction; how many. Never raises."""
-        with self._lock:
-            if self._closed or not rows:
-                return 0
-            try:
-                if self._conn is None:
-                    self._conn = connect_blocking(self._location, self._pragmas)
-                with self._conn:  # one transaction, one fsync, for every attempt of this round
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    kept = self._conn.executemany(QUERIES["keep_logs"], rows).rowcount
-                return kept
-            except Exception as exc:
-                log.warning("store: could not save the logs of %d running attempt(s): %s", len(rows), exc)
-                return 0
+    def keep_logs(self, rows: Sequence[dict[str, Any]]) -> int: ...
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+    def close(self) -> None: ...
 
 
-class SQLiteRuns:
-    """interface.RunQueue on the store's writer (ops), read connection and heartbeat thread."""
+class Runs:
+    """interface.RunQueue on the store's writer (ops), read connection, heartbeat thread and clock."""
 
-    def __init__(self, writer: Writer, reads: aiosqlite.Connection, beats: Heartbeat) -> None:
+    def __init__(self, writer: Writer, reads: Db, beats: Beats, clock: Callable[[], float]) -> None:
         self._writer = writer
         self._reads = reads
         self._beats = beats
+        self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._claimant: Claimant | None = None
 
@@ -456,9 +419,9 @@ class SQLiteRuns:
         return await op.done
 
     def clock(self) -> float:
-        """The store's clock. A SQLite file is shared only by processes on one host (its locks do not work
-        over a network file system), so the host's clock is the store's."""
-        return time.time()
+        """The store's clock (each database package says whose: SQLite's is the host's, PostgreSQL's the
+        database server's)."""
+        return self._clock()
 
     async def register(self, worker: TaskWorker) -> None:
         """Record a process that runs tasks; workers gone for FORGET_AFTER and holding no run are dropped."""

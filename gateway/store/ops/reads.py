@@ -1,7 +1,7 @@
-"""The SQLite store's reads for people (interface.Reads): events, runs, attempts, rejections, jobs and counts,
-paged by keyset.
+"""A store's reads for people (interface.Reads): events, runs, attempts, rejections, jobs and counts, paged
+by keyset.
 
-Does I/O (the store's read connection). Pages are newest first and take a ``before`` cursor, the
+Does I/O (the store's read connection, a db.Db). Pages are newest first and take a ``before`` cursor, the
 ``(time, id)`` of the last item of the previous page: a page never repeats or skips an item, however much
 is written meanwhile. Bulk jobs walk oldest first with ``after``.
 """
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from gateway.errors import StoreError
 from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter, TaskWorker
 from gateway.report import QueueDepth
 from gateway.store.interface import ANY_EVENT, ANY_RUN, Cursor
+from gateway.store.ops.db import Db, Row
 from gateway.store.rows import (
     attempt_from_row,
     event_from_row,
@@ -29,7 +27,6 @@ from gateway.store.rows import (
     run_from_row,
     worker_from_row,
 )
-from gateway.store.sqlite.sql import QUERIES
 
 _TOP: Cursor = (math.inf, "")  # before everything
 _BOTTOM: Cursor = (-math.inf, "")  # after nothing
@@ -45,27 +42,27 @@ def _window(since: float | None, until: float | None = None) -> dict[str, float]
     return {"since": -math.inf if since is None else since, "until": math.inf if until is None else until}
 
 
-async def read(conn: aiosqlite.Connection, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+async def read(conn: Db, query: str, params: dict[str, Any]) -> list[Row]:
     """The rows of the named query; StoreError when the database cannot answer."""
     try:
-        return list(await conn.execute_fetchall(QUERIES[query], params))
-    except (sqlite3.Error, ValueError) as exc:  # aiosqlite raises ValueError once closed
+        return await conn.fetchall(query, params)
+    except (*conn.errors, ValueError) as exc:  # type: ignore[misc]  # aiosqlite: ValueError once closed
         raise StoreError(f"could not read from the database: {exc}") from exc
 
 
-async def read_workers(conn: aiosqlite.Connection, *, live_since: float) -> list[TaskWorker]:
+async def read_workers(conn: Db, *, live_since: float) -> list[TaskWorker]:
     """The ``workers`` rows on ``conn``, newest first; lost if silent since ``live_since``."""
     rows = await read(conn, "list_workers", {})
     return [worker_from_row(row, live_since=live_since) for row in rows]
 
 
-class SQLiteReads:
-    """Reads on the store's own read connection (WAL: they never wait for the writer's transactions)."""
+class Reads:
+    """Reads on the store's own read connection (they never wait for the writer's transactions)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Db) -> None:
         self.conn = conn
 
-    async def _read(self, query: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+    async def _read(self, query: str, params: dict[str, Any]) -> list[Row]:
         return await read(self.conn, query, params)
 
     # -- events ---------------------------------------------------------------------------------------

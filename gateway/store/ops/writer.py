@@ -1,37 +1,27 @@
 """Group commit: one task owns the write connection. Callers queue ops; the writer takes everything queued (up
 to ``max_batch``, never waiting to fill a batch), writes it in one transaction (one fsync), has the store
-check that the commit reached the file at the database's path, then answers every caller of that batch.
-Does I/O: the write connection.
+check that the commit landed where it should (SQLite: in the file at the database's path), then answers
+every caller of that batch. Does I/O: the write connection (a db.Db).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-import aiosqlite
-
 from gateway.errors import StoreError, StoreUnavailable
+from gateway.store.ops.db import DataRefused, Db
 
 log = logging.getLogger("gateway.store")
 
-# Errors caused by one write's own data rather than by the disk: a batch that hits one is retried write by
-# write, so only the bad write fails (with StoreError) and its neighbours still commit. Every error binding a
-# value can raise is one: an integer past 64 bits (OverflowError), a type SQLite cannot hold, bad text.
-DATA_ERRORS = (
-    sqlite3.IntegrityError,
-    sqlite3.InterfaceError,
-    sqlite3.ProgrammingError,
-    sqlite3.DataError,
-    OverflowError,
-    ValueError,
-    TypeError,
-)
+# Errors caused by one write's own data rather than by the disk, whatever the database: a batch that hits one
+# (or one of its Db's data_errors) is retried write by write, so only the bad write fails (with StoreError)
+# and its neighbours still commit. Binding a value can raise these: an integer past 64 bits (OverflowError),
+# a type the driver cannot send, bad text.
+DATA_ERRORS: tuple[type[BaseException], ...] = (DataRefused, OverflowError, ValueError, TypeError)
 
 
 class Op(Protocol):
@@ -49,10 +39,10 @@ class Batches(Protocol):
     def joining(self, batch: list[Op]) -> None:
         """Before the transaction: add ops that should commit with this batch (a claim riding it)."""
 
-    async def write(self, conn: aiosqlite.Connection, batch: list[Op]) -> None:
+    async def write(self, conn: Db, batch: list[Op]) -> None:
         """The body of the batch's transaction; raising rolls the whole batch back."""
 
-    async def landed(self, conn: aiosqlite.Connection) -> str | None:
+    async def landed(self, conn: Db) -> str | None:
         """After COMMIT, before anything is answered: why what was committed is in no file at the database's
         path (it was deleted or replaced while serving), or None. It must not raise. Once it gives a reason,
         the batch is refused and so is every op after it: the writer writes nothing more."""
@@ -80,10 +70,11 @@ class WriterStats:
 class Writer:
     """Owns ``conn`` from its own task until :meth:`close`; ops go in with :meth:`submit`."""
 
-    def __init__(self, conn: aiosqlite.Connection, batches: Batches, *, max_batch: int) -> None:
+    def __init__(self, conn: Db, batches: Batches, *, max_batch: int) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.conn = conn
+        self._data_errors = DATA_ERRORS + conn.data_errors
         self._batches = batches
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Op | None] = asyncio.Queue()  # None asks the writer to stop
@@ -122,22 +113,21 @@ class Writer:
                 return
 
     async def _commit(self, batch: list[Op]) -> None:
-        """The one guarded transaction path: BEGIN IMMEDIATE, the batch, COMMIT, or ROLLBACK; then the check
-        that the commit reached the file at the database's path."""
+        """The one guarded transaction path: begin, the batch, commit, or roll back; then the check that the
+        commit landed."""
         if self.lost is not None:
             for op in batch:
                 _fail(op, StoreUnavailable(self.lost))
             return
         started = time.perf_counter()
         try:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self.conn.begin()
             await self._batches.write(self.conn, batch)
-            await self.conn.execute("COMMIT")
+            await self.conn.commit()
         except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await self.conn.execute("ROLLBACK")
+            await self.conn.rollback()
             self._batches.observed(len(batch), time.perf_counter() - started, ok=False)
-            if isinstance(exc, DATA_ERRORS) and len(batch) > 1:
+            if isinstance(exc, self._data_errors) and len(batch) > 1:
                 for op in batch:
                     await self._commit([op])
                 return
@@ -145,7 +135,7 @@ class Writer:
             log.error("store: rolled back a batch of %d writes: %s", len(batch), exc)
             self._batches.failed(batch, exc)
             for op in batch:
-                _fail(op, _failure(exc))
+                _fail(op, _failure(exc, self._data_errors))
             return
         self.lost = await self._batches.landed(self.conn)
         self._batches.observed(len(batch), time.perf_counter() - started, ok=self.lost is None)
@@ -195,7 +185,7 @@ def _fail(op: Op, exc: Exception) -> None:
         op.done.set_exception(exc)
 
 
-def _failure(exc: Exception) -> StoreError:
-    if isinstance(exc, DATA_ERRORS):
+def _failure(exc: Exception, data_errors: tuple[type[BaseException], ...]) -> StoreError:
+    if isinstance(exc, data_errors):
         return StoreError(f"the database refused this write ({type(exc).__name__}: {exc}); nothing was kept")
     return StoreUnavailable(f"the write could not be committed ({exc}); nothing of it was kept")

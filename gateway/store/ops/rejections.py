@@ -16,11 +16,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from gateway.model import EVICTED, NO_ROOM, RejectionKeep
+from gateway.store.ops.db import Db
 from gateway.store.rows import NO_REQUEST
-from gateway.store.sqlite.sql import QUERIES
 
 HOUR = 3600.0  # the turnover's window
 _PAGE = 512  # kept requests read at a time while choosing which to drop
@@ -55,15 +53,15 @@ class _Room:
         return True
 
 
-async def _room(conn: aiosqlite.Connection, source: str, keep: RejectionKeep, now: float) -> _Room:
-    found = list(await conn.execute_fetchall(QUERIES["rejection_space"], {"source": source}))
+async def _room(conn: Db, source: str, keep: RejectionKeep, now: float) -> _Room:
+    found = list(await conn.fetchall("rejection_space", {"source": source}))
     kept, window_start, dropped = found[0] if found else (0, 0.0, 0)
     if now - window_start >= HOUR:
         dropped = 0
     return _Room(keep, keep.keep - kept + min(kept, max(0, keep.turnover - dropped)), now)
 
 
-async def apply_rejections(conn: aiosqlite.Connection, writes: Sequence[RejectionWrite]) -> None:
+async def apply_rejections(conn: Db, writes: Sequence[RejectionWrite]) -> None:
     """Insert a batch's rejections, then bring each source that keeps requests back under its cap."""
     rows: list[dict[str, Any]] = []
     rooms: dict[str, _Room] = {}
@@ -76,13 +74,13 @@ async def apply_rejections(conn: aiosqlite.Connection, writes: Sequence[Rejectio
             if room is None or not room.takes(row["kept_bytes"], at):
                 row = {**row, **NO_REQUEST, "dropped": NO_ROOM, "dropped_at": at}
         rows.append(row)
-    await conn.executemany(QUERIES["insert_rejection"], rows)
+    await conn.executemany("insert_rejection", rows)
     for source, room in rooms.items():
         await _within_cap(conn, source, room.keep, room.latest)
 
 
-async def _within_cap(conn: aiosqlite.Connection, source: str, keep: RejectionKeep, now: float) -> None:
-    found = list(await conn.execute_fetchall(QUERIES["rejection_space"], {"source": source}))
+async def _within_cap(conn: Db, source: str, keep: RejectionKeep, now: float) -> None:
+    found = list(await conn.fetchall("rejection_space", {"source": source}))
     if not found:  # the source has never kept a request
         return
     [(kept, window_start, dropped)] = found
@@ -95,13 +93,13 @@ async def _within_cap(conn: aiosqlite.Connection, source: str, keep: RejectionKe
     refused, _ = await _pick(conn, source, excess - freed, budget=None, oldest=False, skip=set(evicted))
     for why, ids in ((EVICTED, evicted), (NO_ROOM, refused)):
         if ids:
-            await conn.execute(QUERIES["drop_requests"], {"ids": json.dumps(ids), "why": why, "now": now})
+            await conn.execute("drop_requests", {"ids": json.dumps(ids), "why": why, "now": now})
     turnover = {"source": source, "window_start": window_start, "dropped": dropped + freed}
-    await conn.execute(QUERIES["turn_over"], turnover)
+    await conn.execute("turn_over", turnover)
 
 
 async def _pick(
-    conn: aiosqlite.Connection,
+    conn: Db,
     source: str,
     excess: int,
     *,
@@ -117,7 +115,7 @@ async def _pick(
     cursor = 0 if oldest else 2**63 - 1
     while freed < excess and (budget is None or freed < budget):
         params = {"source": source, bound: cursor, "limit": _PAGE}
-        page = list(await conn.execute_fetchall(QUERIES[query], params))
+        page = list(await conn.fetchall(query, params))
         for rejection_id, size in page:
             if freed >= excess or (budget is not None and freed >= budget):
                 break
