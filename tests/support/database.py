@@ -72,6 +72,15 @@ async def peek(store: Any, sql: str, *args: object) -> list[tuple[object, ...]]:
     return [tuple(row) for row in await cursor.fetchall()]
 
 
+async def within(conn: Any, sql: str) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` (no parameters) on a store's own connection (an ops.db.Db), inside whatever
+    transaction it is in: what a batch sees before it commits."""
+    if hasattr(conn, "raw"):  # SQLite's
+        return [tuple(row) for row in await conn.raw.execute_fetchall(sql)]
+    cursor = await conn.conn.execute(sql)
+    return [tuple(row) for row in await cursor.fetchall()]
+
+
 def elsewhere(store: Any, sql: str, *args: object) -> list[tuple[object, ...]]:
     """The rows of ``sql`` (``?`` placeholders) read on a connection of its own, SQLite's or PostgreSQL's: it
     sees only what the store has committed. Blocking: for a check made inside a callback."""
@@ -84,6 +93,21 @@ def elsewhere(store: Any, sql: str, *args: object) -> list[tuple[object, ...]]:
 
     with psycopg.connect(store._address, connect_timeout=10) as pg:
         return pg.execute(sql.replace("?", "%s"), args).fetchall()
+
+
+def change_elsewhere(store: Any, sql: str, *args: object) -> None:
+    """Run one changing statement (``?`` placeholders) on a connection of its own and commit it: a row as an
+    older gateway or another process would have left it."""
+    from gateway.store.sqlite.store import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store._files.location)) as conn, conn:
+            conn.execute(sql, args)
+        return
+    import psycopg
+
+    with psycopg.connect(store._address, connect_timeout=10) as pg:  # commits at the end of the block
+        pg.execute(sql.replace("?", "%s"), args)
 
 
 def count(store: Any, table: str) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 _BLOCK = re.compile(r"^-- (name|fragment): (\w+)[ \t]*$", re.MULTILINE)
 _INCLUDE = re.compile(r"\{(\w+)\}")
+_TRAILING_COMMENTS = re.compile(r"(\s*\n\s*--[^\n]*)+\s*$")
 _MIGRATION = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -35,6 +36,8 @@ def load_queries(text: str) -> dict[str, str]:
             raise ValueError(
                 f"queries.sql: {kind if kind == 'fragment' else 'query'} {name!r} is defined twice"
             )
+        if kind == "fragment":  # a comment after it (a section's heading) would swallow what follows it
+            body = _TRAILING_COMMENTS.sub("", body)
         (statements if kind == "name" else fragments)[name] = body.strip()
     used: set[str] = set()
 

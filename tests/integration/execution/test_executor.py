@@ -18,7 +18,10 @@ from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.logs import Scrub
 from tests.support.claims import claim_runs
 from tests.support.clock import Clock
+from tests.support.database import elsewhere
 from tests.support.records import enqueue
+
+pytestmark = pytest.mark.both_stores
 
 
 @pytest.fixture
@@ -502,18 +505,15 @@ async def test_a_sync_task_that_blocks_does_not_stall_other_runs(setup: Callable
 async def test_the_heartbeat_renews_the_lease_while_task_code_blocks_the_event_loop(
     setup: Callable[..., Any], tmp_path: Any
 ) -> None:
-    import sqlite3
     import time as _time
 
     leases: list[float] = []
-    db = tmp_path / "gateway.db"
 
-    def watch(stop: threading.Event) -> None:
-        with sqlite3.connect(db) as conn:
-            while not stop.wait(0.05):
-                row = conn.execute("SELECT lease_until FROM runs WHERE status = 'executing'").fetchone()
-                if row and row[0] is not None:
-                    leases.append(row[0])
+    def watch(stop: threading.Event) -> None:  # another connection, as another process would look
+        while not stop.wait(0.05):
+            for (lease,) in elsewhere(store, "SELECT lease_until FROM runs WHERE status = 'executing'"):
+                if lease is not None:
+                    leases.append(float(str(lease)))
 
     @task(id="hog", timeout=None)
     async def hog(payload: Any, ctx: Context) -> str:

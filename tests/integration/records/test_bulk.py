@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,8 +26,11 @@ from gateway.records.service import Service
 from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
+from tests.support.database import change_elsewhere
 from tests.support.records import deliver, finish, plain_event
 from tests.support.routes import ROUTES_RETAINED, ROUTES_V2
+
+pytestmark = pytest.mark.both_stores
 
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]
@@ -211,8 +212,7 @@ async def test_a_job_stored_before_include_replays_existed_still_replays_what_it
     clock.advance(1)
     job = await service.bulk.start_job(REPLAY, EventFilter(source="open"), requested_by="ops")
     # The row as an older gateway wrote it: the filter's JSON without the key (its jobs took replays too).
-    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn, conn:
-        conn.execute("UPDATE jobs SET filter = ? WHERE id = ?", ('{"source":"open"}', job.id))
+    change_elsewhere(store, "UPDATE jobs SET filter = ? WHERE id = ?", '{"source":"open"}', job.id)
     old = await service.bulk.job(job.id)
     assert old.filter == EventFilter(source="open") and old.filter.include_replays
 
@@ -347,9 +347,9 @@ async def test_the_worker_takes_a_job_nobody_holds_and_completes_it(
     assert await replays_per_original(store) == Counter({e.id: 1 for e in originals})
 
 
-class JobArrivesDuringTheLook(SQLiteStore):
-    """A store whose first ``take_job`` finds nothing, and meanwhile a job is created and the worker notified
-    (what the admin API does): the race a worker must not lose."""
+class JobArrivesDuringTheLook:
+    """A store (mixed over either) whose first ``take_job`` finds nothing, and meanwhile a job is created and
+    the worker notified (what the admin API does): the race a worker must not lose."""
 
     arrive: Callable[[], Awaitable[None]] | None = None
 

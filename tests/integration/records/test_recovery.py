@@ -5,13 +5,12 @@ key the keyring fetches."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import respx
 
 from gateway.keys.keyring import Keyring
@@ -21,8 +20,11 @@ from gateway.records.service import Service
 from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
+from tests.support.database import elsewhere
 from tests.support.deliveries import PUSH, signature_headers, sources_of
 from tests.support.keys import PLAID_BODY, PLAID_IAT, PLAID_JWK, PLAID_TOKEN
+
+pytestmark = pytest.mark.both_stores
 
 OpenStore = Callable[..., Any]
 ClientFor = Callable[..., Any]
@@ -208,8 +210,7 @@ async def test_no_credential_is_ever_stored_with_a_rejected_request(
     assert (ops_one.kept, ops_one.dropped) == (0, UNVERIFIABLE)  # its credential was its whole check
     tried = await Service(store, load_config(FIXED), clock=clock).recovery.one(ops_one.id or 0, None)
     assert tried.outcome == UNAVAILABLE and "basic sends its credential in clear" in tried.detail
-    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as conn:
-        on_disk = repr(conn.execute("SELECT * FROM rejections").fetchall())
+    on_disk = repr(elsewhere(store, "SELECT * FROM rejections"))
     for secret in ("proxy-token-123", "cookie-456", "wrong-passw0rd-789", "b3BzOndyb25n"):
         assert secret not in on_disk
 

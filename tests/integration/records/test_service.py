@@ -29,12 +29,13 @@ from gateway.model import (
 from gateway.records.compare import NEW_ROUTE, RouteLine
 from gateway.records.service import API_SOURCE, Service
 from gateway.routes.load import Config
-from gateway.store.sqlite.db import SQLiteDb
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
+from tests.support.database import count, within
 from tests.support.records import deliver, finish, plain_event
 from tests.support.routes import ROUTES_RETAINED, ROUTES_V1, ROUTES_V2
 
+pytestmark = pytest.mark.both_stores
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]
 
@@ -64,12 +65,6 @@ routes:
 
 def rejection(source: str, *, at: float) -> Rejection:
     return Rejection(source, "bad_signature", "no secret matched", at, "192.0.2.1", b"{}", 2)
-
-
-def table_count(path: Path, table: str) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        n: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        return n
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -401,14 +396,14 @@ async def test_prune_removes_old_events_with_final_runs_and_their_attempts_and_o
     store = await open_store()
     config = load_config(ROUTES_RETAINED)
     ids = await seed_history(store, config)
-    assert table_count(tmp_path / "gateway.db", "attempts") == 2
+    assert count(store, "attempts") == 2
 
     pruned = await Service(store, config, clock=Clock()).prune()
 
     assert pruned == Pruned(events=2, runs=1, attempts=1, rejections=1)
     kept = {name for name, event_id in ids.items() if await store.reads.get_event(event_id) is not None}
     assert kept == {"waiting", "archived", "recent"}
-    assert table_count(tmp_path / "gateway.db", "attempts") == 1  # the recent run's
+    assert count(store, "attempts") == 1  # the recent run's
     assert sorted((r.source, r.received_at) for r in await store.reads.list_rejections()) == [
         ("archive", NOW - 2 * HOUR),
         ("github", NOW - 60),
@@ -439,17 +434,18 @@ async def test_a_dry_run_counts_exactly_what_the_prune_then_removes(
     assert await service.prune() == dry
 
 
-class TransactionDeltas(SQLiteStore):
-    """A store that records how the number of stored events changed in each of its transactions."""
+class TransactionDeltas:
+    """A store (mixed over either) that records how the number of stored events changed in each of its
+    transactions."""
 
     deltas: list[int]
 
-    async def write(self, conn: SQLiteDb, batch: list[Any]) -> None:  # type: ignore[override]
-        count = "SELECT count(*) FROM events"
-        [(before,)] = await conn.raw.execute_fetchall(count)
-        recorded = await super().write(conn, batch)
-        [(after,)] = await conn.raw.execute_fetchall(count)
-        self.deltas = [*getattr(self, "deltas", []), after - before]
+    async def write(self, conn: Any, batch: list[Any]) -> None:
+        events = "SELECT count(*) FROM events"
+        [(before,)] = await within(conn, events)
+        recorded = await super().write(conn, batch)  # type: ignore[misc]
+        [(after,)] = await within(conn, events)
+        self.deltas = [*getattr(self, "deltas", []), int(str(after)) - int(str(before))]
         return recorded
 
 
@@ -494,6 +490,7 @@ def page_count(path: Path) -> int:
         return n
 
 
+@pytest.mark.sqlite_only  # SQLite's own file, page by page
 async def test_the_file_stops_growing_under_hourly_ingest_and_prune(
     open_store: OpenStore, load_config: LoadConfig, tmp_path: Path
 ) -> None:

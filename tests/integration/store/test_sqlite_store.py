@@ -273,6 +273,14 @@ def test_a_query_name_defined_twice_is_refused() -> None:
     }
 
 
+def test_a_fragment_does_not_carry_the_comments_after_it() -> None:
+    """A section heading after a fragment would otherwise end up inside every statement including it, and
+    comment out the rest of its line (PostgreSQL's count_prunable once lost its closing parenthesis so)."""
+    text = "-- fragment: cols\na, b\n\n-- == A section ==\n\n-- name: x\n-- what x is\n"
+    text += "SELECT ({cols}) AS c;\n"
+    assert load_queries(text) == {"x": "-- what x is\nSELECT (a, b) AS c;"}
+
+
 # -- migrations -------------------------------------------------------------------------------------------
 
 

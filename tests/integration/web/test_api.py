@@ -22,6 +22,8 @@ from tests.support.admin import SCOPES, SECRET, bearer, token
 from tests.support.clock import NOW, Clock
 from tests.support.records import push_event, queued_run
 
+pytestmark = pytest.mark.both_stores
+
 OTHER_SECRET = "Zb7nR2kW9qL4xT6yU1iO3pA8sD5fG0hJ2kM7nB4vC"
 
 

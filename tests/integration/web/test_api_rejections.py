@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from gateway.model import Secret
 from gateway.records.service import Service
 from gateway.web.api import create_api
@@ -14,6 +16,8 @@ from gateway.web.auth import AdminKey
 from tests.support.admin import SECRET, bearer, token
 from tests.support.clock import NOW, Clock
 from tests.support.deliveries import PUSH, github_headers
+
+pytestmark = pytest.mark.both_stores
 
 ROUTES = """
 tasks: [{module}]

@@ -23,6 +23,8 @@ from gateway.web.auth import AdminKey
 from tests.support.admin import SECRET, bearer, token
 from tests.support.clock import Clock
 
+pytestmark = pytest.mark.both_stores
+
 
 def crafted(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
