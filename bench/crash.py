@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,7 @@ class Plan:
     max_seconds: float = 600.0  # the kill phase stops here; settling gets SETTLE_SECONDS more
     keep: Path | None = None  # work in this directory and keep it (default: a temp dir, removed)
     workers: int = 0  # 0: one `gateway serve` runs everything; W: intake plus W `gateway worker` processes
+    postgres: str | None = None  # an empty PostgreSQL database to run on instead of a SQLite file
 
 
 DEFAULT, SETTLE_SECONDS, REQUEST_TIMEOUT = Plan(), 60.0, 5.0
@@ -289,25 +290,35 @@ def write_config(work: Path) -> Path:
     return routes
 
 
-def _connect(db: Path) -> closing[sqlite3.Connection]:  # read-only: never write what is judged
-    return closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10))
+Database = Path | str  # a SQLite file, or a postgresql:// address
 
 
-def unfinished(db: Path) -> int:
-    with _connect(db) as conn:
-        query = "SELECT count(*) FROM runs WHERE status IN ('queued', 'executing', 'retrying')"
-        return int(conn.execute(query).fetchone()[0])
+def rows(db: Database, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders; "ORDER BY rowid" is insertion order), read-only: what is
+    judged is never written."""
+    if isinstance(db, str):
+        import psycopg
+
+        order = sql.replace("ORDER BY rowid", "ORDER BY seq").replace("?", "%s")
+        with psycopg.connect(db, connect_timeout=10) as pg:
+            pg.read_only = True
+            return pg.execute(order, params).fetchall()  # type: ignore[call-overload]
+    with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
-def read_store(db: Path, executions: Path) -> Stored:
+def unfinished(db: Database) -> int:
+    [(n,)] = rows(db, "SELECT count(*) FROM runs WHERE status IN ('queued', 'executing', 'retrying')")
+    return int(n)
+
+
+def read_store(db: Database, executions: Path) -> Stored:
     events: dict[str, tuple[str, ...]] = {}
-    with _connect(db) as conn:
-        for key, event_id in conn.execute("SELECT dedupe_key, id FROM events ORDER BY rowid"):
-            events[key] = (*events.get(key, ()), event_id)
-        query = "SELECT id, event_id, status, attempts, crashes FROM runs ORDER BY rowid"
-        rows = conn.execute(query).fetchall()
+    for key, event_id in rows(db, "SELECT dedupe_key, id FROM events ORDER BY rowid"):
+        events[key] = (*events.get(key, ()), event_id)
+    found = rows(db, "SELECT id, event_id, status, attempts, crashes FROM runs ORDER BY rowid")
     lines = executions.read_text().split() if executions.exists() else []
-    return Stored(events, tuple(StoredRun(*row) for row in rows), dict(Counter(lines)))
+    return Stored(events, tuple(StoredRun(*row) for row in found), dict(Counter(lines)))
 
 
 def run(plan: Plan) -> Outcome:
@@ -322,10 +333,11 @@ def _run(plan: Plan, work: Path) -> Outcome:
     rng = random.Random(plan.seed)
     t0 = time.monotonic()
     deadline = t0 + plan.max_seconds
-    db, executions = work / "gateway.db", work / "executions.txt"
+    db: Database = plan.postgres or work / "gateway.db"
+    executions = work / "executions.txt"
     port = free_port()
     routes = write_config(work)
-    argv = gateway_argv(routes, db, port, log_level="warning")
+    argv = gateway_argv(routes, db, port, log_level="warning")  # type: ignore[arg-type]
     argv += ["--executor", "off"] if plan.workers else []
     server = Server(argv, port=port, log=work / "server.log", cpu=None)  # both CPUs: tasks run in it too
     server.start()
@@ -372,6 +384,7 @@ def _run(plan: Plan, work: Path) -> Outcome:
     figures["sender_errors"] = dict(sorted(senders.errors.items()))
     figures["restart_seconds_max"] = round(max(restarts, default=0.0), 2)
     figures["workers"] = plan.workers
+    figures["store"] = "postgresql" if plan.postgres else "sqlite"
     figures["kills_of"] = dict(killed)
     figures["wall_seconds"] = round(time.monotonic() - t0, 1)
     violations = [*outcome.violations, *(f"sender failed: {failure}" for failure in senders.failures)]
@@ -383,7 +396,7 @@ def _run(plan: Plan, work: Path) -> Outcome:
 class Worker:
     """One `gateway worker` on the crash test's database; :meth:`restart` SIGKILLs and starts it again."""
 
-    def __init__(self, routes: Path, db: Path, log: Path) -> None:
+    def __init__(self, routes: Path, db: Database, log: Path) -> None:
         self.argv = [sys.executable, "-m", "gateway", "worker", "--routes", str(routes), "--db", str(db)]
         self.argv += ["--log-level", "warning", "--log-format", "json"]
         self.log, self.db, self.returncode = log, db, 0
@@ -407,10 +420,9 @@ class Worker:
 
     def _registered(self) -> bool:
         try:
-            with closing(sqlite3.connect(self.db, timeout=5)) as conn:
-                query = "SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL"
-                return conn.execute(query, (self.process.pid,)).fetchone() is not None
-        except sqlite3.OperationalError:
+            query = "SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL"
+            return bool(rows(self.db, query, self.process.pid))
+        except Exception:  # the file or the table is not there yet
             return False
 
     def stop(self) -> int:
@@ -450,10 +462,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--max-seconds", type=float, default=DEFAULT.max_seconds, help="bound on the kill phase, seconds")
     add("--json", type=Path, metavar="PATH", help="also write the figures as JSON to PATH")
     add("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (database, server log, executions)")
+    add(
+        "--postgres",
+        metavar="URL",
+        help="run on this empty PostgreSQL database (postgresql://…) instead of a SQLite file; "
+        "`--postgres start` starts a server of its own for the run (Debian's postgresql binaries)",
+    )
     args = parser.parse_args(argv)
     plan = Plan(args.cycles, args.senders, args.seed, args.pause, args.max_seconds, args.keep, args.workers)
     try:
-        outcome = run(plan)
+        if args.postgres == "start":
+            from tests.support import postgres
+
+            with postgres.PostgresServer() as server:
+                outcome = run(replace(plan, postgres=postgres.create_database(server, "crash")))
+        else:
+            outcome = run(replace(plan, postgres=args.postgres))
     except BenchError as exc:
         print(f"crash test: {exc}", file=sys.stderr)
         return 1

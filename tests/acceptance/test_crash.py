@@ -46,6 +46,22 @@ def test_sigkills_of_intake_and_of_workers_lose_nothing_and_rerun_only_recorded_
     assert f["kills_of"] == {"intake": 2, "worker": 2}, f["kills_of"]  # seed 4: intake, w1, intake, w2
 
 
+@pytest.mark.timeout(150)
+def test_sigkills_on_postgresql_lose_nothing_and_rerun_only_recorded_crashes(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The same on PostgreSQL: intake and two workers on one database, each kill at random."""
+    outcome = run(Plan(cycles=4, senders=8, seed=4, keep=tmp_path, workers=2, postgres=postgres_dsn))
+    f = outcome.figures
+    report = summary(outcome)
+    print(report, f["kills_of"])
+    assert outcome.violations == [], report
+    assert f["store"] == "postgresql" and f["kills"] == 4 and f["exit_code_on_sigterm"] == 0, report
+    assert f["sent"] >= 100 and f["acked"] == f["stored"] == f["sent"], report
+    assert (f["lost"], f["stored_twice"], f["unexplained_reexecutions"]) == (0, 0, 0), report
+    assert f["runs"] == f["runs_final"] == f["sent"], report
+
+
 # -- the checker, on figures made by hand ------------------------------------------------------------------
 
 
