@@ -222,3 +222,37 @@ def test_postgres_down_under_load_answers_503_and_intake_recovers_without_a_rest
     stored = {str(i) for (i,) in query(dsn, "SELECT id FROM events")}
     assert set(acked) <= stored  # every 2xx is on disk
     settled(dsn, len(stored))  # and the worker, which lost the server too, ran every run
+
+
+def run_serve(routes: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "gateway", "serve", "--routes", str(routes), "--db", dsn, "--port", "0"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=routes.parent, check=False)
+
+
+def test_a_server_that_refuses_connections_stops_start_up_in_one_line_without_the_password(
+    write_routes: Callable[..., Path],
+) -> None:
+    routes = write_routes(ROUTES, TASKS)
+    dsn = f"postgresql://gateway:pw-s3cret@127.0.0.1:{postgres.free_port()}/hooks"
+    done = run_serve(routes, dsn)
+    assert done.returncode == 1, done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("gateway serve:")]
+    assert "cannot connect to postgresql://gateway@127.0.0.1:" in line and "Connection refused" in line
+    assert "pw-s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_server_with_no_connection_left_stops_start_up_in_one_line(
+    write_routes: Callable[..., Path], start_postgres: Callable[..., Any]
+) -> None:
+    """Every connection slot taken (a pool elsewhere exhausted them): start-up says so, and serves nothing."""
+    server = start_postgres(settings={"max_connections": "3", "superuser_reserved_connections": "0"})
+    dsn = postgres.create_database(server, "gateway")
+    held = [psycopg.connect(dsn) for _ in range(3)]
+    try:
+        done = run_serve(write_routes(ROUTES, TASKS), dsn)
+    finally:
+        for conn in held:
+            conn.close()
+    assert done.returncode == 1, done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("gateway serve:")]
+    assert "too many clients already" in line and "Traceback" not in done.stderr, done.stderr
