@@ -72,6 +72,17 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def database(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | str]:
+    """A database for a command line's --db: a SQLite file in tmp_path, or (``store_kind`` postgres) a
+    fresh PostgreSQL database's address, dropped after."""
+    if store_kind == "sqlite":
+        yield tmp_path / "gw.db"
+        return
+    with postgres.fresh_database(request.getfixturevalue("postgres_server")) as dsn:
+        yield dsn
+
+
+@pytest.fixture
 async def open_store(
     tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Any]]:

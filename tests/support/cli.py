@@ -12,7 +12,7 @@ import httpx
 
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
-from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.open import open_store
 from gateway.web.app import create_app
 
 
@@ -24,12 +24,13 @@ def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 
 
 def deliver(
-    config: config_mod.Config, db: Path, requests: list[tuple[str, bytes, dict[str, str]]]
+    config: config_mod.Config, db: Path | str, requests: list[tuple[str, bytes, dict[str, str]]]
 ) -> list[Any]:
-    """POST each (path, body, headers) to the app of ``config`` on the database ``db``; the responses."""
+    """POST each (path, body, headers) to the app of ``config`` on the database ``db`` (a SQLite file, or a
+    PostgreSQL address); the responses."""
 
     async def go() -> list[Any]:
-        store = await SQLiteStore.open(db)
+        store = await open_store(db)
         try:
             transport = httpx.ASGITransport(app=create_app(config, store))
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

@@ -114,3 +114,16 @@ def count(store: Any, table: str) -> int:
     """How many rows ``table`` holds, as another connection sees it."""
     [(n,)] = elsewhere(store, f"SELECT count(*) FROM {table}")
     return int(str(n))
+
+
+def at(address: Path | str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` (``?`` placeholders) on the database at ``address`` (a SQLite file, or a
+    postgresql:// address), on a connection of its own; a changing statement is committed."""
+    if isinstance(address, Path) or not str(address).startswith("postgresql://"):
+        with contextlib.closing(sqlite3.connect(address)) as conn, conn:
+            return conn.execute(sql, args).fetchall()
+    import psycopg
+
+    with psycopg.connect(str(address), connect_timeout=10) as pg:
+        cursor = pg.execute(sql.replace("?", "%s"), args)
+        return cursor.fetchall() if cursor.description else []

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.model import Headers, Inbound, Verdict
 from gateway.routes import load as config_mod
 from gateway.routes.ingest import admit
-from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.open import open_store
 from gateway.web import auth
 from tests.support.cli import run
+from tests.support.database import at as db_rows
 from tests.support.routes import ROUTES
 
 SECRET = "s" * 40
+pytestmark = pytest.mark.both_stores
+Setup = tuple[Path, Path | str, config_mod.Config]  # routes.yaml, the database (a file or an address), config
 
 
-def populate(config: config_mod.Config, db: Path, n: int, *, at: float | None = None) -> list[str]:
+def populate(config: config_mod.Config, db: Path | str, n: int, *, at: float | None = None) -> list[str]:
     """Record ``n`` GitHub pushes to main (each routed to deploy-on-push and audit-pushes); their ids."""
 
     async def go() -> list[str]:
-        store = await SQLiteStore.open(db)
+        store = await open_store(db)
         ids = []
         try:
             for i in range(n):
@@ -51,18 +52,13 @@ def populate(config: config_mod.Config, db: Path, n: int, *, at: float | None = 
 
 
 @pytest.fixture
-def setup(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path, config_mod.Config]:
+def setup(write_routes: Callable[..., Path], database: Path | str) -> Setup:
     routes = write_routes(ROUTES)
     config = config_mod.load(routes, {})
-    return routes, tmp_path / "gw.db", config
+    return routes, database, config
 
 
-def db_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def test_replay_one_event_links_both_ways(setup: tuple[Path, Path, config_mod.Config]) -> None:
+def test_replay_one_event_links_both_ways(setup: Setup) -> None:
     routes, db, config = setup
     [event_id] = populate(config, db, 1)
     code, out, err = run("replay", event_id, "--routes", str(routes), "--db", str(db), "--json")
@@ -78,7 +74,7 @@ def test_replay_one_event_links_both_ways(setup: tuple[Path, Path, config_mod.Co
 
 
 def test_bulk_replay_dry_run_then_real_replays_each_event_once(
-    setup: tuple[Path, Path, config_mod.Config],
+    setup: Setup,
 ) -> None:
     routes, db, config = setup
     ids = populate(config, db, 7)
@@ -100,7 +96,7 @@ def test_bulk_replay_dry_run_then_real_replays_each_event_once(
 
 
 def test_bulk_replay_leaves_out_replays_unless_asked_and_says_so(
-    setup: tuple[Path, Path, config_mod.Config],
+    setup: Setup,
 ) -> None:
     routes, db, config = setup
     [pushed] = populate(config, db, 1)
@@ -133,7 +129,7 @@ def test_bulk_replay_leaves_out_replays_unless_asked_and_says_so(
     assert code == 2 and "give an EVENT_ID or filters (a bulk replay), not both" in err
 
 
-def test_events_lists_replays_with_their_originals(setup: tuple[Path, Path, config_mod.Config]) -> None:
+def test_events_lists_replays_with_their_originals(setup: Setup) -> None:
     routes, db, config = setup
     [pushed] = populate(config, db, 1)
     replayed = json.loads(run("replay", pushed, "--routes", str(routes), "--db", str(db), "--json")[1])
@@ -142,7 +138,7 @@ def test_events_lists_replays_with_their_originals(setup: tuple[Path, Path, conf
     assert "REPLAY_OF" in run("events", "--db", str(db))[1]
 
 
-def test_bulk_replay_filters_by_run_status(setup: tuple[Path, Path, config_mod.Config]) -> None:
+def test_bulk_replay_filters_by_run_status(setup: Setup) -> None:
     routes, db, config = setup
     populate(config, db, 3)
     base = ("--routes", str(routes), "--db", str(db), "--dry-run")
@@ -155,9 +151,7 @@ def test_bulk_replay_filters_by_run_status(setup: tuple[Path, Path, config_mod.C
     assert code == 2 and "--status: expected routed, unrouted or a run status" in err
 
 
-def test_rerun_with_an_edited_payload_and_bulk_rerun(
-    setup: tuple[Path, Path, config_mod.Config], tmp_path: Path
-) -> None:
+def test_rerun_with_an_edited_payload_and_bulk_rerun(setup: Setup, tmp_path: Path) -> None:
     routes, db, config = setup
     [event_id] = populate(config, db, 1)
     [run_id] = [r[0] for r in db_rows(db, "SELECT id FROM runs WHERE task_id = 'deploy-preview'")]
@@ -175,9 +169,7 @@ def test_rerun_with_an_edited_payload_and_bulk_rerun(
     assert db_rows(db, "SELECT count(*) FROM runs WHERE rerun_of IS NOT NULL") == [(2,)]
 
 
-def test_bad_replay_and_rerun_input_is_refused(
-    setup: tuple[Path, Path, config_mod.Config], tmp_path: Path
-) -> None:
+def test_bad_replay_and_rerun_input_is_refused(setup: Setup, tmp_path: Path) -> None:
     routes, db, config = setup
     [event_id] = populate(config, db, 1)
     base = ("--routes", str(routes), "--db", str(db))
@@ -198,7 +190,9 @@ def test_bad_replay_and_rerun_input_is_refused(
     )
 
 
-def test_jobs_show_and_refuse_to_cancel_a_finished_job(setup: tuple[Path, Path, config_mod.Config]) -> None:
+def test_jobs_show_and_refuse_to_cancel_a_finished_job(
+    setup: Setup,
+) -> None:
     routes, db, config = setup
     populate(config, db, 2)
     run("replay", "--source", "github", "--routes", str(routes), "--db", str(db))
@@ -214,7 +208,7 @@ def test_jobs_show_and_refuse_to_cancel_a_finished_job(setup: tuple[Path, Path, 
 
 
 def test_routes_test_shows_what_a_routes_change_does_to_history(
-    setup: tuple[Path, Path, config_mod.Config],
+    setup: Setup,
 ) -> None:
     routes, db, config = setup
     populate(config, db, 3)
@@ -233,14 +227,13 @@ def test_routes_test_shows_what_a_routes_change_does_to_history(
     assert lost["audit-pushes"] == 3
 
 
-def test_prune_dry_run_and_prune(write_routes: Callable[..., Path], tmp_path: Path) -> None:
+def test_prune_dry_run_and_prune(write_routes: Callable[..., Path], database: Path | str) -> None:
     routes = write_routes(ROUTES.replace("sources:\n", "retention: 1h\nsources:\n", 1))
     config = config_mod.load(routes, {})
-    db = tmp_path / "gw.db"
+    db = database
     populate(config, db, 2, at=time.time() - 7200)  # two hours old
     populate(config, db, 1)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE runs SET status = 'completed'")
+    db_rows(db, "UPDATE runs SET status = 'completed'")
     base = ("--routes", str(routes), "--db", str(db))
     code, out, _ = run("prune", "--dry-run", *base)
     assert code == 0

@@ -16,11 +16,13 @@ import pytest
 import gateway
 from gateway.cli.main import main
 from gateway.routes import load as config_mod
-from gateway.store.sqlite.store import SQLiteStore
+from gateway.store.open import open_store
 from tests.support.cli import deliver, run
 from tests.support.deliveries import github_headers
 from tests.support.repo import REPO
 from tests.support.routes import ROUTES
+
+pytestmark = pytest.mark.both_stores  # the tests on a database run on each store
 
 
 def test_check_passes_on_the_sample_and_warns_about_dev_secrets() -> None:
@@ -127,11 +129,11 @@ def test_sign_reports_unknown_sources_and_unreadable_bodies(
 
 
 @pytest.fixture
-def populated(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, list[Any]]:
+def populated(write_routes: Callable[..., Path], database: Path | str) -> tuple[Path | str, list[Any]]:
     config = config_mod.load(write_routes(), {})
     body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
     good = github_headers(body, delivery="d1")
-    db = tmp_path / "cli.db"
+    db = database
     responses = deliver(
         config,
         db,
@@ -144,7 +146,7 @@ def populated(write_routes: Callable[..., Path], tmp_path: Path) -> tuple[Path, 
     return db, responses
 
 
-def test_events_lists_newest_first_with_filters(populated: tuple[Path, list[Any]]) -> None:
+def test_events_lists_newest_first_with_filters(populated: tuple[Path | str, list[Any]]) -> None:
     db, responses = populated
     code, out, _ = run("events", "--db", str(db), "--json")
     rows = json.loads(out)["data"]
@@ -165,7 +167,7 @@ def test_events_lists_newest_first_with_filters(populated: tuple[Path, list[Any]
     assert run("events", "--db", str(db), "--since", "2999-01-01T00:00:00")[1].strip() == "no events"
 
 
-def test_show_prints_the_event_and_its_runs(populated: tuple[Path, list[Any]]) -> None:
+def test_show_prints_the_event_and_its_runs(populated: tuple[Path | str, list[Any]]) -> None:
     db, responses = populated
     event_id = responses[0].json()["event_id"]
     code, out, _ = run("show", event_id, "--db", str(db))
@@ -178,13 +180,13 @@ def test_show_prints_the_event_and_its_runs(populated: tuple[Path, list[Any]]) -
     assert "_text" not in detail
 
 
-def test_rejections_are_listed(populated: tuple[Path, list[Any]]) -> None:
+def test_rejections_are_listed(populated: tuple[Path | str, list[Any]]) -> None:
     db, _ = populated
     rows = json.loads(run("rejections", "--db", str(db), "--json")[1])["data"]
     assert [(r["source"], r["reason"]) for r in rows] == [("github", "bad_signature")]
 
 
-def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path, list[Any]]) -> None:
+def test_read_commands_report_bad_input(tmp_path: Path, populated: tuple[Path | str, list[Any]]) -> None:
     db, _ = populated
     assert run("show", "evt_nope", "--db", str(db))[:3:2] == (
         1,
@@ -235,7 +237,7 @@ REJECTION_IDS = {
 @pytest.mark.parametrize("command", ["events", "runs", "rejections"])
 @pytest.mark.parametrize("cursor", CRAFTED.values(), ids=CRAFTED.keys())
 def test_a_crafted_cursor_is_a_usage_error_on_every_listing(
-    populated: tuple[Path, list[Any]], command: str, cursor: str
+    populated: tuple[Path | str, list[Any]], command: str, cursor: str
 ) -> None:
     db, _ = populated
     code, out, err = run(command, "--db", str(db), "--cursor", cursor)
@@ -246,7 +248,7 @@ def test_a_crafted_cursor_is_a_usage_error_on_every_listing(
 
 @pytest.mark.parametrize("cursor", REJECTION_IDS.values(), ids=REJECTION_IDS.keys())
 def test_a_rejections_cursor_must_hold_an_id_the_database_can(
-    populated: tuple[Path, list[Any]], cursor: str
+    populated: tuple[Path | str, list[Any]], cursor: str
 ) -> None:
     db, _ = populated
     code, _, err = run("rejections", "--db", str(db), "--cursor", cursor)
@@ -258,7 +260,7 @@ def test_a_rejections_cursor_must_hold_an_id_the_database_can(
     )
 
 
-def test_the_cursor_a_listing_hands_out_is_taken(populated: tuple[Path, list[Any]]) -> None:
+def test_the_cursor_a_listing_hands_out_is_taken(populated: tuple[Path | str, list[Any]]) -> None:
     db, _ = populated
     page = json.loads(run("events", "--db", str(db), "--json", "--limit", "1")[1])
     assert page["next_cursor"] is not None
@@ -266,11 +268,11 @@ def test_the_cursor_a_listing_hands_out_is_taken(populated: tuple[Path, list[Any
     assert code == 0 and json.loads(out)["data"] != page["data"]
 
 
-def execute(config: config_mod.Config, db: Path) -> None:
+def execute(config: config_mod.Config, db: Path | str) -> None:
     from gateway.execution.executor import Executor
 
     async def go() -> None:
-        store = await SQLiteStore.open(db)
+        store = await open_store(db)
         try:
             await Executor(store.runs, config.tasks).run_once()
         finally:
@@ -297,10 +299,10 @@ def sync_subscription(payload, ctx):
 """
 
 
-def test_runs_show_and_cancel(write_routes: Callable[..., Path], tmp_path: Path) -> None:
+def test_runs_show_and_cancel(write_routes: Callable[..., Path], database: Path | str) -> None:
     routes = write_routes(ROUTES, FAILING_TASKS)
     config = config_mod.load(routes, {})
-    db = tmp_path / "runs.db"
+    db = database
     body = b'{"ref": "refs/heads/main", "after": "1", "repository": {"full_name": "o/r"}}'
     headers = github_headers(body, delivery="d1")
     [response] = deliver(config, db, [("/hooks/github", body, headers)])
