@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__
-from gateway.cli import actions, backup, database, flags, history, workers
+from gateway.cli import actions, backup, copy, database, flags, history, workers
 from gateway.cli.flags import AddParser, env_flag
 from gateway.errors import GatewayError, Problem
 from gateway.model import Secret
@@ -51,6 +51,7 @@ def build_parser(env: Env) -> argparse.ArgumentParser:
     _sign_parser(add, env)
     backup.add_parser(add, env)
     database.add_parser(add, env)
+    copy.add_parser(add, env)
     history.add_parsers(add, env)
     actions.add_parsers(add, env)
     workers.add_parsers(add, env, execution=_execution_flags, log_flags=_log_flags)
@@ -408,6 +409,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env, TextIO, TextIO], int]] = 
     "cancel": history.cancel_command,
     "backup": backup.backup_command,
     "migrate": database.migrate_command,
+    "copy": copy.copy_command,
     "worker": workers.worker_command,
     "workers": workers.workers_command,
     **actions.COMMANDS,
