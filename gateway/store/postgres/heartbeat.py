@@ -5,6 +5,7 @@ first use and again after it broke. I/O: the database.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -22,18 +23,25 @@ log = logging.getLogger("gateway.store")
 
 
 class ServerClock:
-    """The database server's clock, read in one call at open and again at every heartbeat: ``now()`` is this
-    host's clock plus the offset last measured (half the round trip is the error). Leases are set and judged
-    by it, so hosts whose clocks disagree still agree on when a lease lapsed."""
+    """The database server's clock: ``now()`` is this host's clock plus an offset, measured in one round trip
+    at open and again at every heartbeat. A reading's error is at most half its round trip, so of the last
+    SAMPLES readings the one with the shortest round trip is used (as NTP filters its samples): a slow
+    reading on a loaded machine does not move the clock by milliseconds. Leases are set and judged by it, so
+    hosts whose clocks disagree still agree on when a lease lapsed."""
+
+    SAMPLES = 8
 
     def __init__(self, offset: float = 0.0) -> None:
         self.offset = offset
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=self.SAMPLES)
 
     def now(self) -> float:
         return time.time() + self.offset
 
     def measure(self, server_now: float, sent: float, received: float) -> None:
-        self.offset = server_now - (sent + received) / 2
+        """One reading: the server said ``server_now`` between ``sent`` and ``received`` (by this host)."""
+        self._samples.append((received - sent, server_now - (sent + received) / 2))
+        self.offset = min(self._samples)[1]
 
 
 class PgHeartbeat:

@@ -266,3 +266,16 @@ async def test_keys_past_an_index_row_or_holding_nul_keep_their_order_and_dedupe
     assert stored is not None and stored.dedupe_key == key
     got = await store.reads.get_run("r2")
     assert got is not None and got.concurrency_key == key
+
+
+def test_the_clock_keeps_the_reading_with_the_shortest_round_trip() -> None:
+    """A slow reading (a loaded machine) would move the offset by half its round trip: the shortest wins."""
+    from gateway.store.postgres.heartbeat import ServerClock
+
+    clock = ServerClock()
+    clock.measure(1000.0, 999.0, 999.002)  # 2 ms round trip: offset 0.999 s
+    clock.measure(1000.5, 999.0, 1000.0)  # 1 s round trip: its offset (0.999... ± 0.5 s) is not trusted
+    assert clock.offset == pytest.approx(0.999)
+    for n in range(ServerClock.SAMPLES):  # the fast reading ages out behind newer ones
+        clock.measure(2000.0 + n, 1999.0 + n, 1999.01 + n)
+    assert clock.offset == pytest.approx(0.995)
