@@ -276,11 +276,14 @@ INSERT INTO attempts (run_id, number, started_at, worker_id) VALUES (:run_id, :n
 
 -- name: open_attempts
 -- The attempts still open on a still-executing run, of those named: :keys is a JSON list of [run_id, number].
+-- Written as lookups: one primary-key probe per key in attempts, and the run's status by a scalar subquery
+-- (which the planner cannot turn into a join). As a plain join, guessing 100 keys, it hashed every executing
+-- run at every attempt's end: 186 pages read for one end with 10,000 runs executing, against 8 so.
 SELECT a.run_id, a.number, a.started_at
 FROM jsonb_array_elements(CAST(:keys AS jsonb)) AS k(value)
 JOIN attempts AS a ON a.run_id = k.value ->> 0 AND a.number = CAST(k.value ->> 1 AS integer)
-JOIN runs AS r ON r.id = a.run_id
-WHERE a.outcome IS NULL AND r.status = 'executing';
+WHERE a.outcome IS NULL
+  AND (SELECT r.status FROM runs AS r WHERE r.id = a.run_id) = 'executing';
 
 -- name: end_attempt
 -- How an attempt ended: its outcome, error, traceback and logs.
