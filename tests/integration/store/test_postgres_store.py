@@ -301,3 +301,32 @@ async def test_an_attempts_end_looks_up_its_run_instead_of_reading_every_executi
     top = plan[0]["Plan"]
     assert top["Actual Rows"] == 1
     assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] < 30, json.dumps(plan, indent=1)
+
+
+async def test_batches_that_record_and_end_runs_on_crossed_keys_do_not_deadlock(
+    stores: Callable[..., Any],
+) -> None:
+    """Each batch records a run on one key and ends the head of another, and a second store does the
+    reverse at once (two gateways with embedded executors). Taking each batch's key locks in two rounds
+    (the new runs' keys, then the ended runs') let two such batches wait on each other until PostgreSQL
+    aborted one, and its deliveries were refused; every batch takes all its keys at its start instead."""
+    a, b = await stores(), await stores()
+    for n in range(15):
+        k1, k2 = f"k1-{n}", f"k2-{n}"
+        heads = event(f"heads{n}")
+        await a.record(
+            heads, [run(f"h1-{n}", heads, concurrency_key=k1), run(f"h2-{n}", heads, concurrency_key=k2)]
+        )
+        assert sorted(await claim(a, limit=5)) == [f"h1-{n}", f"h2-{n}"]
+        e1, e2 = event(f"n1-{n}"), event(f"n2-{n}")
+        results = await asyncio.gather(
+            a.record(e1, [run(f"n1-{n}", e1, concurrency_key=k1)]),
+            a.runs.finish_attempt(AttemptEnd(f"h2-{n}", 1, NOW + 1, "completed", COMPLETED)),
+            b.record(e2, [run(f"n2-{n}", e2, concurrency_key=k2)]),
+            b.runs.finish_attempt(AttemptEnd(f"h1-{n}", 1, NOW + 1, "completed", COMPLETED)),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        assert sorted(await claim(b, limit=5)) == [f"n1-{n}", f"n2-{n}"]
+        for name in (f"n1-{n}", f"n2-{n}"):
+            await b.runs.finish_attempt(AttemptEnd(name, 1, NOW + 2, "completed", COMPLETED))
