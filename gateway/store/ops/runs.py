@@ -126,7 +126,8 @@ async def apply_runs(conn: Db, ops: Sequence[RunOp]) -> None:
     Ends and cancels go first, so the claims (last) see the slots and keys they free: a run that reaches
     a final status hands its key on to the next blocked run in the same transaction. Claims also go
     after every other write of the batch: a write the database refuses fails before any accept() runs,
-    so retrying the batch write by write never reserves an executor slot twice.
+    so retrying the batch write by write never reserves an executor slot twice. Where other processes write
+    at once, the batch holds the keys of the runs it ends already (batch.take_locks).
     """
     for op in ops:
         op.error = None
@@ -140,15 +141,16 @@ async def apply_runs(conn: Db, ops: Sequence[RunOp]) -> None:
     cancels = [op for op in ops if isinstance(op, CancelOp)]
     if cancels:
         ended += await _cancel(conn, cancels)
+    crashed: list[str] = []  # runs a recovery ended for good: the one case batch.take_locks cannot foresee
     for op in ops:
         if isinstance(op, RecoverOp):
-            ended += await _recover(conn, op)
+            crashed += await _recover(conn, op)
+    if crashed and conn.shared:  # see insert_runs: the next run of each key is chosen under the key's lock
+        rows = await conn.fetchall("keys_of_runs", {"ids": json.dumps(crashed)})
+        await conn.lock(key_locks([(row["task_id"], row["concurrency_key"]) for row in rows]))
+    ended += crashed
     if ended:
-        ids = {"ids": json.dumps(ended)}
-        if conn.shared:  # see insert_runs: the next run of each key is chosen under the key's lock
-            rows = await conn.fetchall("keys_of_runs", ids)
-            await conn.lock(key_locks([(row["task_id"], row["concurrency_key"]) for row in rows]))
-        await conn.execute("unblock_next", ids)
+        await conn.execute("unblock_next", {"ids": json.dumps(ended)})
     for op in ops:
         if isinstance(op, ClaimOp):
             await _claim(conn, op)
