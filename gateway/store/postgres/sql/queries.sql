@@ -74,8 +74,9 @@ SET synchronous_commit = on;
 SELECT CAST(extract(epoch FROM clock_timestamp()) AS double precision) AS now;
 
 -- name: lock
--- Hold the advisory lock :key (a 64-bit hash of a lock name) until the transaction ends.
-SELECT pg_advisory_xact_lock(:key);
+-- Hold the advisory locks :keys (64-bit hashes of lock names, sorted: every writer takes them in one order)
+-- until the transaction ends, in one round trip; unnest yields them in the array's order.
+SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k;
 
 
 -- name: notify_runs
