@@ -23,7 +23,7 @@ def creates_runs(batch: list[Op]) -> bool:
 
 async def write_batch(conn: Db, batch: list[Op]) -> None:
     """The body of the batch's transaction. Where other processes write at once, the batch first takes every
-    lock it will need, in one sorted round (see :func:`take_locks`)."""
+    lock it will need, at once (see :func:`take_locks`)."""
     if conn.shared:
         await take_locks(conn, batch)
     events = [op for op in batch if isinstance(op, EventWrite)]
@@ -37,10 +37,10 @@ async def write_batch(conn: Db, batch: list[Op]) -> None:
 
 async def take_locks(conn: Db, batch: list[Op]) -> None:
     """The claims lock when the batch claims, and the concurrency keys of the runs it records and of the runs
-    it may end, all at once and sorted (the claims lock sorts first). Taken in rounds, as the ops reach them,
-    two batches each recording a run on one key and ending the head of another waited on each other until
-    PostgreSQL aborted one. The ops take their locks again as they go (a lock held is granted at once); only
-    a run a recovery crashes for good takes its key later."""
+    it may end, all at once, in the one order every writer uses (Db.lock sorts them). Taken in rounds, as the
+    ops reach them, two batches each recording a run on one key and ending the head of another waited on each
+    other until PostgreSQL aborted one. The ops take their locks again as they go (a lock held is granted at
+    once); only a run a recovery crashes for good takes its key later."""
     names: set[str] = set()
     if any(isinstance(op, ClaimOp) for op in batch):
         names.add(CLAIM_LOCK)
