@@ -107,12 +107,12 @@ def test_the_report_names_every_driver_and_says_a_failed_check() -> None:
     assert "| 1 | 1 | asyncpg, pool reset off | 50 |" in text
 
 
-@pytest.mark.timeout(180)  # 19 cases of 0.3 s, a fresh database each: ~11 s here
+@pytest.mark.timeout(180)  # 19 cases of 0.1 s, a fresh database each: 5-8 s here
 def test_a_tiny_real_run_stores_every_acknowledged_delivery_and_claims_each_row_once(
     postgres_server: postgres.PostgresServer, tmp_path: Path
 ) -> None:
     plan = pgdriver.Plan(
-        1, commit_seconds=0.3, warmup=0.05, claim_seconds=0.3, queued=300, slices=2, producers=5
+        1, commit_seconds=0.1, warmup=0.05, claim_seconds=0.1, queued=300, slices=2, producers=5
     )
     result = pgdriver.run(plan, postgres_server, "quick", "nothing pinned", lambda text: None)
 
