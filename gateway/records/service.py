@@ -30,7 +30,7 @@ from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, l
 from gateway.records.prune import cutoffs
 from gateway.records.recovery import Recoverer
 from gateway.records.replays import Replayer
-from gateway.routes.ingest import new_run, redact
+from gateway.routes.ingest import new_run, readmit, redact
 from gateway.routes.load import Config
 from gateway.routes.payload import parse_payload
 from gateway.store.interface import Store
@@ -145,6 +145,14 @@ class Service:
         replay, runs = self._replayer.replay(event, self.clock())
         await self.store.jobs.add([replay], runs)
         return Outcome(replay.id, runs)
+
+    async def replay_preview(self, event_id: str) -> tuple[Run, ...]:
+        """The runs :meth:`replay` would create now (one per route of the current routes.yaml that matches
+        the stored event), recording nothing: what a confirmation shows before the replay."""
+        event = await self.store.reads.get_event(event_id)
+        if event is None:
+            raise NotFound(f"no event with id {event_id!r}")
+        return readmit(self.config, event, self.clock()).runs
 
     async def rerun(self, run_id: str, *, payload: Any = None, edited: bool = False) -> Run:
         """Run a stored run's task again, with the original input or (``edited``) with ``payload``: a new
