@@ -43,6 +43,7 @@ from gateway.web.api import create_api
 from gateway.web.app import App, create_admin_app, create_app, create_metrics_app
 from gateway.web.auth import AdminKey
 from gateway.web.budget import DEFAULT_BODY_BUDGET, BodyBudget
+from gateway.web.dashboard import create_dashboard
 from gateway.web.listen import Listener, bind_address, check_free, loop_factory, run_server
 
 log = logging.getLogger("gateway.server")
@@ -67,6 +68,9 @@ class ServeOptions:
     admin_key: AdminKey | None = None  # the admin API is served only with a key to check its tokens
     admin_host: str | None = None  # serve the admin API on its own listener (else at /api beside /hooks)
     admin_port: int | None = None
+    trace_url: str | None = (
+        None  # a trace UI's URL with {trace_id} in it: the dashboard links trace ids there
+    )
     metrics: bool = True  # serve Prometheus metrics at /metrics
     metrics_host: str | None = None  # serve /metrics on its own listener (else beside /hooks)
     metrics_port: int | None = None
@@ -167,8 +171,9 @@ async def _serve(
         worker = Worker(service)
         key = options.admin_key
         api = None if key is None else create_api(service, key, on_job=worker.notify)
+        ui = None if key is None else _dashboard(service, key, worker, telemetry, options.trace_url)
         gauges = gauge_reader(config, store.reads, executor)
-        servers = _servers(config, options, stop, store, keyring, telemetry, gauges, api)
+        servers = _servers(config, options, stop, store, keyring, telemetry, gauges, api, ui)
         try:
             async with asyncio.TaskGroup() as group:
                 for server in servers:
@@ -255,6 +260,16 @@ def _executor_options(config: Config, options: ServeOptions) -> ExecutorOptions:
     )
 
 
+def _dashboard(
+    service: Service, key: AdminKey, worker: Worker, telemetry: Telemetry, trace_url: str | None
+) -> App:
+    """The dashboard at /ui, beside the admin API: same tokens, same service."""
+    metrics = telemetry.metrics
+    return create_dashboard(
+        service, key, on_job=worker.notify, trace_url=trace_url, acks=metrics.acks if metrics else dict
+    )
+
+
 def _servers(
     config: Config,
     options: ServeOptions,
@@ -264,6 +279,7 @@ def _servers(
     telemetry: Telemetry,
     gauges: Callable[[], Awaitable[Gauges]],
     api: App | None,
+    ui: App | None = None,
 ) -> list[Coroutine[Any, Any, None]]:
     """One server per listener: the hooks (with /api and /metrics beside them unless they have their own)."""
     listeners = _listeners(options)
@@ -273,6 +289,7 @@ def _servers(
         store,
         keyring=keyring,
         api=None if "the admin API" in apart else api,
+        dashboard=None if "the admin API" in apart else ui,
         telemetry=telemetry,  # every request is counted and traced, wherever /metrics is served
         gauges=None if "/metrics" in apart else gauges,  # no gauges: no /metrics route beside the hooks
         metrics_token=options.metrics_token,
@@ -289,8 +306,9 @@ def _servers(
             extra = create_metrics_app(telemetry, gauges, options.metrics_token)
             log.info("Prometheus metrics on http://%s/metrics", bind_address(host, port))
         elif api is not None and key is not None:
-            extra = create_admin_app(api)
-            log.info("admin API on http://%s/api (%s tokens)", bind_address(host, port), key.algorithm)
+            extra = create_admin_app(api, ui)
+            where = bind_address(host, port)
+            log.info("admin API on http://%s/api (%s tokens), dashboard at /ui", where, key.algorithm)
         else:
             continue
         servers.append(run_server(extra, _listener(options, host, port), stop))
@@ -343,9 +361,9 @@ def _with_empty(waiting: dict[str, QueueDepth], known: set[str]) -> tuple[QueueD
 def _announce(options: ServeOptions, key: AdminKey | None, apart: set[str], tracing: Tracing) -> None:
     """Say in the log where the admin API, /metrics and traces go (or why they are off)."""
     if key is None:
-        log.info("admin API off: set GATEWAY_ADMIN_SECRET or --admin-public-key to serve /api")
+        log.info("admin API off: set GATEWAY_ADMIN_SECRET or --admin-public-key to serve /api and /ui")
     elif "the admin API" not in apart:
-        log.info("admin API at /api (%s tokens)", key.algorithm)
+        log.info("admin API at /api (%s tokens), dashboard at /ui", key.algorithm)
     if not options.metrics:
         log.info("/metrics off (--no-metrics)")
     elif "/metrics" not in apart:

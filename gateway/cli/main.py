@@ -155,7 +155,7 @@ def _admin_flags(p: argparse.ArgumentParser, env: Env) -> None:
         "GATEWAY_ADMIN_PUBLIC_KEY",
         "",
         "PEM public key (RSA or EC P-256) that checks RS256/ES256 admin tokens; or set the env "
-        "GATEWAY_ADMIN_SECRET for HS256 tokens. Without either, /api is off",
+        "GATEWAY_ADMIN_SECRET for HS256 tokens. Without either, /api and the /ui dashboard are off",
         metavar="PEM",
     )
     env_flag(p, "--admin-host", env, "GATEWAY_ADMIN_HOST", "", "serve /api on this address instead of --host")
@@ -165,8 +165,18 @@ def _admin_flags(p: argparse.ArgumentParser, env: Env) -> None:
         env,
         "GATEWAY_ADMIN_PORT",
         "0",
-        "serve /api on this port, apart from /hooks (0: on --port, beside the hooks)",
+        "serve /api and the /ui dashboard on this port, apart from /hooks (0: on --port, beside the hooks)",
         type=int,
+    )
+    env_flag(
+        p,
+        "--trace-url",
+        env,
+        "GATEWAY_TRACE_URL",
+        "",
+        "your trace UI's page for one trace, with {trace_id} where the id goes (e.g. "
+        "http://jaeger:16686/trace/{trace_id}): the dashboard links each run's and event's trace id there",
+        metavar="URL",
     )
 
 
@@ -313,6 +323,7 @@ def _cmd_serve(args: argparse.Namespace, env: Env, out: TextIO, err: TextIO) -> 
         admin_key=admin_key,
         admin_host=args.admin_host or None,
         admin_port=args.admin_port or None,
+        trace_url=args.trace_url or None,
         db=args.db,
         host=args.host,
         port=args.port,

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +31,7 @@ from gateway.web.responses import error, http_error, refused
 log = logging.getLogger("gateway.app")
 App = ASGIApp  # what create_app mounts at /api and serves; the server passes it along without knowing HTTP
 API_PREFIX = "/api"
+UI_PREFIX = "/ui"
 METRICS_PATH = "/metrics"
 
 
@@ -41,6 +42,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     keyring: Keyring | None = None,
     api: ASGIApp | None = None,
+    dashboard: ASGIApp | None = None,
     telemetry: Telemetry | None = None,
     gauges: Callable[[], Awaitable[Gauges]] | None = None,
     metrics_token: Secret | None = None,
@@ -49,7 +51,8 @@ def create_app(
 ) -> ASGIApp:
     """Build the ASGI app. ``clock`` is injectable so tests can pin signature freshness; ``keyring`` fetches
     the keys of remote-key sources (plaid, pubsub, paypal, jwt). Whoever passes it closes it. ``api`` (the
-    admin API, gateway/web/api.py) is mounted at /api when given; /metrics is served when ``telemetry`` has
+    admin API, gateway/web/api.py) is mounted at /api when given, ``dashboard`` (gateway/web/dashboard) at
+    /ui, with ``GET /`` sent there unless a source is served at /; /metrics is served when ``telemetry`` has
     metrics and ``gauges`` reads the queue and executor gauges (behind ``metrics_token`` when given). A hook
     body still arriving ``body_timeout`` seconds (default hooks.BODY_TIMEOUT) after its head is refused with
     408; ``budget`` bounds the bytes of hook bodies held at once (default web/budget.py's)."""
@@ -72,16 +75,23 @@ def create_app(
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         *_metrics_route(config, telemetry, gauges, metrics_token),
         *_api_mount(config, api),
+        *_ui_mount(config, dashboard),
         Route("/{path:path}", hooks.endpoint, methods=methods),
     ]
     return _bounded(Starlette(routes=routes, exception_handlers={HTTPException: http_error}))
 
 
-def create_admin_app(api: ASGIApp) -> ASGIApp:
-    """The admin API alone, at /api, for its own listener (--admin-host/--admin-port)."""
-    return _bounded(
-        Starlette(routes=[Mount(API_PREFIX, app=api)], exception_handlers={HTTPException: http_error})
-    )
+def create_admin_app(api: ASGIApp, dashboard: ASGIApp | None = None) -> ASGIApp:
+    """The admin API at /api, and the dashboard at /ui when given, for their own listener
+    (--admin-host/--admin-port)."""
+    routes: list[BaseRoute] = [Mount(API_PREFIX, app=api)]
+    if dashboard is not None:
+        routes += [Route("/", _to_dashboard, methods=["GET", "HEAD"]), Mount(UI_PREFIX, app=dashboard)]
+    return _bounded(Starlette(routes=routes, exception_handlers={HTTPException: http_error}))
+
+
+async def _to_dashboard(request: HTTPRequest) -> Response:
+    return RedirectResponse(UI_PREFIX + "/", status_code=303)
 
 
 def create_metrics_app(
@@ -158,6 +168,20 @@ def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
         return []
     _reserved(config, API_PREFIX, "give it another path:, or serve the API on its own port (--admin-port)")
     return [Mount(API_PREFIX, app=api)]
+
+
+def _ui_mount(config: Config, dashboard: ASGIApp | None) -> list[BaseRoute]:
+    """The dashboard at /ui (refused when a source's path is under /ui), and ``GET /`` sent there unless a
+    source is served at / itself."""
+    if dashboard is None:
+        return []
+    _reserved(
+        config, UI_PREFIX, "give it another path:, or serve the dashboard on its own port (--admin-port)"
+    )
+    routes: list[BaseRoute] = [Mount(UI_PREFIX, app=dashboard)]
+    if not any(source.path == "/" for source in config.sources.values()):
+        routes.insert(0, Route("/", _to_dashboard, methods=["GET", "HEAD"]))
+    return routes
 
 
 def _metrics_route(
