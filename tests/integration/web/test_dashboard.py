@@ -410,7 +410,7 @@ HOSTILE = '</pre><script>alert(1)</script><img src=x onerror="alert(2)">'
 
 async def test_a_hostile_payload_renders_as_text_everywhere(make_ui: Callable[..., Any]) -> None:
     ui = await make_ui()
-    event, run = await ui.seed(payload={"ref": HOSTILE, "after": HOSTILE})
+    event, _ = await ui.seed(payload={"ref": HOSTILE, "after": HOSTILE})
     await ui.store.record(
         Event(**{**_fields(event), "id": "evt_h2", "event_type": HOSTILE, "dedupe_key": HOSTILE}), []
     )
@@ -431,7 +431,7 @@ async def test_no_secret_reaches_a_page(make_ui: Callable[..., Any]) -> None:
     session = await ui.sign_in()
     pasted = session.request.content.decode()
     html = ""
-    for page in PAGES[:7] + ["/ui/events/evt_s"]:
+    for page in [*PAGES[:7], "/ui/events/evt_s"]:
         html += (await ui.client.get(page.format(event=event.id, run="run_seed", job="x"))).text
     for secret in ("gh-secret", "whsec_new_stripe_secret", "acme-secret", SECRET):
         assert secret not in html
