@@ -1,0 +1,74 @@
+"""Where the dashboard is served: /ui beside /api on the hooks' app, GET / sent there unless a source is
+served at /, a source under /ui refused, and the admin listener's own app (--admin-port)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.errors import Invalid
+from gateway.model import Secret
+from gateway.records.service import Service
+from gateway.web.api import create_api
+from gateway.web.app import create_admin_app, create_app
+from gateway.web.auth import AdminKey
+from gateway.web.dashboard import create_dashboard
+from tests.support.admin import SECRET
+from tests.support.routes import ROUTES
+
+KEY = AdminKey("HS256", Secret(SECRET))
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")
+
+
+async def test_the_hooks_app_serves_ui_beside_api_and_sends_root_there(
+    load_config: Callable[..., Any], open_store: Callable[..., Any]
+) -> None:
+    config = load_config()
+    store = await open_store()
+    service = Service(store, config)
+    app = create_app(config, store, api=create_api(service, KEY), dashboard=create_dashboard(service, KEY))
+    async with _client(app) as client:
+        root = await client.get("/")
+        assert root.status_code == 303 and root.headers["location"] == "/ui/"
+        login = await client.get("/ui/login")
+        assert login.status_code == 200 and "Admin token" in login.text
+        assert (await client.get("/api/events")).status_code == 401  # the API is still there
+        hook = await client.post("/hooks/open", json={"a": 1})
+        assert hook.status_code == 202  # and so are the hooks
+
+
+async def test_a_source_served_at_root_keeps_it_and_one_under_ui_is_refused(
+    load_config: Callable[..., Any], open_store: Callable[..., Any]
+) -> None:
+    store = await open_store()
+    at_root = load_config(
+        ROUTES.replace("  open:\n    verify: none", "  open:\n    verify: none\n    path: /")
+    )
+    service = Service(store, at_root)
+    app = create_app(at_root, store, api=create_api(service, KEY), dashboard=create_dashboard(service, KEY))
+    async with _client(app) as client:
+        assert (await client.post("/", json={"a": 1})).status_code == 202
+        assert (await client.get("/ui/login")).status_code == 200
+
+    under = load_config(
+        ROUTES.replace("  open:\n    verify: none", "  open:\n    verify: none\n    path: /ui/open")
+    )
+    with pytest.raises(Invalid, match=r"source open is served at /ui/open, under the gateway's /ui"):
+        create_app(under, store, api=create_api(service, KEY), dashboard=create_dashboard(service, KEY))
+
+
+async def test_the_admin_listener_serves_the_dashboard_too(
+    load_config: Callable[..., Any], open_store: Callable[..., Any]
+) -> None:
+    service = Service(await open_store(), load_config())
+    app = create_admin_app(create_api(service, KEY), create_dashboard(service, KEY))
+    async with _client(app) as client:
+        assert (await client.get("/")).headers["location"] == "/ui/"
+        assert (await client.get("/ui/events")).status_code == 303  # to sign in
+        assert (await client.get("/hooks/open")).status_code == 404
