@@ -355,6 +355,8 @@ class EventFilter:
     ``include_replays`` False keeps original deliveries only (``replay_of`` None): what a bulk replay takes
     unless told otherwise, so replaying a window never replays the replays in it again. Listings take
     everything (True), and so does a job stored before the field existed (its JSON lacks the key).
+    ``text`` keeps the events whose id or shown dedupe key (a retired one included) equals it exactly, or
+    that have a run with that id: a search box's exact match, answered from indexes.
     """
 
     source: str | None = None
@@ -365,6 +367,7 @@ class EventFilter:
     task: str | None = None
     run_status: str | None = None
     include_replays: bool = True
+    text: str | None = None  # an event id, a dedupe key or a run id, exactly
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """What telemetry hears: how a request to a hook path ended, how an attempt ended, and the gauges /metrics
-reads at scrape time (gateway/telemetry/metrics.py, gateway/telemetry/logs.py, gateway/telemetry/tracing.py).
+reads at scrape time (gateway/telemetry/metrics.py, gateway/telemetry/logs.py, gateway/telemetry/tracing.py);
+and the summaries a dashboard reads (deliveries per minute, tasks' durations, acks against their budget).
 Pure: frozen values only.
 """
 
@@ -75,3 +76,35 @@ class Gauges:
     # Runs waiting for a task no live worker serves, by task (None: not read: this process runs its tasks)
     unserved: Mapping[str, int] | None = None
     workers: Mapping[str, int] | None = None  # registered workers by status (live, lost, stopped)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCount:
+    """Deliveries of one source in one minute that ended one way: ``routed`` or ``unrouted`` (original
+    deliveries stored as events), or ``rejected`` (refused and recorded as rejections)."""
+
+    minute: float  # the minute's start, seconds since the epoch (a multiple of 60)
+    source: str
+    outcome: str  # routed | unrouted | rejected
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDurations:
+    """What the store knows of one task's recent runs: how many of those created in a window are in each
+    status, and the executing seconds of the most recently finished of them, ascending."""
+
+    task: str
+    counts: Mapping[str, int]  # runs by status
+    durations: tuple[float, ...] = ()  # sorted ascending
+
+
+@dataclass(frozen=True, slots=True)
+class AckBudget:
+    """How one source's answers stood against its sender's delivery timeout, as this process counted them:
+    ``within`` answered within the budget, ``over`` slower than it (both 0 without a budget)."""
+
+    budget: float | None  # the sender's timeout in seconds; None when the source has none
+    acks: int  # answers sent for the source's requests
+    within: int
+    over: int

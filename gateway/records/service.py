@@ -30,6 +30,7 @@ from gateway.records.page import Page, decode_cursor, decode_rejection_cursor, l
 from gateway.records.prune import cutoffs
 from gateway.records.recovery import Recoverer
 from gateway.records.replays import Replayer
+from gateway.records.stats import Stats
 from gateway.routes.ingest import new_run, readmit, redact
 from gateway.routes.load import Config
 from gateway.routes.payload import parse_payload
@@ -65,7 +66,8 @@ class Outcome:
 
 class Service:
     """The operations on stored records; bulk jobs are its ``bulk`` (gateway/records/bulk.py), rejected
-    deliveries tried again its ``recovery`` (gateway/records/recovery.py). ``config`` is
+    deliveries tried again its ``recovery`` (gateway/records/recovery.py), the dashboard's summaries its
+    ``stats`` (gateway/records/stats.py). ``config`` is
     needed only by what routes or runs tasks (replay, rerun, trigger, bulk jobs, routes test, prune); reads
     work without it."""
 
@@ -83,6 +85,7 @@ class Service:
         self._replayer = Replayer(config, self.telemetry)
         self.bulk = Bulk(store, self._replayer, clock)
         self.recovery = Recoverer(store, self._replayer, clock)
+        self.stats = Stats(store)
 
     @property
     def config(self) -> Config:
@@ -102,6 +105,10 @@ class Service:
             raise NotFound(f"no event with id {event_id!r}")
         runs = await self.store.reads.runs_for_event(event_id)
         return EventDetail(event, runs, await self.store.reads.replays_of(event_id))
+
+    async def runs_of(self, event_ids: list[str]) -> dict[str, list[Run]]:
+        """The runs each of ``event_ids`` created (an events listing's run column), by event id."""
+        return await self.store.reads.runs_for_events(event_ids)
 
     async def runs(self, f: RunFilter, *, cursor: str | None = None, limit: int = 50) -> Page[Run]:
         before = decode_cursor(cursor) if cursor else None

@@ -34,7 +34,7 @@ from gateway.model import (
     RunFilter,
     TaskWorker,
 )
-from gateway.report import QueueDepth
+from gateway.report import DeliveryCount, QueueDepth, TaskDurations
 
 Cursor = tuple[float, str]  # (time, id) of the last item of the previous page
 ANY_EVENT = EventFilter()
@@ -292,6 +292,15 @@ class Reads(Protocol):
         """(task id, queue, runs waiting to start, oldest created_at) of every task with queued runs."""
 
     async def counts(self, *, since: float | None = None) -> dict[str, Any]: ...
+
+    async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:
+        """Deliveries received from ``since`` to ``until`` (both included) by minute, source and outcome:
+        original events (not replays, not ``@api`` triggers) routed or unrouted, and rejections; oldest
+        minute first."""
+
+    async def task_stats(self, *, since: float, per_task: int = 1000) -> list[TaskDurations]:
+        """Per task with runs created since ``since``: those runs by status, and the durations of the (at
+        most ``per_task``) most recently finished of them (completed, failed, timed out or crashed)."""
 
 
 class Store(Protocol):

@@ -18,9 +18,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.samples import Sample
 
 from gateway.model import FINAL_STATUSES
-from gateway.report import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges
+from gateway.report import DELIVERY_OUTCOMES, AckBudget, AttemptReport, Delivery, Gauges
 
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -247,6 +248,32 @@ class Metrics:
         if spans > 0:
             self._trace_failures.inc(spans)
 
+    def acks(self) -> dict[str, AckBudget]:
+        """Each source's answers so far against its sender's timeout, read back from this registry's own
+        series (their public ``collect()``): every ack the latency histogram counted, those within the whole
+        budget (fraction "1") and those over it. A source without a budget shows budget None, 0 and 0."""
+        budgets = {
+            s.labels["source"]: s.value for s in _samples(self._timeout, "gateway_sender_timeout_seconds")
+        }
+        acks = {s.labels["source"]: int(s.value) for s in _samples(self._ack, "gateway_ack_seconds_count")}
+        within = {
+            s.labels["source"]: int(s.value)
+            for s in _samples(self._within, "gateway_acks_within_budget_total")
+            if s.labels["fraction"] == "1"
+        }
+        over = {
+            s.labels["source"]: int(s.value) for s in _samples(self._over, "gateway_acks_over_budget_total")
+        }
+        return {
+            source: AckBudget(
+                budget=budgets.get(source),
+                acks=acks.get(source, 0),
+                within=within.get(source, 0),
+                over=over.get(source, 0),
+            )
+            for source in sorted(budgets.keys() | acks.keys())
+        }
+
     def render(self, gauges: Gauges) -> bytes:
         """Set the scrape-time gauges from ``gauges``, then the whole registry in Prometheus text format.
 
@@ -277,3 +304,8 @@ class Metrics:
         within = tuple((f, self._within.labels(source, label)) for f, label in BUDGET_FRACTIONS)
         children = self._budget_children[source] = (within, self._over.labels(source))
         return children
+
+
+def _samples(metric: Counter | Gauge | Histogram, name: str) -> list[Sample]:
+    """The samples named ``name`` (a histogram's ``_count``, a counter's ``_total``) of one metric family."""
+    return [sample for family in metric.collect() for sample in family.samples if sample.name == name]

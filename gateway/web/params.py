@@ -23,7 +23,7 @@ CHOICES: dict[tuple[type[Any], str], tuple[str, ...]] = {
     (RunFilter, "status"): RUN_STATUSES,
 }
 # Query parameter → EventFilter field (``type`` reads better in a URL than ``event_type``).
-EVENT_PARAMS = {"type": "event_type"} | {
+EVENT_PARAMS = {"type": "event_type", "q": "text"} | {
     n: n for n in ("source", "status", "since", "until", "task", "run_status")
 }
 RUN_PARAMS = {n: n for n in ("status", "task", "source", "event_id", "since", "until")}

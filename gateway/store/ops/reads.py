@@ -14,8 +14,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import StoreError
-from gateway.model import Attempt, Event, EventFilter, Job, Rejection, Run, RunFilter, TaskWorker
-from gateway.report import QueueDepth
+from gateway.model import (
+    CANCELED,
+    FINAL_STATUSES,
+    Attempt,
+    Event,
+    EventFilter,
+    Job,
+    Rejection,
+    Run,
+    RunFilter,
+    TaskWorker,
+)
+from gateway.report import DeliveryCount, QueueDepth, TaskDurations
 from gateway.store.interface import ANY_EVENT, ANY_RUN, Cursor
 from gateway.store.ops.db import Db, Row
 from gateway.store.rows import (
@@ -30,12 +41,27 @@ from gateway.store.rows import (
 
 _TOP: Cursor = (math.inf, "")  # before everything
 _BOTTOM: Cursor = (-math.inf, "")  # after nothing
+# The statuses of runs that ended by executing: their durations are what a task's percentiles read.
+FINISHED = sorted(FINAL_STATUSES - {CANCELED})
 
 
 def _limit(limit: int) -> int:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     return limit
+
+
+# What an events read runs instead when its filter has ``text``: the events it names exactly, found by index
+# seeks, rather than a walk of every event in the window.
+_SEARCH = {
+    "filter_events_newest": "search_events_newest",
+    "filter_events_oldest": "search_events_oldest",
+    "count_events": "count_search_events",
+}
+
+
+def _events(query: str, f: EventFilter) -> str:
+    return query if f.text is None else _SEARCH[query]
 
 
 def _window(since: float | None, until: float | None = None) -> dict[str, float]:
@@ -77,7 +103,7 @@ class Reads:
         """Newest first: at most ``limit`` events matching ``f`` that come before the cursor."""
         t, i = before or _TOP
         params = {**filter_params(f), "before_time": t, "before_id": i, "limit": _limit(limit)}
-        return [event_from_row(row) for row in await self._read("filter_events_newest", params)]
+        return [event_from_row(row) for row in await self._read(_events("filter_events_newest", f), params)]
 
     async def events_after(
         self, f: EventFilter, *, after: Cursor | None, upto: float, limit: int
@@ -86,12 +112,12 @@ class Reads:
         t, i = after or _BOTTOM
         params = {**filter_params(f), "after_time": t, "after_id": i, "limit": _limit(limit)}
         params["until"] = min(params["until"], upto)
-        return [event_from_row(row) for row in await self._read("filter_events_oldest", params)]
+        return [event_from_row(row) for row in await self._read(_events("filter_events_oldest", f), params)]
 
     async def count_events(self, f: EventFilter = ANY_EVENT, *, upto: float = math.inf) -> int:
         params = filter_params(f)
         params["until"] = min(params["until"], upto)
-        rows = await self._read("count_events", params)
+        rows = await self._read(_events("count_events", f), params)
         n: int = rows[0][0]
         return n
 
@@ -228,3 +254,23 @@ class Reads:
         for row in await self._read("queue_depth", {}):
             out["queues"][row["queue"]] = {"waiting": row["n"], "oldest_ready_at": row["oldest"]}
         return out
+
+    async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:
+        """Deliveries received from ``since`` to ``until`` by minute, source and outcome (routed, unrouted:
+        original events, neither replays nor ``@api`` triggers; rejected: rejections), oldest minute first."""
+        rows = await self._read("deliveries_per_minute", {"since": since, "until": until})
+        return [DeliveryCount(float(row["minute"]), row["source"], row["outcome"], row["n"]) for row in rows]
+
+    async def task_stats(self, *, since: float, per_task: int = 1000) -> list[TaskDurations]:
+        """Per task, by task id: its runs created since ``since`` by status, and the durations (ascending) of
+        the ``per_task`` of them that finished last (completed, failed, timed out, crashed)."""
+        counts: dict[str, dict[str, int]] = {}
+        for row in await self._read("run_counts", {"since": since}):
+            counts.setdefault(row["task_id"], {})[row["status"]] = row["n"]
+        durations: dict[str, list[float]] = {}
+        params = {"since": since, "per_task": _limit(per_task), "statuses": json.dumps(FINISHED)}
+        for row in await self._read("task_durations", params):
+            durations.setdefault(row["task_id"], []).append(row["duration"])
+        # Two statements, maybe two snapshots: a run created between them may show in either alone.
+        tasks = sorted(counts.keys() | durations.keys())
+        return [TaskDurations(task, counts.get(task, {}), tuple(durations.get(task, ()))) for task in tasks]

@@ -243,6 +243,23 @@ async def test_since_and_until_take_durations_ago_and_iso_times(make_api: Callab
     assert [e["id"] for e in earlier.json()["data"]] == [old.id]
 
 
+async def test_q_finds_events_by_id_or_run_id_exactly_and_keeps_the_other_filters(
+    make_api: Callable[..., Any],
+) -> None:
+    api = await make_api()
+    event, run = await api.seed()
+    other = push_event("other", NOW - 60)
+    await api.store.jobs.add([other], [])
+    by_run = await api.call("GET", f"/events?q={run.id}")
+    assert by_run.status_code == 200 and [e["id"] for e in by_run.json()["data"]] == [event.id]
+    assert [e["id"] for e in (await api.call("GET", f"/events?q={other.id}")).json()["data"]] == [other.id]
+    assert (await api.call("GET", f"/events?q={other.id}&source=stripe")).json()["data"] == []
+    assert (await api.call("GET", "/events?q=evt_")).json()["data"] == []  # exact: no prefix match
+    empty = await api.call("GET", "/events?q=")
+    assert empty.status_code == 400
+    assert empty.json()["detail"] == "q: empty; give a value, or leave the parameter out"
+
+
 # -- bad input -----------------------------------------------------------------------------------------
 
 

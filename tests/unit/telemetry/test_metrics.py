@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.report import DELIVERY_OUTCOMES, AttemptReport, Delivery, Gauges, QueueDepth
+from gateway.report import DELIVERY_OUTCOMES, AckBudget, AttemptReport, Delivery, Gauges, QueueDepth
 from gateway.telemetry.metrics import Metrics
 
 NOW = 1_700_000_000.0
@@ -113,6 +113,21 @@ def test_a_source_without_a_budget_gets_no_budget_series() -> None:
     sources = {ls["source"] for n, ls, _ in samples(m) if n in budget_names}
     assert sources == {"github"}
     assert value(m, "gateway_sender_timeout_seconds", source="custom") is None
+
+
+def test_acks_reads_each_sources_answers_against_its_budget_back_from_the_registry() -> None:
+    m = Metrics({"github": 10.0, "shopify": 5.0}, process=False)
+    for seconds in (0.5, 3.0, 15.0):
+        ack(m, "accepted", seconds=seconds, budget=10.0)
+    ack(m, "rejected", seconds=0.2, reason="bad_signature", budget=10.0)
+    ack(m, "accepted", source="custom", seconds=50.0)
+    ack(m, "unknown_source")  # no source: not counted for anyone
+    assert m.acks() == {
+        "custom": AckBudget(budget=None, acks=1, within=0, over=0),
+        "github": AckBudget(budget=10.0, acks=4, within=3, over=1),
+        "shopify": AckBudget(budget=5.0, acks=0, within=0, over=0),
+    }
+    assert Metrics(process=False).acks() == {}
 
 
 @pytest.mark.parametrize("outcome", DELIVERY_OUTCOMES)

@@ -33,6 +33,15 @@ e.received_at >= :since AND e.received_at <= :until
           AND (CAST(:task AS text) IS NULL OR r.task_id = :task)
           AND (CAST(:run_status AS text) IS NULL OR r.status = :run_status)))
 
+-- fragment: text_hits
+SELECT CAST(:text AS text)
+UNION SELECT id FROM events
+      WHERE dedupe_hash = gateway_key_hash(CAST(:text AS text)) AND dedupe_key = :text
+UNION SELECT id FROM events
+      WHERE gateway_key_hash(retired_key) = gateway_key_hash(CAST(:text AS text)) AND retired_key = :text
+        AND dedupe_key IS NULL
+UNION SELECT event_id FROM runs WHERE id = :text
+
 -- fragment: run_filter
 r.created_at >= :since AND r.created_at <= :until
   AND (CAST(:status AS text) IS NULL OR r.status = :status)
@@ -481,6 +490,35 @@ SELECT count(*)
 FROM events AS e
 WHERE {event_filter};
 
+-- name: search_events_newest
+-- filter_events_newest for EventFilter.text: only the events :text names exactly, by id, by the dedupe key
+-- they show, or by a run's id. Each arm of the text_hits fragment is one index seek (the primary keys,
+-- migration 0002's key-hash indexes), so a search costs its few hits, not a walk of the events in the window.
+SELECT {event_columns}
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND (e.received_at, e.id) < (CAST(:before_time AS double precision), CAST(:before_id AS text))
+  AND {event_filter}
+ORDER BY e.received_at DESC, e.id DESC
+LIMIT :limit;
+
+-- name: search_events_oldest
+-- filter_events_oldest for EventFilter.text (a bulk replay of what a search found).
+SELECT {event_columns}
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND (e.received_at, e.id) > (CAST(:after_time AS double precision), CAST(:after_id AS text))
+  AND {event_filter}
+ORDER BY e.received_at, e.id
+LIMIT :limit;
+
+-- name: count_search_events
+-- count_events for EventFilter.text.
+SELECT count(*)
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND {event_filter};
+
 -- name: filter_runs_newest
 -- Run listings, newest first, after the keyset cursor.
 SELECT {run_columns}
@@ -552,6 +590,32 @@ SELECT task_id, status, count(*) AS n FROM runs WHERE created_at >= :since GROUP
 -- name: rejection_counts
 -- Rejections by source and reason since :since.
 SELECT source, reason, count(*) AS n FROM rejections WHERE received_at >= :since GROUP BY source, reason;
+
+-- name: deliveries_per_minute
+-- Deliveries from :since to :until by minute (its start, a multiple of 60), source and outcome: original events
+-- (no replays, no @api triggers) as routed or unrouted, and rejections. Each side seeks its received_at index.
+SELECT floor(received_at / 60) * 60 AS minute, source, status AS outcome, count(*) AS n
+FROM events
+WHERE received_at >= :since AND received_at <= :until AND replay_of IS NULL AND source <> '@api'
+GROUP BY 1, 2, 3
+UNION ALL
+SELECT floor(received_at / 60) * 60 AS minute, source, 'rejected' AS outcome, count(*) AS n
+FROM rejections
+WHERE received_at >= :since AND received_at <= :until
+GROUP BY 1, 2
+ORDER BY minute, source, outcome;
+
+-- name: task_durations
+-- The executing seconds of each task's :per_task most recently finished runs among those created since
+-- :since (:statuses, a JSON list, are the finished statuses), by task, shortest first.
+SELECT task_id, duration
+FROM (SELECT task_id, duration,
+             ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY finished_at DESC, id DESC) AS k
+      FROM runs
+      WHERE created_at >= :since AND finished_at IS NOT NULL
+        AND status IN (SELECT jsonb_array_elements_text(CAST(:statuses AS jsonb)))) AS t
+WHERE k <= :per_task
+ORDER BY task_id, duration;
 
 -- name: queue_depth
 -- Waiting runs per queue and when the longest-waiting one became ready.

@@ -3,7 +3,7 @@
 --
 -- `-- name: x` starts a statement; the comment line under it says what it is for. `-- fragment: x` starts a
 -- piece of SQL that statements include as {x}: the column lists the row codec (gateway/store/rows.py) reads,
--- written once.
+-- and the filters several listings share, written once.
 
 -- fragment: event_columns
 e.id, e.source, e.event_type, COALESCE(e.dedupe_key, e.retired_key) AS dedupe_key, e.status, e.received_at,
@@ -14,6 +14,22 @@ e.replay_of, e.traceparent
 r.id, r.event_id, r.route_id, r.task_id, r.input, r.status, r.queue, r.priority, r.concurrency_key,
 r.options, r.attempts, r.crashes, r.created_at, r.started_at, r.finished_at, r.output, r.error,
 r.duration, r.idempotency_key, r.rerun_of, r.traceparent, r.span_id, r.worker_id
+
+-- fragment: event_filter
+e.received_at >= :since AND e.received_at <= :until
+  AND (:source IS NULL OR e.source = :source)
+  AND (:event_type IS NULL OR e.event_type = :event_type)
+  AND (:status IS NULL OR e.status = :status)
+  AND (:include_replays OR e.replay_of IS NULL)
+  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
+        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
+          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
+
+-- fragment: text_hits
+SELECT :text
+UNION SELECT id FROM events WHERE dedupe_key = :text
+UNION SELECT id FROM events WHERE retired_key = :text AND dedupe_key IS NULL
+UNION SELECT event_id FROM runs WHERE id = :text
 
 -- fragment: rejection_columns
 id, source, reason, detail, received_at, remote_addr, body_prefix, body_size, kept_bytes, dropped, dropped_at,
@@ -408,14 +424,7 @@ ORDER BY number;
 SELECT {event_columns}
 FROM events AS e
 WHERE (e.received_at, e.id) < (:before_time, :before_id)
-  AND e.received_at >= :since AND e.received_at <= :until
-  AND (:source IS NULL OR e.source = :source)
-  AND (:event_type IS NULL OR e.event_type = :event_type)
-  AND (:status IS NULL OR e.status = :status)
-  AND (:include_replays OR e.replay_of IS NULL)
-  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
-        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
-          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
+  AND {event_filter}
 ORDER BY e.received_at DESC, e.id DESC
 LIMIT :limit;
 
@@ -424,14 +433,7 @@ LIMIT :limit;
 SELECT {event_columns}
 FROM events AS e
 WHERE (e.received_at, e.id) > (:after_time, :after_id)
-  AND e.received_at >= :since AND e.received_at <= :until
-  AND (:source IS NULL OR e.source = :source)
-  AND (:event_type IS NULL OR e.event_type = :event_type)
-  AND (:status IS NULL OR e.status = :status)
-  AND (:include_replays OR e.replay_of IS NULL)
-  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
-        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
-          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)))
+  AND {event_filter}
 ORDER BY e.received_at, e.id
 LIMIT :limit;
 
@@ -439,14 +441,36 @@ LIMIT :limit;
 -- How many events a filter selects (a bulk replay's total, its dry run).
 SELECT count(*)
 FROM events AS e
-WHERE e.received_at >= :since AND e.received_at <= :until
-  AND (:source IS NULL OR e.source = :source)
-  AND (:event_type IS NULL OR e.event_type = :event_type)
-  AND (:status IS NULL OR e.status = :status)
-  AND (:include_replays OR e.replay_of IS NULL)
-  AND ((:task IS NULL AND :run_status IS NULL) OR EXISTS (
-        SELECT 1 FROM runs AS r WHERE r.event_id = e.id
-          AND (:task IS NULL OR r.task_id = :task) AND (:run_status IS NULL OR r.status = :run_status)));
+WHERE {event_filter};
+
+-- name: search_events_newest
+-- filter_events_newest for EventFilter.text: only the events :text names exactly, by id, by the dedupe key
+-- they show, or by a run's id. Each arm of the text_hits fragment is one index seek (the primary keys, migration 0009's
+-- key indexes), so a search costs its few hits, not a walk of the events in the window.
+SELECT {event_columns}
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND (e.received_at, e.id) < (:before_time, :before_id)
+  AND {event_filter}
+ORDER BY e.received_at DESC, e.id DESC
+LIMIT :limit;
+
+-- name: search_events_oldest
+-- filter_events_oldest for EventFilter.text (a bulk replay of what a search found).
+SELECT {event_columns}
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND (e.received_at, e.id) > (:after_time, :after_id)
+  AND {event_filter}
+ORDER BY e.received_at, e.id
+LIMIT :limit;
+
+-- name: count_search_events
+-- count_events for EventFilter.text.
+SELECT count(*)
+FROM events AS e
+WHERE e.id IN ({text_hits})
+  AND {event_filter};
 
 -- name: filter_runs_newest
 -- Run listings, newest first, after the keyset cursor. The event is joined only to filter by source (a run
@@ -533,6 +557,33 @@ SELECT task_id, status, count(*) AS n FROM runs WHERE created_at >= :since GROUP
 -- name: rejection_counts
 -- Rejections by source and reason since :since.
 SELECT source, reason, count(*) AS n FROM rejections WHERE received_at >= :since GROUP BY source, reason;
+
+-- name: deliveries_per_minute
+-- Deliveries from :since to :until by minute (its start, a multiple of 60), source and outcome: original events
+-- (no replays, no @api triggers) as routed or unrouted, and rejections. Each side seeks its received_at index.
+SELECT CAST(received_at / 60 AS INTEGER) * 60 AS minute, source, status AS outcome, count(*) AS n
+FROM events
+WHERE received_at >= :since AND received_at <= :until AND replay_of IS NULL AND source <> '@api'
+GROUP BY minute, source, status
+UNION ALL
+SELECT CAST(received_at / 60 AS INTEGER) * 60 AS minute, source, 'rejected' AS outcome, count(*) AS n
+FROM rejections
+WHERE received_at >= :since AND received_at <= :until
+GROUP BY minute, source
+ORDER BY minute, source, outcome;
+
+-- name: task_durations
+-- The executing seconds of each task's :per_task most recently finished runs among those created since
+-- :since (:statuses, a JSON list, are the finished statuses), by task, shortest first. The unary + keeps
+-- SQLite off the status index (every completed run ever) and on runs_created (the window's runs).
+SELECT task_id, duration
+FROM (SELECT task_id, duration,
+             ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY finished_at DESC, id DESC) AS k
+      FROM runs
+      WHERE created_at >= :since AND finished_at IS NOT NULL
+        AND +status IN (SELECT value FROM json_each(:statuses)))
+WHERE k <= :per_task
+ORDER BY task_id, duration;
 
 -- name: queue_depth
 -- Waiting runs per queue and when the longest-waiting one became ready (/metrics, stats).
