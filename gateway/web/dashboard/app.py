@@ -59,10 +59,9 @@ class Dashboard:
         on_job: Callable[[], None] | None,
         trace_url: str | None,
         acks: Callable[[], Mapping[str, Any]],
-        csrf_key: bytes | None = None,
     ) -> None:
         self.clock = clock
-        self.sessions = Sessions(key, csrf_key=csrf_key)
+        self.sessions = Sessions(key)
         self.renderer = Renderer(trace_url=trace_url)
         self.pages = Pages(service, self.renderer, acks)
         self.actions = Actions(service, self.pages, on_job)
@@ -137,8 +136,8 @@ class Dashboard:
                     raise AccessDenied(
                         403,
                         "bad_csrf",
-                        "the form's CSRF token is missing or not this session's (the gateway may have "
-                        "restarted): reload the page and submit again",
+                        "the form's CSRF token is missing or not this session's (you may have signed in "
+                        "again since the page was made): reload the page and submit again",
                     )
                 if scope not in viewer.principal.scopes:
                     raise AccessDenied(
@@ -279,11 +278,8 @@ def create_dashboard(
     on_job: Callable[[], None] | None = None,
     trace_url: str | None = None,
     acks: Callable[[], Mapping[str, Any]] = dict,
-    csrf_key: bytes | None = None,
 ) -> Starlette:
     """The dashboard, to mount at /ui beside the admin API (it signs in with the same tokens). ``acks()``
     gives the in-process acks within each sender's budget (Metrics.acks); ``trace_url`` a trace UI's URL
     with ``{trace_id}`` in it; ``on_job()`` wakes the job worker after a bulk job is recorded."""
-    return Dashboard(
-        service, key, clock=clock, on_job=on_job, trace_url=trace_url, acks=acks, csrf_key=csrf_key
-    ).app()
+    return Dashboard(service, key, clock=clock, on_job=on_job, trace_url=trace_url, acks=acks).app()

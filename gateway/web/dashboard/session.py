@@ -1,12 +1,13 @@
 """Signing in to the dashboard: the session cookie, which holds the admin token itself, and the CSRF tokens
-every state-changing request carries. Pure but for ``secrets`` (the per-process CSRF key, the login nonce).
+every state-changing request carries. Pure but for ``secrets`` (the login nonce).
 
 The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Secure and
 ``__Host-`` prefixed when the dashboard is served over https or behind a proxy that says so, and it expires
 with the token. Every request checks the token again, as the API does: a token past its ``exp`` ends the
-session, whatever the cookie says. A CSRF token is an HMAC of the session's token under a key made when the
-process starts, so a page of an earlier process asks for a reload; the login form, before any session,
-carries one bound to a random nonce in its own cookie (double submit).
+session, whatever the cookie says. A CSRF token is an HMAC keyed by the session's token itself: only a page
+that holds the session can have it (the cookie is HttpOnly; a token thief needs no CSRF), and it holds across
+restarts and across several gateways behind one load balancer, with no key to share. The login form, before
+any session, carries one keyed by a random nonce in its own cookie (double submit).
 """
 
 from __future__ import annotations
@@ -52,9 +53,8 @@ def secure(scheme: str, headers: Mapping[str, str]) -> bool:
 class Sessions:
     """Checks the session cookie's token with the admin key, and makes and checks CSRF tokens."""
 
-    def __init__(self, key: AdminKey, *, csrf_key: bytes | None = None) -> None:
+    def __init__(self, key: AdminKey) -> None:
         self.key = key
-        self._csrf_key = csrf_key or secrets.token_bytes(32)
 
     def cookie_name(self, is_secure: bool) -> str:
         return SECURE_COOKIE if is_secure else COOKIE
@@ -90,4 +90,4 @@ class Sessions:
         return hmac.compare_digest(self._mac(b"login", nonce).encode(), given.encode())
 
     def _mac(self, purpose: bytes, value: str) -> str:
-        return hmac.new(self._csrf_key, purpose + b"\0" + value.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(value.encode(), b"gateway-dashboard-csrf\0" + purpose, hashlib.sha256).hexdigest()

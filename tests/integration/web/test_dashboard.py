@@ -294,7 +294,7 @@ async def test_every_form_refuses_a_read_token_a_missing_or_foreign_csrf_and_no_
     await ui.sign_in("read", "replay")
     assert (await ui.post(path, form, csrf=None)).status_code == 403
     assert (await ui.post(path, form, csrf="f" * 64)).status_code == 403
-    other = await make_ui()  # another process's session: its CSRF key is its own
+    other = await make_ui()  # another session's CSRF token (another token): not this session's
     await other.sign_in("read", "replay")
     assert (await ui.post(path, form, csrf=await other.csrf())).status_code == 403
 
@@ -303,6 +303,27 @@ async def test_every_form_refuses_a_read_token_a_missing_or_foreign_csrf_and_no_
     assert forged.status_code == 403 and "replay scope" in forged.text
     assert (await ui.store.reads.count_events(), await ui.store.reads.count_runs()) == before
     assert (await ui.store.reads.get_run(run.id)).status == "queued"
+
+
+async def test_a_form_from_one_gateway_is_accepted_by_another_over_the_same_store(
+    make_ui: Callable[..., Any],
+) -> None:
+    """Several gateways behind one load balancer (or one restarted between page and submit): the CSRF token
+    is the session's, not a process's, so the form works wherever it lands."""
+    ui = await make_ui()
+    _, run = await ui.seed()
+    await ui.sign_in("read", "replay")
+    csrf = await ui.csrf()
+    twin = create_dashboard(ui.service, AdminKey("HS256", Secret(SECRET)), clock=ui.clock)
+    app = Starlette(routes=[Mount("/ui", app=twin)])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test", cookies=ui.client.cookies
+    ) as elsewhere:
+        canceled = await elsewhere.post(
+            f"/ui/runs/{run.id}/cancel", content=urlencode({"csrf": csrf}), headers=FORM
+        )
+    assert canceled.status_code == 303
+    assert (await ui.store.reads.get_run(run.id)).status == CANCELED
 
 
 async def test_a_read_token_sees_everything_but_no_action_control(make_ui: Callable[..., Any]) -> None:
