@@ -4,6 +4,9 @@ bench/results/bench-<date>[-quick].md and .json (and each section's own files).
 
 Run from the repository: ``python -m bench [--quick] [--only ingest,executor,growth]``. Quick mode takes
 under two minutes; full mode (3 rounds of 10 s per ingest cell) about half an hour.
+
+Benchmarks that run only alone are commands: ``python -m bench dashboard [--quick]`` (bench/dashboard.py,
+the same as ``python -m bench.dashboard``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bench import ingest, load, plot
 
 SECTIONS = ("ingest", "executor", "growth")
 TITLES = {"ingest": "Ingest", "executor": "Executor", "growth": "Growth"}
+COMMANDS = {"dashboard": "bench.dashboard"}  # `python -m bench <name> [its flags]`: that module's main()
 
 
 def _read(path: str) -> str:
@@ -102,6 +106,10 @@ def run_section(name: str, quick: bool, out: Path) -> tuple[dict[str, Any] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given and args_given[0] in COMMANDS:
+        command: int = importlib.import_module(COMMANDS[args_given[0]]).main(args_given[1:])
+        return command
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -110,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", metavar="LIST", help=f"comma-separated sections (default: {','.join(SECTIONS)})"
     )
     parser.add_argument("--out", type=Path, default=ingest.RESULTS, help="results directory (bench/results)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_given)
     chosen = sections(args.only)
     started = datetime.datetime.now()
     t0 = time.monotonic()
