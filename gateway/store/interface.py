@@ -38,6 +38,7 @@ from gateway.report import DeliveryCount, QueueDepth, TaskDurations
 
 Cursor = tuple[float, str]  # (time, id) of the last item of the previous page
 ANY_EVENT = EventFilter()
+COUNT_PARTS = ("events", "runs", "rejections", "queues")  # what Reads.counts answers
 ANY_RUN = RunFilter()
 
 
@@ -291,7 +292,10 @@ class Reads(Protocol):
     async def waiting_by_task(self) -> list[tuple[str, str, int, float]]:
         """(task id, queue, runs waiting to start, oldest created_at) of every task with queued runs."""
 
-    async def counts(self, *, since: float | None = None) -> dict[str, Any]: ...
+    async def counts(
+        self, *, since: float | None = None, parts: Collection[str] = COUNT_PARTS
+    ) -> dict[str, Any]:
+        """Events, runs and rejections counted since ``since``, and the queues' depths: only ``parts``."""
 
     async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:
         """Deliveries received from ``since`` to ``until`` (both included) by minute, source and outcome:

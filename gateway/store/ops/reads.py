@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from gateway.errors import StoreError
@@ -27,7 +27,7 @@ from gateway.model import (
     TaskWorker,
 )
 from gateway.report import DeliveryCount, QueueDepth, TaskDurations
-from gateway.store.interface import ANY_EVENT, ANY_RUN, Cursor
+from gateway.store.interface import ANY_EVENT, ANY_RUN, COUNT_PARTS, Cursor
 from gateway.store.ops.db import Db, Row
 from gateway.store.rows import (
     attempt_from_row,
@@ -239,20 +239,28 @@ class Reads:
         rows = await self._read("waiting_by_task", {})
         return [(row["task_id"], row["queue"], row["waiting"], row["oldest"]) for row in rows]
 
-    async def counts(self, *, since: float | None = None) -> dict[str, Any]:
+    async def counts(
+        self, *, since: float | None = None, parts: Collection[str] = COUNT_PARTS
+    ) -> dict[str, Any]:
         """Events by source and status, runs by task and status, rejections by source and reason, and the
-        waiting runs of each queue with the oldest one's ready time."""
+        waiting runs of each queue with the oldest one's ready time; only the ``parts`` asked for are read
+        (each of the first three costs the rows in its window), the others are left empty."""
+        unknown = set(parts) - set(COUNT_PARTS)
+        if unknown:
+            raise ValueError(f"counts: unknown parts {sorted(unknown)}; expected some of {COUNT_PARTS}")
         params = {"since": -math.inf if since is None else since}
-        out: dict[str, Any] = {"events": {}, "runs": {}, "rejections": {}, "queues": {}}
+        out: dict[str, Any] = {part: {} for part in COUNT_PARTS}
         for key, query, group in (
             ("events", "event_counts", "source"),
             ("runs", "run_counts", "task_id"),
             ("rejections", "rejection_counts", "source"),
         ):
-            for row in await self._read(query, params):
-                out[key].setdefault(row[group], {})[row[1]] = row["n"]
-        for row in await self._read("queue_depth", {}):
-            out["queues"][row["queue"]] = {"waiting": row["n"], "oldest_ready_at": row["oldest"]}
+            if key in parts:
+                for row in await self._read(query, params):
+                    out[key].setdefault(row[group], {})[row[1]] = row["n"]
+        if "queues" in parts:
+            for row in await self._read("queue_depth", {}):
+                out["queues"][row["queue"]] = {"waiting": row["n"], "oldest_ready_at": row["oldest"]}
         return out
 
     async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:

@@ -241,7 +241,7 @@ class Pages:
             limit=PAGE_SIZE,
         )
         counted_since = window.since if window.since is not None else seen.now - DAY
-        reasons = await self.service.stats.rejection_reasons(since=counted_since)
+        reasons = await self.service.stats.rejection_reasons(since=counted_since, now=seen.now)
         filters = {k: v for k, v in q.items() if k != "cursor"}
         return self.show(
             seen,
@@ -257,7 +257,7 @@ class Pages:
     async def task_stats(self, seen: Seen) -> Response:
         q = listing_query(seen.request, ("since",))
         since = params.time("since", q["since"], seen.now) if "since" in q else seen.now - DAY
-        stats = await self.service.stats.tasks(since=since)
+        stats = await self.service.stats.tasks(since=since, now=seen.now)
         return self.show(seen, "tasks.html", "tasks", stats=stats, since=since, filters=q)
 
     async def workers(self, seen: Seen) -> Response:

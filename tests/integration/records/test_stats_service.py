@@ -62,10 +62,10 @@ async def test_task_stats_and_rejection_reasons(open_store: OpenStore, load_conf
     await store.record_rejection(rejection("stripe", "bad_signature", NOW - 2 * HOUR))
     service = Service(store, config, clock=Clock())
 
-    [deploy] = await service.stats.tasks(since=NOW - HOUR)
+    [deploy] = await service.stats.tasks(since=NOW - HOUR, now=NOW)
     assert (deploy.task, deploy.finished, deploy.failed, deploy.failure_rate) == ("deploy-preview", 2, 1, 0.5)
     assert deploy.p50 is not None and deploy.p95 is not None and deploy.p50 <= deploy.p95
-    assert await service.stats.rejection_reasons(since=NOW - HOUR) == {
+    assert await service.stats.rejection_reasons(since=NOW - HOUR, now=NOW) == {
         "github": {"bad_signature": 2, "stale_timestamp": 1}
     }
     runs = await service.runs_of([a.event_id, b.event_id, "evt_missing"])
@@ -73,3 +73,35 @@ async def test_task_stats_and_rejection_reasons(open_store: OpenStore, load_conf
         a.event_id: [a.runs[0].id],
         b.event_id: [b.runs[0].id],
     }
+
+
+async def test_the_overview_is_kept_a_while_then_read_again_with_fresh_acks(
+    open_store: OpenStore, load_config: LoadConfig
+) -> None:
+    store = await open_store()
+    config = load_config(ROUTES_V1)
+    stats = Service(store, config, clock=Clock()).stats
+    await deliver(store, config, at=NOW - 60)
+    first = await stats.overview(now=NOW, acks={})
+    await deliver(store, config, at=NOW - 30)
+    acks = {"github": AckBudget(10.0, 1, 1, 0)}
+    kept = await stats.overview(now=NOW + 1, acks=acks)
+    assert kept.now == first.now == NOW and kept.delivered == {"github": {"routed": 1}}
+    assert kept.acks == acks  # acks are the process's own, never kept
+    fresh = await stats.overview(now=NOW + 5, acks={})
+    assert fresh.now == NOW + 5 and fresh.delivered == {"github": {"routed": 2}}
+
+
+async def test_counts_read_only_the_parts_asked_for(open_store: OpenStore, load_config: LoadConfig) -> None:
+    store = await open_store()
+    config = load_config(ROUTES_V1)
+    await deliver(store, config, at=NOW - 60)
+    await store.record_rejection(rejection("github", "bad_signature", NOW - 20))
+    runs = await store.reads.counts(since=NOW - HOUR, parts=("runs",))
+    assert runs == {"events": {}, "runs": {"deploy-preview": {"queued": 1}}, "rejections": {}, "queues": {}}
+    everything = await store.reads.counts(since=NOW - HOUR)
+    assert everything["events"] == {"github": {"routed": 1}}
+    assert everything["rejections"] == {"github": {"bad_signature": 1}}
+    assert [q["waiting"] for q in everything["queues"].values()] == [1]
+    with pytest.raises(ValueError, match="unknown parts"):
+        await store.reads.counts(parts=("evnts",))
