@@ -34,11 +34,13 @@ from gateway.records.stats import Stats
 from gateway.routes.ingest import new_run, readmit, redact
 from gateway.routes.load import Config
 from gateway.routes.payload import parse_payload
+from gateway.signatures.schemes import PRESETS
 from gateway.store.interface import Store
 from gateway.telemetry.hub import Telemetry
 from gateway.telemetry.traceparent import stamp
 
 API_SOURCE = "@api"  # the source of events made by POST /api/tasks/{id}/trigger (not a valid source name)
+PRESET_SIGNATURES = frozenset(h.lower() for scheme in PRESETS.values() for h in scheme.signature_headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,17 @@ class Service:
     def config(self) -> Config:
         """routes.yaml; Invalid when the caller loaded none."""
         return self._replayer.config
+
+    def signature_headers(self) -> frozenset[str]:
+        """The headers (lowercased) that carry a signature, of every preset and configured source: an
+        event's are shown without their value to API and dashboard viewers. One over the body alone
+        (GitHub's signs no timestamp) lets whoever copies it post that body again, as new and authentic,
+        under a fresh delivery id: a way around the read scope. The event was verified when it came."""
+        try:
+            sources = self.config.sources.values()
+        except Invalid:
+            return PRESET_SIGNATURES
+        return PRESET_SIGNATURES.union(h.lower() for s in sources for h in s.scheme.signature_headers)
 
     # -- finding and inspecting -----------------------------------------------------------------------
 

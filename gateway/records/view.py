@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from gateway.model import (
     Rejection,
     Run,
 )
+from gateway.routes.ingest import REDACTED
 from gateway.telemetry.traceparent import trace_id_of
 
 BODY_PREVIEW = 4096  # characters of a payload shown by `gateway show` (the stored body is complete)
@@ -148,14 +149,22 @@ def rejection_summary(rejection: Rejection) -> dict[str, Any]:
     }
 
 
-def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
-    """Everything about one event; the key ``_text`` holds the same for a terminal."""
+SIGNATURE_SHOWN = "[signature, not shown]"
+
+
+def event_detail(event: Event, runs: Sequence[Run], *, hide: Collection[str] = frozenset()) -> dict[str, Any]:
+    """Everything about one event; the key ``_text`` holds the same for a terminal. The values of the
+    headers named in ``hide`` (lowercased: Service.signature_headers) are replaced by SIGNATURE_SHOWN,
+    but for those stored redacted already (a credential), which say so."""
+    pairs = [
+        (k, SIGNATURE_SHOWN if k.lower() in hide and v != REDACTED else v) for k, v in event.headers.pairs
+    ]
     detail = {
         **event_summary(event),
         "method": event.method,
         "url": event.url,
         "remote_addr": event.remote_addr,
-        "headers": [list(pair) for pair in event.headers.pairs],
+        "headers": [list(pair) for pair in pairs],
         "query": [list(pair) for pair in event.query],
         "payload_kind": event.payload.kind,
         "payload": event.payload.data,
@@ -176,7 +185,7 @@ def event_detail(event: Event, runs: Sequence[Run]) -> dict[str, Any]:
         f"trace        {trace_id_of(event.traceparent) or '-'}",
         f"request      {event.method} {event.url} ({len(event.body)} bytes, {event.payload.kind})",
         "headers",
-        *[f"  {k}: {v}" for k, v in event.headers.pairs],
+        *[f"  {k}: {v}" for k, v in pairs],
         "payload",
         *["  " + line for line in payload.splitlines()],
         "runs" if runs else "runs         none (no route matched; the event is kept)",

@@ -22,7 +22,8 @@ from gateway.routes.paths import EventView, lookup
 from gateway.routes.payload import parse_payload
 from gateway.routes.sources import Source
 
-# Headers that carry credentials in clear: stored as "[redacted]" so the database never holds a secret.
+# Headers that carry credentials in clear: stored as REDACTED so the database never holds a secret.
+REDACTED = "[redacted]"
 REDACTED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-api-key"}
 )
@@ -33,7 +34,7 @@ def redact(headers: Headers, extra: tuple[str, ...] = ()) -> Headers:
     hidden = REDACTED_HEADERS.union(name.lower() for name in extra) if extra else REDACTED_HEADERS
     if hidden.isdisjoint(headers):
         return headers
-    return Headers((k, "[redacted]" if k in hidden else v) for k, v in headers.pairs)
+    return Headers((k, REDACTED if k in hidden else v) for k, v in headers.pairs)
 
 
 def redact_query(
@@ -42,7 +43,7 @@ def redact_query(
     """The URL and query as stored: values of ``names`` (a scheme's ``secret_query``) replaced."""
     if not names or not any(k in names for k, _ in query):
         return url, query
-    hidden = tuple((k, "[redacted]" if k in names else v) for k, v in query)
+    hidden = tuple((k, REDACTED if k in names else v) for k, v in query)
     try:
         parts = urlsplit(url)
     except ValueError:  # a hostile Host header (e.g. "[") made the URL unparseable: keep none of it

@@ -175,7 +175,7 @@ class _Api:
 
     async def show_event(self, request: HTTPRequest, who: Principal, q: Query) -> Response:
         found = await self.service.event(request.path_params["id"])
-        detail = event_detail(found.event, found.runs)
+        detail = event_detail(found.event, found.runs, hide=self.service.signature_headers())
         del detail["_text"]
         detail["replays"] = [{"id": i, "received_at": iso(at), "status": s} for i, at, s in found.replays]
         return Answer(detail)

@@ -23,7 +23,6 @@ from gateway.model import (
     RunFilter,
 )
 from gateway.records.service import API_SOURCE, Service
-from gateway.signatures.schemes import PRESETS
 from gateway.web import params
 from gateway.web.dashboard.forms import listing_query
 from gateway.web.dashboard.render import Renderer
@@ -35,10 +34,6 @@ RUN_QUERY = params.RUN_PARAMS
 PAGE_SIZE = 50
 DAY = 86400.0
 CANCELABLE = (QUEUED, RETRYING)
-# A signature header's value is not shown: one over the body alone (GitHub's has no signed timestamp) lets
-# whoever copies it send that body again, as new and authentic, under a fresh delivery id — a way around the
-# read scope. The event was verified when it came; the page says so.
-PRESET_SIGNATURES = frozenset(h.lower() for scheme in PRESETS.values() for h in scheme.signature_headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +69,6 @@ class Pages:
             return [*sorted(self.service.config.sources), API_SOURCE]
         except Invalid:
             return []
-
-    def _signature_headers(self) -> frozenset[str]:
-        try:
-            sources = self.service.config.sources.values()
-        except Invalid:
-            return PRESET_SIGNATURES
-        return PRESET_SIGNATURES.union(h.lower() for s in sources for h in s.scheme.signature_headers)
 
     def _tasks(self) -> list[str]:
         try:
@@ -132,7 +120,7 @@ class Pages:
             e=found.event,
             raw=raw,
             body=body,
-            signatures=self._signature_headers(),
+            signatures=self.service.signature_headers(),
         )
 
     async def replay_confirm(self, seen: Seen) -> Response:

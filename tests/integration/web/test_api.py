@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gateway.model import Event, Run, RunFilter, Secret
+from gateway.model import Event, Headers, Run, RunFilter, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.api import BODY_CAP, create_api
@@ -164,6 +164,25 @@ async def test_the_token_of_a_trigger_is_stored_redacted_and_never_shown(
     assert good not in shown.text
     body = await api.call("GET", f"/events/{triggered.json()['event_id']}/body")
     assert body.content == b'{"payload":{}}'
+
+
+async def test_an_events_signature_headers_are_shown_without_their_value(
+    make_api: Callable[..., Any],
+) -> None:
+    api = await make_api()
+    signed = push_event("signed", NOW - 60)
+    signature = "sha256=" + "ab" * 32
+    headers = Headers(
+        [*signed.headers.pairs, ("X-Hub-Signature-256", signature), ("webhook-signature", "v1,x")]
+    )
+    await api.store.jobs.add([replace(signed, headers=headers)], [])
+    shown = await api.call("GET", f"/events/{signed.id}")
+    assert shown.status_code == 200 and signature not in shown.text and "v1,x" not in shown.text
+    assert shown.json()["headers"] == [
+        ["x-github-event", "push"],
+        ["x-hub-signature-256", "[signature, not shown]"],
+        ["webhook-signature", "[signature, not shown]"],  # a preset's, though github's event
+    ]
 
 
 # -- paging --------------------------------------------------------------------------------------------
