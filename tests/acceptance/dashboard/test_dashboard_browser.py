@@ -608,3 +608,31 @@ def test_a_phone_width_has_no_horizontal_overflow_on_overview_events_and_a_run(
     expect(rows.first).to_be_visible()
     assert overflows(page) <= 1, f"the filtered list is {overflows(page)} px wider than a phone"
     shoot(page, "dashboard-phone")
+
+
+# -- 11. every other page ----------------------------------------------------------------------------------
+
+
+def test_every_other_page_renders_with_its_figures_and_fits_1280_px(
+    live: Dashboard, page: Page, sign_in: Callable[..., None], shoot: Callable[[Page, str], Path]
+) -> None:
+    """The pages no other test walks through: each renders (no console error, no blocked resource: the watch
+    stays clean), shows what it is for, and is no wider than the window; each is photographed."""
+    answer = deliver(live, {"ref": "refs/heads/main", "after": unique("pages"), "fail": True})
+    live.deliver(push("forged"), delivery=unique("pages"), secret="rotated-wrongly", expect=401)
+    sign_in(live)
+    pages = [
+        ("runs", "/runs?task=echo", "Runs", "#runs-list tbody tr"),
+        ("replay", f"/events/{answer['event_id']}/replay", "Replay this event?", "text=echo-pushes"),
+        ("bulk", "/bulk", "New bulk job", "form"),
+        ("jobs", "/jobs", "Bulk jobs", "main"),
+        ("rejections", "/rejections", "Rejections", "text=bad_signature"),
+        ("tasks", "/tasks", "Tasks", "tbody tr:has-text('echo')"),
+        ("workers", "/workers", "Workers", "tbody tr:has-text('live')"),
+    ]
+    for name, path, heading, shows in pages:
+        page.goto(f"{live.ui}{path}")
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        expect(page.locator(shows).first).to_be_visible(timeout=SETTLE)
+        assert overflows(page) <= 1, f"{path} is {overflows(page)} px wider than 1280"
+        shoot(page, f"dashboard-{name}")

@@ -367,6 +367,22 @@ async def test_replay_confirms_what_it_would_create_then_records_a_linked_event(
     assert f"/ui/events/{event.id}" in page.text and "deploy-preview" in page.text
 
 
+async def test_a_failed_runs_page_shows_its_error_as_an_error_not_as_output(
+    make_ui: Callable[..., Any],
+) -> None:
+    ui = await make_ui()
+    _, run = await ui.seed()
+    await finish(ui.store, [run.id], at=ui.clock(), outcome=FAILED)
+    await ui.sign_in()
+    page = await ui.client.get(f"/ui/runs/{run.id}")
+    assert page.status_code == 200
+    section = page.text[page.text.index('<section aria-labelledby="h-output">') :]
+    section = section[: section.index("</section>")]
+    assert '<h2 id="h-output">Error</h2>' in section and "Output" not in section
+    assert "<b>RuntimeError</b>: the API said 503" in section
+    assert "{" not in section  # no JSON dump of the error: it had no fields beyond type and message
+
+
 async def test_rerun_with_edited_input_keeps_bad_json_in_the_editor_and_runs_good_json(
     make_ui: Callable[..., Any],
 ) -> None:
