@@ -636,3 +636,28 @@ def test_every_other_page_renders_with_its_figures_and_fits_1280_px(
         expect(page.locator(shows).first).to_be_visible(timeout=SETTLE)
         assert overflows(page) <= 1, f"{path} is {overflows(page)} px wider than 1280"
         shoot(page, f"dashboard-{name}")
+
+
+# -- 12. a slow page is asked for less often -------------------------------------------------------------
+
+SLOW_NETWORK = """
+window.__delays = [];
+const realTimeout = window.setTimeout.bind(window);
+window.setTimeout = (fn, ms, ...rest) => { window.__delays.push(ms); return realTimeout(fn, ms, ...rest); };
+const realFetch = window.fetch.bind(window);
+window.fetch = (...args) => new Promise((done) => realTimeout(done, 400)).then(() => realFetch(...args));
+"""
+
+
+def test_a_live_page_that_took_long_to_refresh_waits_ten_times_as_long_before_the_next(
+    live: Dashboard, page: Page, sign_in: Callable[..., None]
+) -> None:
+    sign_in(live)
+    page.add_init_script(SLOW_NETWORK)  # every refresh takes at least 400 ms from here on
+    page.goto(f"{live.ui}/")
+    deadline = time.monotonic() + SETTLE / 1000  # (wait_for_function evaluates a string: the CSP forbids it)
+    while page.evaluate("window.__delays.length") < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    first, second = page.evaluate("window.__delays.slice(0, 2)")
+    assert first == 2000, first  # the page's own period, before anything was fetched
+    assert second >= 4000, second  # ten times the 400+ ms the refresh took

@@ -1,6 +1,7 @@
 // hookgate dashboard: the only script, served from /ui/static (the CSP allows no other). Pages work without it.
-// 1. Live pages (body[data-poll]) fetch themselves every few seconds and swap each [data-live][id] region,
-//    unless the reader is typing in a form; polling stops once a page says it is final (no data-poll).
+// 1. Live pages (body[data-poll]) fetch themselves every few seconds (or ten times as long as the last fetch
+//    took, when that is longer) and swap each [data-live][id] region, unless the reader is typing in a form;
+//    polling stops once a page says it is final (no data-poll).
 // 2. A textarea[data-json] (the rerun editor) is checked as JSON while typing; the form is not sent invalid.
 (function () {
   "use strict";
@@ -24,10 +25,13 @@
 
   function poll(every) {
     var failures = 0;
+    var took = 0;  // ms the last refresh took: a page slow to make is asked for less often (10x its cost)
     function tick() {
       if (document.hidden || busy()) { return schedule(); }
+      var started = Date.now();
       fetch(location.href, { credentials: "same-origin", headers: { "X-Requested-With": "dashboard" } })
         .then(function (response) {
+          took = Date.now() - started;
           if (response.redirected || !response.ok) { throw new Error("status " + response.status); }
           return response.text();
         })
@@ -40,7 +44,7 @@
           if (failures < 5) { schedule(); }
         });
     }
-    function schedule() { setTimeout(tick, every * Math.min(1 + failures, 5)); }
+    function schedule() { setTimeout(tick, Math.max(every, 10 * took) * Math.min(1 + failures, 5)); }
     schedule();
   }
 
