@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gateway.model import CANCELED, FAILED, Event, EventFilter, Headers, Payload, Run, Secret
+from gateway.model import CANCELED, FAILED, Event, EventFilter, Headers, Payload, Run, RunFilter, Secret
 from gateway.records.service import Service
 from gateway.store.sqlite.store import SQLiteStore
 from gateway.web.auth import AdminKey
@@ -438,6 +438,28 @@ async def test_bulk_dry_run_counts_then_the_job_starts_and_wakes_the_worker(
 
     bad = await ui.post("/ui/bulk/preview", {"kind": "everything"})
     assert bad.status_code == 400 and "kind" in bad.text
+
+
+async def test_cancel_a_running_bulk_job_once_then_a_clear_409(make_ui: Callable[..., Any]) -> None:
+    ui = await make_ui()
+    await ui.seed()
+    job = await ui.service.bulk.start_job("rerun", RunFilter(task="deploy-preview"), requested_by="t")
+    path = f"/ui/jobs/{job.id}/cancel"
+    assert (await ui.client.post(path, data={"csrf": "0" * 64})).status_code == 401
+    await ui.sign_in("read")
+    refused = await ui.post(path)
+    assert refused.status_code == 403 and "replay scope" in refused.text
+    await ui.sign_in("read", "replay")
+    assert (await ui.post(path, csrf=None)).status_code == 403
+    assert (await ui.service.bulk.job(job.id)).status == "running"
+
+    canceled = await ui.post(path)
+    assert canceled.status_code == 303 and canceled.headers["location"] == f"/ui/jobs/{job.id}"
+    assert (await ui.service.bulk.job(job.id)).status == CANCELED
+    page = await ui.client.get(f"/ui/jobs/{job.id}")
+    assert "Cancel job" not in page.text and "data-poll" not in page.text  # final: no control, no polling
+    again = await ui.post(path)
+    assert again.status_code == 409 and "only running jobs can be canceled" in again.text
 
 
 # -- escaping, secrets, bad input ------------------------------------------------------------------------
