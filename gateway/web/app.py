@@ -170,11 +170,32 @@ def _api_mount(config: Config, api: ASGIApp | None) -> list[BaseRoute]:
     return [Mount(API_PREFIX, app=api)]
 
 
+NO_DASHBOARD = (
+    "no dashboard is served here: it is served at /ui wherever the admin API is; set GATEWAY_ADMIN_SECRET "
+    "(or --admin-public-key) and restart gateway serve to turn both on (with --admin-port they are on that "
+    "port). Webhooks go to the paths of the sources in routes.yaml"
+)
+
+
+async def _no_dashboard(request: HTTPRequest) -> Response:
+    return error("not_found", NO_DASHBOARD)
+
+
 def _ui_mount(config: Config, dashboard: ASGIApp | None) -> list[BaseRoute]:
     """The dashboard at /ui (refused when a source's path is under /ui), and ``GET /`` sent there unless a
-    source is served at / itself."""
+    source is served at / itself. Without a dashboard, a browser at / or /ui is told how to turn it on
+    (where no source is served instead)."""
     if dashboard is None:
-        return []
+        paths = [source.path for source in config.sources.values()]
+        told: list[BaseRoute] = []
+        if "/" not in paths:
+            told.append(Route("/", _no_dashboard, methods=["GET", "HEAD"]))
+        if not any(p == UI_PREFIX or p.startswith(UI_PREFIX + "/") for p in paths):
+            told += [
+                Route(UI_PREFIX, _no_dashboard, methods=["GET", "HEAD"]),
+                Route(UI_PREFIX + "/{path:path}", _no_dashboard, methods=["GET", "HEAD"]),
+            ]
+        return told
     _reserved(
         config, UI_PREFIX, "give it another path:, or serve the dashboard on its own port (--admin-port)"
     )

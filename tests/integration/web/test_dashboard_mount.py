@@ -72,3 +72,25 @@ async def test_the_admin_listener_serves_the_dashboard_too(
         assert (await client.get("/")).headers["location"] == "/ui/"
         assert (await client.get("/ui/events")).status_code == 303  # to sign in
         assert (await client.get("/hooks/open")).status_code == 404
+
+
+async def test_without_the_admin_api_a_browser_at_root_or_ui_is_told_how_to_turn_the_dashboard_on(
+    load_config: Callable[..., Any], open_store: Callable[..., Any]
+) -> None:
+    config = load_config()
+    store = await open_store()
+    async with _client(create_app(config, store)) as client:
+        for path in ("/", "/ui", "/ui/", "/ui/events?source=github"):
+            told = await client.get(path)
+            assert told.status_code == 404, path
+            assert told.json()["error"] == "not_found"
+            assert "set GATEWAY_ADMIN_SECRET" in told.json()["detail"], path
+        assert (await client.post("/ui/anything", json={})).json()["error"] == "unknown_source"
+        assert (await client.post("/hooks/open", json={"a": 1})).status_code == 202
+
+    under = load_config(
+        ROUTES.replace("  open:\n    verify: none", "  open:\n    verify: none\n    path: /ui/open")
+    )
+    async with _client(create_app(under, store)) as client:  # no dashboard: /ui/open is the source's
+        assert (await client.post("/ui/open", json={"a": 1})).status_code == 202
+        assert (await client.get("/ui/")).json()["error"] == "unknown_source"
