@@ -41,6 +41,7 @@ class Setup:
     kind: str
     server: str
     label: str
+    args: tuple[str, ...] = ()  # more `gateway serve` flags
 
     @property
     def stores(self) -> bool:
@@ -50,10 +51,24 @@ class Setup:
 SETUPS = (
     Setup("floor", "floor", "hypercorn", "floor: Starlette, answers 202, stores nothing"),
     Setup("gateway", "gateway", "hypercorn", "gateway: verified, routed, fsynced, acknowledged"),
+    Setup(
+        "intake",
+        "gateway",
+        "hypercorn",
+        "intake only (`--executor off`): the same, its runs left queued for workers",
+        ("--executor", "off"),
+    ),
     Setup("locked", "locked", "hypercorn", "baseline (a): insert + commit per request under a lock"),
     Setup("shared", "shared", "hypercorn", "baseline (b): insert + commit on one shared connection"),
     Setup("floor-uvicorn", "floor", "uvicorn", "floor under uvicorn"),
     Setup("gateway-uvicorn", "gateway", "uvicorn", "gateway under uvicorn (`--server uvicorn`)"),
+    Setup(
+        "intake-uvicorn",
+        "gateway",
+        "uvicorn",
+        "intake only under uvicorn (`--executor off --server uvicorn`)",
+        ("--executor", "off"),
+    ),
 )
 BY_NAME = {s.name: s for s in SETUPS}
 
@@ -87,7 +102,7 @@ def argv_for(setup: Setup, port: int, db: Path, ws: Workspace) -> list[str]:
     if setup.kind == "floor":
         return [*load.floor_argv(port), *server]
     if setup.kind == "gateway":  # --log-level warning: no line per request, like the floor and baselines
-        return [*load.gateway_argv(ws.routes, db, port, log_level="warning"), *server]
+        return [*load.gateway_argv(ws.routes, db, port, log_level="warning"), *server, *setup.args]
     baseline = [sys.executable, "-m", "bench.baselines", setup.kind, "--port", str(port)]
     return [*baseline, *server, "--db", str(db)]
 

@@ -20,6 +20,7 @@ STYLE = {  # one colour per kind, a dashed line for uvicorn
     "gateway": "#1f77b4",
     "locked": "#d62728",
     "shared": "#ff7f0e",
+    "intake": "#2ca02c",  # by name: the gateway with --executor off
 }
 
 
@@ -51,7 +52,7 @@ def draw(result: dict[str, Any], path: Path) -> Path:
         setup = setups[name]
         cs, rps, p99 = zip(*points, strict=True)
         style = {
-            "color": STYLE.get(setup["kind"], "black"),
+            "color": STYLE.get(setup["name"].removesuffix("-uvicorn"), STYLE.get(setup["kind"], "black")),
             "linestyle": "--" if setup["server"] == "uvicorn" else "-",
             "marker": "o",
             "label": f"{name} ({setup['server']})",

@@ -135,6 +135,8 @@ def test_every_setup_runs_on_its_own_server_and_storing_ones_on_their_database(t
     assert ingest.argv_for(BY_NAME["floor"], 9000, db, ws)[-2:] == ["--server", "hypercorn"]
     locked = ingest.argv_for(BY_NAME["locked"], 9000, db, ws)
     assert locked[1:4] == ["-m", "bench.baselines", "locked"] and locked[-2:] == ["--db", str(db)]
+    intake = ingest.argv_for(BY_NAME["intake-uvicorn"], 9000, db, ws)
+    assert intake[-4:] == ["--server", "uvicorn", "--executor", "off"] and str(db) in intake
 
 
 def test_only_picks_sections_and_rejects_unknown_ones() -> None:
