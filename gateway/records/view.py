@@ -152,13 +152,19 @@ def rejection_summary(rejection: Rejection) -> dict[str, Any]:
 SIGNATURE_SHOWN = "[signature, not shown]"
 
 
-def event_detail(event: Event, runs: Sequence[Run], *, hide: Collection[str] = frozenset()) -> dict[str, Any]:
-    """Everything about one event; the key ``_text`` holds the same for a terminal. The values of the
-    headers named in ``hide`` (lowercased: Service.signature_headers) are replaced by SIGNATURE_SHOWN,
-    but for those stored redacted already (a credential), which say so."""
-    pairs = [
+def shown_headers(event: Event, hide: Collection[str] = frozenset()) -> list[tuple[str, str]]:
+    """An event's headers as people are shown them: the values of those named in ``hide`` (lowercased:
+    Service.signature_headers) replaced by SIGNATURE_SHOWN, but for those stored redacted already (a
+    credential), which say so."""
+    return [
         (k, SIGNATURE_SHOWN if k.lower() in hide and v != REDACTED else v) for k, v in event.headers.pairs
     ]
+
+
+def event_detail(event: Event, runs: Sequence[Run], *, hide: Collection[str] = frozenset()) -> dict[str, Any]:
+    """Everything about one event, its headers as :func:`shown_headers` shows them; the key ``_text``
+    holds the same for a terminal."""
+    pairs = shown_headers(event, hide)
     detail = {
         **event_summary(event),
         "method": event.method,

@@ -23,6 +23,7 @@ from gateway.model import (
     RunFilter,
 )
 from gateway.records.service import API_SOURCE, Service
+from gateway.records.view import SIGNATURE_SHOWN, shown_headers
 from gateway.web import params
 from gateway.web.dashboard.forms import listing_query
 from gateway.web.dashboard.render import Renderer
@@ -120,7 +121,8 @@ class Pages:
             e=found.event,
             raw=raw,
             body=body,
-            signatures=self.service.signature_headers(),
+            headers=shown_headers(found.event, self.service.signature_headers()),
+            signature_shown=SIGNATURE_SHOWN,
         )
 
     async def replay_confirm(self, seen: Seen) -> Response:

@@ -495,6 +495,9 @@ async def test_no_secret_reaches_a_page(make_ui: Callable[..., Any]) -> None:
     for secret in ("gh-secret", "whsec_new_stripe_secret", "acme-secret", SECRET):
         assert secret not in html
     assert pasted.split("token=")[1] not in html  # the session's own token is never rendered
+    shown = (await ui.client.get("/ui/events/evt_s")).text
+    assert "sha256=abc" not in shown and "signature, not shown" in shown  # a copied one could be replayed
+    assert "[redacted]" in shown and ">push<" in shown  # a credential says so; other headers as they came
 
 
 @pytest.mark.parametrize(
