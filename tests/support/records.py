@@ -19,6 +19,7 @@ from gateway.model import (
     Inbound,
     Payload,
     Recorded,
+    Rejection,
     Run,
     Verdict,
     new_id,
@@ -162,3 +163,8 @@ async def finish(store: SQLiteStore, run_ids: Sequence[str], *, at: float, outco
     error = None if outcome == COMPLETED else {"type": "RuntimeError", "message": "the API said 503"}
     for c in claims:
         await store.runs.finish_attempt(AttemptEnd(c.run.id, c.attempt, at, outcome, outcome, error=error))
+
+
+def rejection(source: str, *, at: float, reason: str = "bad_signature") -> Rejection:
+    """A delivery refused before it became an event, as intake records it (a 2-byte body, kept)."""
+    return Rejection(source, reason, "no secret matched", at, "192.0.2.1", b"{}", 2)

@@ -4,9 +4,9 @@ the service's reads."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +22,7 @@ from gateway.model import (
     EventFilter,
     RunFilter,
 )
+from gateway.records.page import Page
 from gateway.records.service import API_SOURCE, Service
 from gateway.records.view import SIGNATURE_SHOWN, shown_headers
 from gateway.web import params
@@ -35,6 +36,7 @@ RUN_QUERY = params.RUN_PARAMS
 PAGE_SIZE = 50
 DAY = 86400.0
 CANCELABLE = (QUEUED, RETRYING)
+F = TypeVar("F", EventFilter, RunFilter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,30 @@ class Pages:
         except Invalid:
             return []
 
+    async def _listing(
+        self,
+        seen: Seen,
+        cls: type[F],
+        names: Mapping[str, str],
+        fetch: Callable[[F, str | None], Awaitable[Page[Any]]],
+    ) -> dict[str, Any]:
+        """A filtered, keyset-paged list's context: ``fetch(filter, cursor)``'s page, or None and the problem
+        when the query is bad (a 400 page that says so); the filters shown again; whether it is the first
+        page (only that one is live)."""
+        q = listing_query(seen.request, (*names, "cursor"))
+        problem, page = None, None
+        try:
+            page = await fetch(params.from_query(cls, q, names, seen.now), q.get("cursor"))
+        except Invalid as exc:
+            problem = str(exc)
+        return {
+            "status": 400 if problem else 200,
+            "page": page,
+            "problem": problem,
+            "filters": {k: v for k, v in q.items() if k != "cursor"},
+            "first": not q.get("cursor"),
+        }
+
     # -- overview --------------------------------------------------------------------------------------
 
     async def overview(self, seen: Seen) -> Response:
@@ -86,25 +112,17 @@ class Pages:
     # -- events ----------------------------------------------------------------------------------------
 
     async def events(self, seen: Seen) -> Response:
-        q = listing_query(seen.request, (*EVENT_QUERY, "cursor"))
-        problem, page = None, None
-        try:
-            f = params.from_query(EventFilter, q, EVENT_QUERY, seen.now)
-            page = await self.service.events(f, cursor=q.get("cursor"), limit=PAGE_SIZE)
-        except Invalid as exc:
-            problem = str(exc)
+        listing = await self._listing(
+            seen, EventFilter, EVENT_QUERY, lambda f, c: self.service.events(f, cursor=c, limit=PAGE_SIZE)
+        )
+        page = listing["page"]
         runs = await self.service.runs_of([e.id for e in page.items]) if page else {}
-        filters = {k: v for k, v in q.items() if k != "cursor"}
         return self.show(
             seen,
             "events.html",
             "events",
-            status=400 if problem else 200,
-            page=page,
+            **listing,
             runs=runs,
-            problem=problem,
-            filters=filters,
-            first=not q.get("cursor"),
             statuses=EVENT_STATUSES,
             run_statuses=RUN_STATUSES,
         )
@@ -134,25 +152,10 @@ class Pages:
     # -- runs ------------------------------------------------------------------------------------------
 
     async def runs(self, seen: Seen) -> Response:
-        q = listing_query(seen.request, (*RUN_QUERY, "cursor"))
-        problem, page = None, None
-        try:
-            f = params.from_query(RunFilter, q, RUN_QUERY, seen.now)
-            page = await self.service.runs(f, cursor=q.get("cursor"), limit=PAGE_SIZE)
-        except Invalid as exc:
-            problem = str(exc)
-        filters = {k: v for k, v in q.items() if k != "cursor"}
-        return self.show(
-            seen,
-            "runs.html",
-            "runs",
-            status=400 if problem else 200,
-            page=page,
-            problem=problem,
-            filters=filters,
-            first=not q.get("cursor"),
-            statuses=RUN_STATUSES,
+        listing = await self._listing(
+            seen, RunFilter, RUN_QUERY, lambda f, c: self.service.runs(f, cursor=c, limit=PAGE_SIZE)
         )
+        return self.show(seen, "runs.html", "runs", **listing, statuses=RUN_STATUSES)
 
     async def run(self, seen: Seen) -> Response:
         found = await self.service.run(seen.request.path_params["id"])

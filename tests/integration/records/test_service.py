@@ -23,7 +23,6 @@ from gateway.model import (
     EventFilter,
     Headers,
     Pruned,
-    Rejection,
     Run,
 )
 from gateway.records.compare import NEW_ROUTE, RouteLine
@@ -32,7 +31,7 @@ from gateway.routes.load import Config
 from gateway.store.sqlite.store import SQLiteStore
 from tests.support.clock import HOUR, NOW, Clock
 from tests.support.database import count, within
-from tests.support.records import deliver, finish, plain_event
+from tests.support.records import deliver, finish, plain_event, rejection
 from tests.support.routes import ROUTES_RETAINED, ROUTES_V1, ROUTES_V2
 
 pytestmark = pytest.mark.both_stores
@@ -61,10 +60,6 @@ routes:
     source: github
     task: record-payment
 """
-
-
-def rejection(source: str, *, at: float) -> Rejection:
-    return Rejection(source, "bad_signature", "no secret matched", at, "192.0.2.1", b"{}", 2)
 
 
 # -- replay ---------------------------------------------------------------------------------------------

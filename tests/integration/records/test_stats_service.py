@@ -8,21 +8,17 @@ from typing import Any
 
 import pytest
 
-from gateway.model import FAILED, Rejection
+from gateway.model import FAILED
 from gateway.records.service import Service
 from gateway.report import AckBudget
 from gateway.routes.load import Config
 from tests.support.clock import HOUR, NOW, Clock
-from tests.support.records import deliver, finish
+from tests.support.records import deliver, finish, rejection
 from tests.support.routes import ROUTES_V1
 
 pytestmark = pytest.mark.both_stores
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]
-
-
-def rejection(source: str, reason: str, at: float) -> Rejection:
-    return Rejection(source, reason, "no secret matched", at, "192.0.2.1", b"{}", 2)
 
 
 async def test_the_overview_reads_the_last_hour_and_day(
@@ -36,7 +32,12 @@ async def test_the_overview_reads_the_last_hour_and_day(
     old = await deliver(store, config, at=NOW - 5 * HOUR)  # in the day, not the hour
     await finish(store, [done.runs[0].id, old.runs[0].id], at=NOW - 200)
     await finish(store, [failed.runs[0].id], at=NOW - 100, outcome=FAILED)
-    await store.record_rejection(rejection("github", "bad_signature", NOW - 30))
+    await store.record_rejection(
+        rejection(
+            "github",
+            at=NOW - 30,
+        )
+    )
     acks = {"github": AckBudget(10.0, 3, 3, 0)}
 
     o = await Service(store, config, clock=Clock()).stats.overview(now=NOW, acks=acks)
@@ -58,8 +59,13 @@ async def test_task_stats_and_rejection_reasons(open_store: OpenStore, load_conf
     await finish(store, [a.runs[0].id], at=NOW - 10)
     await finish(store, [b.runs[0].id], at=NOW - 10, outcome=FAILED)
     for reason in ("bad_signature", "bad_signature", "stale_timestamp"):
-        await store.record_rejection(rejection("github", reason, NOW - 20))
-    await store.record_rejection(rejection("stripe", "bad_signature", NOW - 2 * HOUR))
+        await store.record_rejection(rejection("github", at=NOW - 20, reason=reason))
+    await store.record_rejection(
+        rejection(
+            "stripe",
+            at=NOW - 2 * HOUR,
+        )
+    )
     service = Service(store, config, clock=Clock())
 
     [deploy] = await service.stats.tasks(since=NOW - HOUR, now=NOW)
@@ -96,7 +102,12 @@ async def test_counts_read_only_the_parts_asked_for(open_store: OpenStore, load_
     store = await open_store()
     config = load_config(ROUTES_V1)
     await deliver(store, config, at=NOW - 60)
-    await store.record_rejection(rejection("github", "bad_signature", NOW - 20))
+    await store.record_rejection(
+        rejection(
+            "github",
+            at=NOW - 20,
+        )
+    )
     runs = await store.reads.counts(since=NOW - HOUR, parts=("runs",))
     assert runs == {"events": {}, "runs": {"deploy-preview": {"queued": 1}}, "rejections": {}, "queues": {}}
     everything = await store.reads.counts(since=NOW - HOUR)
