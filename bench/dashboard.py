@@ -381,8 +381,8 @@ def statements(now: float) -> list[tuple[str, str, dict[str, Any]]]:
     no_match |= {"before_id": "", "limit": 51}
     return [
         ("overview", "deliveries_per_minute", {"since": now - HOUR, "until": now}),
-        ("overview, tasks", "run_counts", {"since": now - DAY}),
-        ("overview", "run_counts", {"since": now - HOUR}),
+        ("overview", "run_status_windows", {"since": now - DAY, "recent": now - HOUR}),
+        ("tasks", "run_counts", {"since": now - DAY}),
         ("overview", "queue_depth", {}),
         ("tasks", "task_durations", {"since": now - DAY, "per_task": 1000, "statuses": _FINISHED}),
         ("rejections", "rejection_counts", {"since": now - DAY}),

@@ -152,23 +152,13 @@ class Stats:
         reads = self.store.reads
         since = now - HOUR
         deliveries = await reads.deliveries_per_minute(since=since, until=now)
-        by_status: dict[str, int] = {}
-        day = await reads.counts(since=now - DAY, parts=("runs",))
-        for per_status in day["runs"].values():
-            for status, n in per_status.items():
-                by_status[status] = by_status.get(status, 0) + n
-        failures: dict[str, int] = {}
-        hour = await reads.counts(since=since, parts=("runs",))
-        for per_status in hour["runs"].values():
-            for status, n in per_status.items():
-                if status in FAILURES:
-                    failures[status] = failures.get(status, 0) + n
+        runs = await reads.runs_by_status(since=now - DAY, recent=since)
         return Overview(
             now=now,
             since=since,
             deliveries=tuple(deliveries),
-            runs_by_status=by_status,
-            failures_last_hour=failures,
+            runs_by_status={status: day for status, (day, _) in runs.items()},
+            failures_last_hour={s: hour for s, (_, hour) in runs.items() if s in FAILURES and hour},
             queues=await reads.queue_depths(),
             workers=await self.workers(now=now),
             acks={},

@@ -297,6 +297,9 @@ class Reads(Protocol):
     ) -> dict[str, Any]:
         """Events, runs and rejections counted since ``since``, and the queues' depths: only ``parts``."""
 
+    async def runs_by_status(self, *, since: float, recent: float) -> dict[str, tuple[int, int]]:
+        """Per status, the runs created since ``since`` and, of those, since ``recent`` (later)."""
+
     async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:
         """Deliveries received from ``since`` to ``until`` (both included) by minute, source and outcome:
         original events (not replays, not ``@api`` triggers) routed or unrouted, and rejections; oldest

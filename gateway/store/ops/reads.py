@@ -263,6 +263,12 @@ class Reads:
                 out["queues"][row["queue"]] = {"waiting": row["n"], "oldest_ready_at": row["oldest"]}
         return out
 
+    async def runs_by_status(self, *, since: float, recent: float) -> dict[str, tuple[int, int]]:
+        """Per status, the runs created since ``since`` and how many of them were created since ``recent``
+        (a later time), in one walk of the window."""
+        rows = await self._read("run_status_windows", {"since": since, "recent": recent})
+        return {row["status"]: (row["n"], int(row["recent"] or 0)) for row in rows}
+
     async def deliveries_per_minute(self, *, since: float, until: float) -> list[DeliveryCount]:
         """Deliveries received from ``since`` to ``until`` by minute, source and outcome (routed, unrouted:
         original events, neither replays nor ``@api`` triggers; rejected: rejections), oldest minute first."""

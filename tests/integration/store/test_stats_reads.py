@@ -9,23 +9,19 @@ from typing import Any
 
 import pytest
 
-from gateway.model import COMPLETED, FAILED, AttemptEnd, EventFilter, Rejection
+from gateway.model import COMPLETED, FAILED, AttemptEnd, EventFilter
 from gateway.records.service import Service
 from gateway.report import DeliveryCount
 from gateway.routes.load import Config
 from tests.support.claims import claim_runs
 from tests.support.clock import HOUR, NOW, Clock
-from tests.support.records import deliver, plain_event
+from tests.support.records import deliver, plain_event, rejection
 from tests.support.routes import ROUTES_V1
 
 pytestmark = pytest.mark.both_stores
 OpenStore = Callable[..., Any]
 LoadConfig = Callable[..., Config]
 MINUTE = NOW - NOW % 60  # NOW is on a minute's start already; say so rather than rely on it
-
-
-def rejection(source: str, at: float) -> Rejection:
-    return Rejection(source, "bad_signature", "no secret matched", at, "192.0.2.1", b"{}", 2)
 
 
 async def run_for(store: Any, run_id: str, *, start: float, seconds: float, outcome: str) -> None:
@@ -49,8 +45,8 @@ async def test_deliveries_are_counted_by_minute_source_and_outcome_without_repla
     await deliver(store, config, at=MINUTE + 59.5)
     await deliver(store, config, "open", {}, at=MINUTE + 30)  # unrouted: no route for `open` in v1
     await deliver(store, config, at=MINUTE + 61)
-    await store.record_rejection(rejection("github", MINUTE + 62))
-    await store.record_rejection(rejection("github", MINUTE + 63))
+    await store.record_rejection(rejection("github", at=MINUTE + 62))
+    await store.record_rejection(rejection("github", at=MINUTE + 63))
     await store.record(plain_event(1, at=MINUTE + 5, source="@api"), [])  # a trigger, not a delivery
     await Service(store, config, clock=Clock(MINUTE + 70)).replay(first.event_id)  # a replay, neither
     await deliver(store, config, at=MINUTE - 1)  # before the window
@@ -118,9 +114,27 @@ async def test_task_stats_take_the_durations_of_the_most_recently_finished_runs_
     assert await store.reads.task_stats(since=NOW + HOUR) == []
 
 
+async def test_runs_by_status_counts_the_day_and_the_later_hour_in_one_read(
+    open_store: OpenStore, load_config: LoadConfig
+) -> None:
+    store = await open_store()
+    config = load_config(ROUTES_V1)
+    old = await deliver(store, config, at=NOW - 5 * HOUR)
+    recent = await deliver(store, config, at=NOW - 60)
+    await deliver(store, config, at=NOW - 30)
+    await deliver(store, config, at=NOW - 2 * 24 * HOUR)  # before the day
+    await run_for(store, old.runs[0].id, start=NOW - 10, seconds=1.0, outcome=FAILED)
+    await run_for(store, recent.runs[0].id, start=NOW - 5, seconds=1.0, outcome=FAILED)
+
+    got = await store.reads.runs_by_status(since=NOW - 24 * HOUR, recent=NOW - HOUR)
+
+    assert got == {"failed": (2, 1), "queued": (1, 1)}
+    assert await store.reads.runs_by_status(since=NOW, recent=NOW) == {}
+
+
 async def test_task_stats_refuse_a_limit_below_one(open_store: OpenStore) -> None:
     store = await open_store()
-    with pytest.raises(Exception, match="limit"):
+    with pytest.raises(ValueError, match="limit must be at least 1"):
         await store.reads.task_stats(since=NOW, per_task=0)
 
 

@@ -587,6 +587,11 @@ SELECT source, status, count(*) AS n FROM events WHERE received_at >= :since GRO
 -- Runs by task and status since :since.
 SELECT task_id, status, count(*) AS n FROM runs WHERE created_at >= :since GROUP BY task_id, status;
 
+-- name: run_status_windows
+-- Runs by status created since :since, and how many of them since :recent (a later time): the dashboard's
+-- day and hour in one walk of the day's runs.
+SELECT status, count(*) AS n, count(*) FILTER (WHERE created_at >= :recent) AS recent FROM runs WHERE created_at >= :since GROUP BY status;
+
 -- name: rejection_counts
 -- Rejections by source and reason since :since.
 SELECT source, reason, count(*) AS n FROM rejections WHERE received_at >= :since GROUP BY source, reason;

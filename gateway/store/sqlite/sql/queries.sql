@@ -557,6 +557,13 @@ WHERE received_at >= :since GROUP BY source, status;
 -- Runs by task and status since :since.
 SELECT task_id, status, count(*) AS n FROM runs WHERE created_at >= :since GROUP BY task_id, status;
 
+-- name: run_status_windows
+-- Runs by status created since :since, and how many of them since :recent (a later time): the dashboard's
+-- day and hour in one walk of the day's runs. INDEXED BY: seek the window (left alone, SQLite walks the whole
+-- status index to spare the GROUP BY a sort: 400 ms at 1 M runs for an empty window, bench/dashboard.py).
+SELECT status, count(*) AS n, sum(created_at >= :recent) AS recent FROM runs INDEXED BY runs_created
+WHERE created_at >= :since GROUP BY status;
+
 -- name: rejection_counts
 -- Rejections by source and reason since :since. INDEXED BY: seek the window (as event_counts).
 SELECT source, reason, count(*) AS n FROM rejections INDEXED BY rejections_received
